@@ -1,0 +1,1 @@
+"""Declarative workload identity federation for Azure DevOps pipelines."""

@@ -1,0 +1,224 @@
+"""Command line: argument parsing and the single error boundary that maps failures to exit codes.
+
+Heavy modules (the Azure SDK, the simulator) are imported inside the command that needs them,
+so ``--version``, ``--help`` and ``validate`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from reconciler.errors import ReconcilerError, SpecError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CHANGES = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _version() -> str:
+    try:
+        return version("wif-reconciler")
+    except PackageNotFoundError:  # running from a source tree without install
+        return "0+unknown"
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from reconciler.specs import describe, load_desired_state
+
+    desired = load_desired_state(args.paths)
+    print(describe(desired, verbose=args.verbose))
+    return EXIT_OK
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from reconciler.sim.cli import run
+
+    result: int = run(args)
+    return result
+
+
+def _cmd_runner(name: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        from reconciler import runner
+
+        command: Handler = getattr(runner, f"cmd_{name}")
+        return command(args)
+
+    return handler
+
+
+def _add_target_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("target")
+    g.add_argument(
+        "--target",
+        metavar="FILE",
+        help="simulator connection file (default: $RECONCILER_TARGET; without either, real Azure)",
+    )
+    g.add_argument(
+        "--auth",
+        choices=["auto", "pipelines", "cli", "environment", "managed-identity", "default"],
+        default="auto",
+        help="how to obtain Entra tokens against real Azure (default: auto)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=16,
+        metavar="N",
+        help="concurrent requests while reading and applying (default: 16)",
+    )
+
+
+def _add_render_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format", choices=["text", "json", "markdown"], default="text", help="output format"
+    )
+    p.add_argument("--no-color", action="store_true", help="never colour the text output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description=(
+            "Declare Azure DevOps workload identity federation in YAML: user-assigned managed "
+            "identities, their federated credentials and role assignments, and the service "
+            "connections that use them. Plan the difference against live Azure and Azure "
+            "DevOps, apply it in order, detect drift."
+        ),
+        epilog=(
+            "exit codes: 0 success / in sync, 1 error, 2 changes present (plan "
+            "--detailed-exitcode, drift), 3 internal error, 130 interrupted"
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "validate",
+        help="check spec files against the schema and each other",
+        description=(
+            "Check spec files and folders (*.yaml, *.yml) against the schema and each other, "
+            "reporting every problem as file:line:column: field: message. Talks to no service."
+        ),
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="spec files or folders")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every desired resource")
+    p.set_defaults(handler=_cmd_validate)
+
+    p = sub.add_parser(
+        "plan",
+        help="show what apply would change",
+        description="Compare the specs with live state and print the ordered plan. Never writes.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="spec files or folders")
+    _add_render_options(p)
+    p.add_argument("--out", metavar="FILE", help="also save the plan document for apply/show")
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when in sync, 2 when there are changes, 1 on error",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="take over objects that carry another owner's marker instead of failing",
+    )
+    _add_target_options(p)
+    p.set_defaults(handler=_cmd_runner("plan"))
+
+    p = sub.add_parser(
+        "drift",
+        help="report out-of-band changes (exit 0 in sync, 2 drift, 1 error)",
+        description=(
+            "For scheduled jobs: compare live state with the specs and report each difference "
+            "as drift. Exit 0 in sync, 2 drift found, 1 error."
+        ),
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="spec files or folders")
+    _add_render_options(p)
+    p.add_argument("--out", metavar="FILE", help="also save the report as a plan document")
+    _add_target_options(p)
+    p.set_defaults(handler=_cmd_runner("drift"), force=False)
+
+    p = sub.add_parser(
+        "show",
+        help="render a saved plan again",
+        description="Render a plan document saved with plan --out.",
+    )
+    p.add_argument("file", metavar="FILE", help="plan document written by plan --out")
+    _add_render_options(p)
+    p.set_defaults(handler=_cmd_runner("show"))
+
+    p = sub.add_parser(
+        "apply",
+        help="make live state match the specs",
+        description=(
+            "Apply the specs (PATH... computes a fresh plan and asks for confirmation) or a "
+            "saved plan (one FILE written by plan --out, refused when anything moved since)."
+        ),
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="spec files or folders, or a saved plan")
+    _add_render_options(p)
+    p.add_argument("--auto-approve", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--allow-destroy",
+        action="store_true",
+        help="permit deleting or replacing identities and service connections",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="take over objects that carry another owner's marker instead of failing",
+    )
+    _add_target_options(p)
+    p.set_defaults(handler=_cmd_runner("apply"))
+
+    p = sub.add_parser(
+        "sim",
+        help="the local Azure and Azure DevOps simulator",
+        description="A local, stateful simulator of Entra ID, ARM and Azure DevOps over HTTPS.",
+    )
+    from reconciler.sim.cli import add_arguments as add_sim_arguments
+
+    add_sim_arguments(p)
+    p.set_defaults(handler=_cmd_sim)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        count = len(exc.problems)
+        print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+        return EXIT_FAILED
+    except ReconcilerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # the one place that catches everything: a bug, not user error
+        import traceback
+
+        traceback.print_exc()
+        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

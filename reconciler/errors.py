@@ -1,0 +1,73 @@
+"""The exception hierarchy. Only ``cli.main`` turns these into exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ReconcilerError(Exception):
+    """Root of every expected failure (exit code 1)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located problem in a spec: rendered as ``file:line:column: path: message``."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class SpecError(ReconcilerError):
+    """Syntax, schema or reference problems in the specs; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.path, p.message))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class PlanError(ReconcilerError):
+    """The plan cannot be made or used: ownership conflicts, limits, stale saved plans."""
+
+
+class ConfigError(ReconcilerError):
+    """Bad command-line use, target file or credentials configuration."""
+
+
+class ProviderError(ReconcilerError):
+    """A service call failed. Raised only by providers (translated SDK/HTTP errors) and kinds."""
+
+    def __init__(self, message: str, *, code: str = "", status: int = 0) -> None:
+        self.code = code
+        self.status = status
+        super().__init__(message)
+
+
+class AuthError(ProviderError):
+    """Missing, expired or wrong credentials (ARM 401, Azure DevOps 203 sign-in page or 401)."""
+
+
+class NotFoundError(ProviderError):
+    """The object does not exist (404, or Azure DevOps' 200 with a null body)."""
+
+
+class ConflictError(ProviderError):
+    """The service refused because of existing state (409 and friends); branch on ``code``."""
+
+
+class TransientError(ProviderError):
+    """Worth retrying after ``delay`` seconds (429, 5xx, replication lag, concurrent writes)."""
+
+    def __init__(self, message: str, *, code: str = "", status: int = 0, delay: float = 1.0) -> None:
+        super().__init__(message, code=code, status=status)
+        self.delay = delay
+
+
+class PermanentError(ProviderError):
+    """Retrying will not help: bad request, forbidden, validation failure."""

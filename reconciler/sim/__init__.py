@@ -1,0 +1,1 @@
+"""The local Azure and Azure DevOps simulator."""
