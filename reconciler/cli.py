@@ -164,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
             "saved plan (one FILE written by plan --out, refused when anything moved since)."
         ),
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="spec files or folders, or a saved plan")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="spec files or folders, or a saved plan"
+    )
     _add_render_options(p)
     p.add_argument("--auto-approve", action="store_true", help="do not ask for confirmation")
     p.add_argument(

@@ -28,7 +28,9 @@ class SpecError(ReconcilerError):
     """Syntax, schema or reference problems in the specs; carries every problem found."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.path, p.message))
+        self.problems = sorted(
+            problems, key=lambda p: (p.file, p.line, p.column, p.path, p.message)
+        )
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
@@ -64,7 +66,9 @@ class ConflictError(ProviderError):
 class TransientError(ProviderError):
     """Worth retrying after ``delay`` seconds (429, 5xx, replication lag, concurrent writes)."""
 
-    def __init__(self, message: str, *, code: str = "", status: int = 0, delay: float = 1.0) -> None:
+    def __init__(
+        self, message: str, *, code: str = "", status: int = 0, delay: float = 1.0
+    ) -> None:
         super().__init__(message, code=code, status=status)
         self.delay = delay
 

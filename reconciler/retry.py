@@ -1,0 +1,113 @@
+"""One retry mechanism for every call the tool makes, with an injectable clock.
+
+The SDK's and urllib3's own retries are switched off in the providers so that there is a
+single place that decides (honouring ``Retry-After`` through ``TransientError.delay``), a
+single budget per call, and tests can run the whole fault matrix on a fake clock.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from reconciler.errors import TransientError
+
+T = TypeVar("T")
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class FakeClock:
+    """Advances only when slept on; thread-safe, so concurrent workers share one timeline."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+            self._now += max(seconds, 0.0)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long one call may keep trying: attempts and total waiting are both bounded."""
+
+    attempts: int = 8
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    # total seconds of waiting allowed for one call, whatever the server asks for
+    budget: float = 180.0
+
+
+def backoff(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
+    """Capped exponential backoff with full jitter (attempt counts from 1)."""
+    ceiling = min(policy.max_delay, policy.base_delay * (2 ** (attempt - 1)))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+def call_with_retry(
+    fn: Callable[[], T],
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    policy: RetryPolicy = RetryPolicy(),
+    rng: random.Random | None = None,
+    classify: Callable[[Exception], float | None] | None = None,
+    on_retry: Callable[[Exception, float], None] | None = None,
+) -> T:
+    """Call ``fn`` until it succeeds, a non-transient error is raised, or the budget is spent.
+
+    ``classify(exc)`` returns the delay to wait before the next try, or None when ``exc`` is
+    permanent. By default only ``TransientError`` is retried, after the larger of its
+    server-given delay and the jittered backoff.
+    """
+    rng = rng or random.Random()
+    waited = 0.0
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return fn()
+        except Exception as exc:
+            delay = classify(exc) if classify is not None else _default_classify(exc)
+            if delay is None or attempt >= policy.attempts:
+                raise
+            delay = max(delay, backoff(attempt, policy, rng))
+            if waited + delay > policy.budget:
+                raise
+            if on_retry is not None:
+                on_retry(exc, delay)
+            clock.sleep(delay)
+            waited += delay
+
+
+def _default_classify(exc: Exception) -> float | None:
+    if isinstance(exc, TransientError):
+        return exc.delay
+    return None
