@@ -5,12 +5,30 @@ No clients, no callables, no rendering here: a plan can be saved, shown and appl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from reconciler.model import Address, Ownership, Source
+from reconciler import graph, normalize
+from reconciler.errors import PlanError
+from reconciler.model import (
+    MAX_CREDENTIALS_PER_IDENTITY,
+    MAX_ROLE_ASSIGNMENTS_PER_MANAGEMENT_GROUP,
+    MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION,
+    UNKNOWN,
+    Address,
+    DesiredState,
+    Kind,
+    LiveResource,
+    LiveState,
+    Ownership,
+    Resource,
+    Source,
+    implied_credential_name,
+)
+from reconciler.ownership import classify
 
 
 class Action(StrEnum):
@@ -127,3 +145,516 @@ class Plan:
             elif change.action is not Action.NOOP:
                 out[change.action.value] += 1
         return out
+
+
+# --- planning -------------------------------------------------------------------------------
+#
+# make_plan runs in passes, identities first, because what happens to an identity (created,
+# replaced) decides what its dependents can know: a connection's servicePrincipalId, a role
+# assignment's principal, whether credentials are recreated.
+
+
+def make_plan(
+    desired: DesiredState, live: LiveState, *, force: bool = False, spec_digest: str = ""
+) -> Plan:
+    """Diff the specs against live state into an ordered plan. Pure: no I/O.
+
+    Raises ``PlanError`` for an unknown role name, an object another owner marked (unless
+    ``force``), a hard Azure limit the plan would exceed, or an order that cannot exist.
+    """
+    planner = _Planner(normalize.resolve_roles(desired, live), live, force=force)
+    return planner.run(spec_digest)
+
+
+_DELETES = (Action.DELETE, Action.DELETE_THEN_CREATE)
+
+
+class _Planner:
+    def __init__(self, desired: DesiredState, live: LiveState, *, force: bool) -> None:
+        from reconciler.kinds import REGISTRY  # the kinds import this module's types
+
+        self.kinds = REGISTRY
+        self.desired = desired
+        self.live = live
+        self.owner = desired.owner
+        self.force = force
+        self.changes: dict[Address, Change] = {}
+        self.notices: list[Notice] = []
+        self.conflicts: list[str] = []
+        self.unchanged = 0
+        self.fingerprints: dict[str, str] = {}
+        self.created: set[str] = set()  # identity keys created by this plan
+        self.replaced: set[str] = set()  # identity keys replaced by this plan
+        self.adopted: set[str] = set()  # identity keys taken over (unmarked or forced)
+
+    # -- passes ---------------------------------------------------------------------------
+
+    def run(self, spec_digest: str) -> Plan:
+        for kind in (
+            Kind.IDENTITY,
+            Kind.SERVICE_CONNECTION,
+            Kind.FEDERATED_CREDENTIAL,
+            Kind.ROLE_ASSIGNMENT,
+        ):
+            for resource in self.desired.of_kind(kind):
+                self._plan_desired(resource)
+        for address, current in sorted(self.live.resources.items()):
+            if address not in self.desired.resources:
+                self._plan_live_only(current)
+        if self.conflicts:
+            raise PlanError("\n".join(self.conflicts))
+        self._check_duplicate_credentials()
+        self._check_limits()
+        ordered = self._order()
+        return Plan(
+            owner=self.owner,
+            changes=ordered,
+            notices=tuple(sorted(self.notices, key=_notice_sort_key)),
+            unchanged=self.unchanged,
+            fingerprints=dict(sorted(self.fingerprints.items())),
+            spec_digest=spec_digest,
+        )
+
+    def _plan_desired(self, resource: Resource) -> None:
+        address = resource.address
+        spec = self.kinds[address.kind]
+        after = self._enrich(resource)
+        current = self.live.resources.get(address)
+        if current is None:
+            if address.kind is Kind.IDENTITY:
+                self.created.add(address.key)
+            self._add(
+                Change(
+                    address,
+                    Action.CREATE,
+                    Reason.NEW,
+                    after=after,
+                    unknowns=_unknowns(after),
+                    source=resource.source,
+                    destructive=spec.is_destructive(Action.CREATE),
+                )
+            )
+            return
+        if current.fingerprint:
+            self.fingerprints[str(address)] = current.fingerprint
+        ownership = classify(current.owner, self.owner)
+        other = current.owner
+        if spec.has_marker and ownership is Ownership.FOREIGN and not self.force:
+            self.conflicts.append(
+                f"{resource.source or address}: {address} carries the owner marker of "
+                f"'{other}', not '{self.owner}'; refusing to take it over (use --force)"
+            )
+            return
+        fields = self._fields(spec, current.attrs, after)
+        taken_over = spec.has_marker and ownership is not Ownership.OWNED
+        if taken_over:
+            fields = (*fields, FieldChange("owner", other, self.owner))
+            if address.kind is Kind.IDENTITY:
+                self.adopted.add(address.key)
+        parent = spec.identity_of(after)
+        immutable = [f.path for f in fields if f.path.split(".")[0] in spec.immutable_fields]
+        common: dict[str, Any] = {
+            "before": current.attrs,
+            "after": after,
+            "fields": fields,
+            "unknowns": _unknowns(after),
+            "ownership": ownership,
+            "source": resource.source,
+        }
+        if immutable:
+            if address.kind is Kind.IDENTITY:
+                self.replaced.add(address.key)
+            detail = f"{', '.join(immutable)} cannot change in place"
+            if ownership is Ownership.FOREIGN:
+                detail += f"; taking over from {other}"
+            action = spec.replace_action
+            self._add(
+                Change(
+                    address,
+                    action,
+                    Reason.IMMUTABLE_CHANGED,
+                    detail,
+                    destructive=spec.is_destructive(action),
+                    **common,
+                )
+            )
+        elif address.kind is not Kind.IDENTITY and parent in self.replaced:
+            self._plan_cascade(resource, spec, common, parent)
+        elif taken_over:
+            detail = (
+                f"taking over from {other}"
+                if ownership is Ownership.FOREIGN
+                else "not marked by any owner: the owner marker is added"
+            )
+            self._add(Change(address, Action.UPDATE, Reason.ADOPTION, detail, **common))
+        elif fields:
+            self._add(Change(address, Action.UPDATE, Reason.FIELDS_CHANGED, **common))
+        else:
+            self.unchanged += 1
+
+    def _plan_cascade(
+        self, resource: Resource, spec: KindLike, common: dict[str, Any], identity: str
+    ) -> None:
+        """A dependent of a replaced identity: it follows the new principal and client ids."""
+        address = resource.address
+        name = identity.rsplit("/", 1)[-1]
+        if address.kind is Kind.SERVICE_CONNECTION:
+            action = Action.UPDATE
+            detail = f"identity {name} is replaced: the connection gets its new client id"
+        elif address.kind is Kind.ROLE_ASSIGNMENT:
+            action = Action.DELETE_THEN_CREATE
+            detail = f"identity {name} is replaced: the assignment is made for its new principal"
+        else:
+            action = Action.DELETE_THEN_CREATE
+            detail = f"identity {name} is replaced: its credentials vanish with it"
+        self._add(
+            Change(
+                address,
+                action,
+                Reason.DEPENDENCY_REPLACED,
+                detail,
+                destructive=spec.is_destructive(action),
+                **common,
+            )
+        )
+
+    def _plan_live_only(self, current: LiveResource) -> None:
+        address = current.address
+        spec = self.kinds[address.kind]
+        attrs = current.attrs
+        ownership = classify(current.owner, self.owner)
+        parent = spec.identity_of(attrs)
+        parent_desired = (
+            parent is not None and Address(Kind.IDENTITY, parent) in self.desired.resources
+        )
+        if ownership is Ownership.OWNED:
+            detail = ""
+            if address.kind is Kind.ROLE_ASSIGNMENT and parent is None:
+                detail = f"its identity no longer exists (principal {attrs.get('principalId')})"
+            if current.fingerprint:
+                self.fingerprints[str(address)] = current.fingerprint
+            self._add(
+                Change(
+                    address,
+                    Action.DELETE,
+                    Reason.NOT_IN_SPEC,
+                    detail,
+                    before=attrs,
+                    ownership=ownership,
+                    destructive=spec.is_destructive(Action.DELETE),
+                )
+            )
+            return
+        if address.kind is Kind.ROLE_ASSIGNMENT and parent is not None:
+            parent_live = self.live.resources.get(Address(Kind.IDENTITY, parent))
+            parent_owned = parent_live is not None and parent_live.owner == self.owner
+            if parent_desired or parent_owned:
+                who = f"owner '{current.owner}'" if current.owner else "no owner marker"
+                self.notices.append(
+                    Notice(
+                        NoticeLevel.WARNING,
+                        f"role assignment {attrs.get('role') or attrs.get('roleDefinitionId')}"
+                        f" at {attrs.get('scope')} on identity {_short(parent)} was not made "
+                        f"by these specs ({who}): reported, not removed",
+                        address,
+                    )
+                )
+        elif address.kind is Kind.FEDERATED_CREDENTIAL and parent in self.adopted:
+            self.notices.append(
+                Notice(
+                    NoticeLevel.WARNING,
+                    f"federated credential {attrs.get('name')} on identity {_short(parent)} "
+                    "is not in the specs: left alone while the identity is adopted; declare "
+                    "it, or a later plan will prune it once the identity is owned",
+                    address,
+                )
+            )
+
+    # -- attribute helpers ----------------------------------------------------------------
+
+    def _enrich(self, resource: Resource) -> dict[str, Any]:
+        """The desired attributes plus what the plan derives from live state for apply."""
+        after = dict(resource.attrs)
+        kind = resource.address.kind
+        if kind is Kind.SERVICE_CONNECTION:
+            identity = self._identity_live(after.get("identity"))
+            known = identity is not None and after.get("identity") not in self.replaced
+            after["servicePrincipalId"] = (
+                identity.attrs.get("clientId") if known and identity else UNKNOWN
+            )
+            tenant = (identity.attrs.get("tenantId") if identity else None) or self.live.tenant_id
+            after["tenantId"] = tenant or UNKNOWN
+        elif kind is Kind.FEDERATED_CREDENTIAL and after.get("serviceConnection"):
+            connection = self.live.resources.get(
+                Address(Kind.SERVICE_CONNECTION, after["serviceConnection"])
+            )
+            for field_name in ("issuer", "subject"):
+                value = connection.attrs.get(field_name) if connection else None
+                after[field_name] = value if value not in (None, "", UNKNOWN) else UNKNOWN
+        elif kind is Kind.ROLE_ASSIGNMENT:
+            identity = self._identity_live(after.get("identity"))
+            known = identity is not None and after.get("identity") not in self.replaced
+            after["principalId"] = (
+                identity.attrs.get("principalId") if known and identity else UNKNOWN
+            )
+        return after
+
+    def _identity_live(self, key: Any) -> LiveResource | None:
+        if not key or key in self.created:
+            return None
+        return self.live.resources.get(Address(Kind.IDENTITY, str(key)))
+
+    def _fields(
+        self, spec: KindLike, before: Mapping[str, Any], after: Mapping[str, Any]
+    ) -> tuple[FieldChange, ...]:
+        from reconciler.diff import diff_fields
+
+        names = [
+            f
+            for f in spec.declared_fields
+            if not (f in spec.optional_fields and after.get(f) is None)
+        ]
+        return diff_fields(
+            spec.canonical(before),
+            spec.canonical(after),
+            names,
+            shown_before=before,
+            shown_after=after,
+        )
+
+    def _add(self, change: Change) -> None:
+        self.changes[change.address] = change
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def _credentials_after(self) -> dict[str, dict[Address, Mapping[str, Any]]]:
+        """Per identity: every credential it will hold after apply, with its attributes."""
+        holding: dict[str, dict[Address, Mapping[str, Any]]] = {}
+        for resource in self.desired.of_kind(Kind.FEDERATED_CREDENTIAL):
+            change = self.changes.get(resource.address)
+            attrs = change.after if change and change.after is not None else resource.attrs
+            holding.setdefault(str(resource.attrs["identity"]), {})[resource.address] = attrs
+        for current in self.live.of_kind(Kind.FEDERATED_CREDENTIAL):
+            identity = str(current.attrs.get("identity"))
+            change = self.changes.get(current.address)
+            if current.address in self.desired.resources or identity in self.replaced:
+                continue  # declared (counted above), or gone with its identity
+            if change is not None and change.action is Action.DELETE:
+                continue
+            holding.setdefault(identity, {})[current.address] = current.attrs
+        return holding
+
+    def _check_duplicate_credentials(self) -> None:
+        problems = []
+        for identity, credentials in sorted(self._credentials_after().items()):
+            seen: dict[tuple[str, str], Address] = {}
+            for address, attrs in sorted(credentials.items()):
+                pair = (attrs.get("issuer"), attrs.get("subject"))
+                if UNKNOWN in pair or None in pair:
+                    continue
+                key = (str(pair[0]), str(pair[1]))
+                if key in seen:
+                    problems.append(
+                        f"identity {_short(identity)}: federated credentials "
+                        f"{seen[key].key.rsplit('/', 1)[-1]} and {address.key.rsplit('/', 1)[-1]}"
+                        f" would have the same issuer and subject ({key[0]}, {key[1]}); Azure "
+                        "rejects the second"
+                    )
+                seen.setdefault(key, address)
+        if problems:
+            raise PlanError("\n".join(problems))
+
+    def _check_limits(self) -> None:
+        problems = []
+        for identity, credentials in sorted(self._credentials_after().items()):
+            if len(credentials) > MAX_CREDENTIALS_PER_IDENTITY:
+                declared = sum(1 for a in credentials if a in self.desired.resources)
+                resource = self.desired.resources.get(Address(Kind.IDENTITY, identity))
+                where = f"{resource.source}: " if resource and resource.source else ""
+                problems.append(
+                    f"{where}identity {_short(identity)} would hold {len(credentials)} "
+                    f"federated credentials ({declared} in the specs, "
+                    f"{len(credentials) - declared} kept from live); Azure allows at most "
+                    f"{MAX_CREDENTIALS_PER_IDENTITY}"
+                )
+        delta: dict[str, list[int]] = {}
+        for change in self.changes.values():
+            if change.address.kind is not Kind.ROLE_ASSIGNMENT:
+                continue
+            step = {Action.CREATE: 0, Action.DELETE: 1}.get(change.action)
+            if step is None:
+                continue
+            attrs = change.after if change.action is Action.CREATE else change.before
+            scope_text = str((attrs or {}).get("scope") or "")
+            bucket = normalize.subscription_of(scope_text) or normalize.scope(scope_text) or ""
+            delta.setdefault(bucket, [0, 0])[step] += 1
+        for bucket, (creates, deletes) in sorted(delta.items()):
+            if creates <= deletes:
+                continue
+            held = self.live.role_assignment_counts.get(bucket, 0)
+            total = held + creates - deletes
+            if bucket.startswith("/"):
+                limit, what = MAX_ROLE_ASSIGNMENTS_PER_MANAGEMENT_GROUP, "management group"
+            else:
+                limit, what = MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION, "subscription"
+            if total > limit:
+                problems.append(
+                    f"{what} {bucket} would hold {total:,} role assignments ({held:,} live + "
+                    f"{creates} new - {deletes} removed); Azure allows at most {limit:,}"
+                )
+        if problems:
+            raise PlanError("\n".join(problems))
+
+    # -- order ----------------------------------------------------------------------------
+
+    def _order(self) -> tuple[Change, ...]:
+        before: dict[Address, set[Address]] = {}
+
+        def edge(first: Address, then: Address) -> None:
+            if first != then:
+                before.setdefault(then, set()).add(first)
+
+        changes = self.changes
+        # creates and updates follow the desired dependencies (through unchanged resources too)
+        ras_of: dict[str, list[Address]] = {}
+        for resource in self.desired.of_kind(Kind.ROLE_ASSIGNMENT):
+            ras_of.setdefault(str(resource.attrs["identity"]), []).append(resource.address)
+        for address, resource in self.desired.resources.items():
+            spec = self.kinds[address.kind]
+            for dep in (*resource.depends_on, *spec.dependencies(resource.attrs)):
+                edge(dep, address)
+            if address.kind is Kind.SERVICE_CONNECTION:
+                # Microsoft's walkthrough: grant the roles, then create the connection
+                for ra in ras_of.get(str(resource.attrs.get("identity")), ()):
+                    edge(ra, address)
+        deletes = [c for c in changes.values() if c.action is Action.DELETE]
+        creates = [c for c in changes.values() if c.action is Action.CREATE]
+        for gone in deletes:
+            spec = self.kinds[gone.address.kind]
+            attrs = gone.before or {}
+            # deletes run in reverse: dependents go before what they depend on
+            for dep in spec.dependencies(attrs):
+                dep_change = changes.get(dep)
+                if dep_change is not None and dep_change.action in _DELETES:
+                    edge(gone.address, dep)
+            parent = spec.identity_of(attrs)
+            if gone.address.kind is not Kind.IDENTITY and parent is not None:
+                identity_change = changes.get(Address(Kind.IDENTITY, parent))
+                if identity_change is not None and identity_change.action in _DELETES:
+                    edge(gone.address, identity_change.address)
+            if gone.address.kind is Kind.SERVICE_CONNECTION:
+                for credential in self._credentials_of_connection(gone):
+                    edge(credential, gone.address)
+        self._create_before_delete(creates, deletes, edge)
+        self._same_issuer_subject(edge)
+
+        kept = set(changes)
+        edges = graph.restrict(before, kept)
+        waves = graph.waves(edges, kept)
+        ordered = [
+            dataclasses.replace(
+                change,
+                depends_on=tuple(sorted(edges.get(address, ()))),
+                wave=waves[address],
+            )
+            for address, change in changes.items()
+        ]
+        return tuple(sorted(ordered, key=lambda c: (c.wave, c.address)))
+
+    def _credentials_of_connection(self, connection: Change) -> list[Address]:
+        """Credential deletes that belong to a connection being deleted (DevOps refuses else)."""
+        attrs = connection.before or {}
+        implied = implied_credential_name(
+            str(attrs.get("organization")), str(attrs.get("project")), str(attrs.get("name"))
+        ).lower()
+        pair = (attrs.get("issuer"), attrs.get("subject"))
+        found = []
+        for change in self.changes.values():
+            if change.address.kind is not Kind.FEDERATED_CREDENTIAL:
+                continue
+            if change.action not in _DELETES or change.before is None:
+                continue
+            cred = change.before
+            same_pair = pair[0] and (cred.get("issuer"), cred.get("subject")) == pair
+            if same_pair or str(cred.get("name", "")).lower() == implied:
+                found.append(change.address)
+        return found
+
+    def _create_before_delete(
+        self,
+        creates: list[Change],
+        deletes: list[Change],
+        edge: Callable[[Address, Address], None],
+    ) -> None:
+        """The new object of a kind exists before the old one of that identity goes."""
+        groups: dict[tuple[Kind, str], list[Change]] = {}
+        for change in creates:
+            parent = self.kinds[change.address.kind].identity_of(change.after or {})
+            if parent is not None and change.address.kind is not Kind.IDENTITY:
+                groups.setdefault((change.address.kind, parent), []).append(change)
+        live_counts: dict[str, int] = {}
+        for current in self.live.of_kind(Kind.FEDERATED_CREDENTIAL):
+            identity = str(current.attrs.get("identity"))
+            live_counts[identity] = live_counts.get(identity, 0) + 1
+        for gone in deletes:
+            kind = gone.address.kind
+            parent = self.kinds[kind].identity_of(gone.before or {})
+            if parent is None or kind is Kind.IDENTITY or parent in self.replaced:
+                continue  # a replaced identity takes its old grants with it anyway
+            new = groups.get((kind, parent), [])
+            # room for the new credential first when the identity is at Azure's limit
+            full = (
+                kind is Kind.FEDERATED_CREDENTIAL
+                and live_counts.get(parent, 0) + len(new) > MAX_CREDENTIALS_PER_IDENTITY
+            )
+            for created in new:
+                if full or _same_pair(created.after, gone.before):
+                    edge(gone.address, created.address)
+                else:
+                    edge(created.address, gone.address)
+
+    def _same_issuer_subject(self, edge: Callable[[Address, Address], None]) -> None:
+        """A credential write that takes over another's issuer+subject waits until it moved."""
+        moving = [
+            c
+            for c in self.changes.values()
+            if c.address.kind is Kind.FEDERATED_CREDENTIAL
+            and c.before is not None
+            and c.action in (Action.UPDATE, Action.DELETE)
+        ]
+        for write in self.changes.values():
+            if write.address.kind is not Kind.FEDERATED_CREDENTIAL or write.after is None:
+                continue
+            for old in moving:
+                if old.address == write.address:
+                    continue
+                if old.before and old.before.get("identity") != write.after.get("identity"):
+                    continue
+                if _same_pair(write.after, old.before) and not _same_pair(old.after, old.before):
+                    edge(old.address, write.address)
+
+
+KindLike = Any  # a reconciler.kinds.base.KindSpec; typed loosely to keep this module import-light
+
+
+def _same_pair(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    if not a or not b:
+        return False
+    pair_a = (a.get("issuer"), a.get("subject"))
+    pair_b = (b.get("issuer"), b.get("subject"))
+    if UNKNOWN in pair_a or UNKNOWN in pair_b or None in pair_a:
+        return False
+    return pair_a == pair_b
+
+
+def _unknowns(attrs: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(sorted(k for k, v in attrs.items() if v is UNKNOWN))
+
+
+def _short(identity_key_text: str | None) -> str:
+    """An identity's name from its key (``sub/rg/name``), for messages."""
+    return (identity_key_text or "?").rsplit("/", 1)[-1]
+
+
+def _notice_sort_key(notice: Notice) -> tuple[str, str]:
+    return (str(notice.address or ""), notice.message)

@@ -1,0 +1,45 @@
+"""User-assigned managed identity: location is immutable; replacing it changes its ids."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler import normalize
+from reconciler.model import Address, Kind, identity_key
+from reconciler.plan import Action, Change
+
+
+class IdentityKind:
+    kind: Kind = Kind.IDENTITY
+    declared_fields: tuple[str, ...] = ("location", "tags")
+    immutable_fields: tuple[str, ...] = ("location",)
+    # the name stays the same, so the old identity must go before the new one can be created
+    replace_action: Action = Action.DELETE_THEN_CREATE
+    optional_fields: tuple[str, ...] = ()
+    has_marker: bool = True
+
+    def natural_key(self, attrs: Mapping[str, Any]) -> str:
+        return identity_key(attrs["subscription"], attrs["resourceGroup"], attrs["name"])
+
+    def canonical(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "location": normalize.location(attrs.get("location")),
+            "tags": normalize.tags(attrs.get("tags")),
+        }
+
+    def dependencies(self, attrs: Mapping[str, Any]) -> tuple[Address, ...]:
+        return ()
+
+    def identity_of(self, attrs: Mapping[str, Any]) -> str | None:
+        return self.natural_key(attrs)
+
+    def concurrency_key(self, change: Change) -> str | None:
+        return None
+
+    def is_destructive(self, action: Action) -> bool:
+        # a new identity has new principal and client ids: every grant to the old one is lost
+        return action in (Action.DELETE, Action.DELETE_THEN_CREATE, Action.CREATE_THEN_DELETE)
+
+
+KIND = IdentityKind()

@@ -1,0 +1,65 @@
+"""Azure DevOps service connection (azurerm, workload identity federation, manual mode).
+
+Always updated in place: a recreated connection gets a new id and loses its pipeline
+permissions, approvals and checks, so deleting one is destructive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler import normalize
+from reconciler.model import Address, Kind, connection_key
+from reconciler.plan import Action, Change
+
+
+class ServiceConnectionKind:
+    kind: Kind = Kind.SERVICE_CONNECTION
+    # servicePrincipalId and tenantId are derived from the identity, then compared like the rest
+    declared_fields: tuple[str, ...] = (
+        "description",
+        "subscriptionId",
+        "subscriptionName",
+        "scope",
+        "sharedWith",
+        "pipelinePermissions",
+        "servicePrincipalId",
+        "tenantId",
+    )
+    immutable_fields: tuple[str, ...] = ()
+    replace_action: Action = Action.CREATE_THEN_DELETE
+    optional_fields: tuple[str, ...] = ("pipelinePermissions",)
+    has_marker: bool = True
+
+    def natural_key(self, attrs: Mapping[str, Any]) -> str:
+        return connection_key(attrs["organization"], attrs["project"], attrs["name"])
+
+    def canonical(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "description": normalize.text(attrs.get("description")),
+            "subscriptionId": normalize.guid(attrs.get("subscriptionId")),
+            "subscriptionName": attrs.get("subscriptionName"),
+            "scope": normalize.scope(attrs.get("scope")),
+            "sharedWith": normalize.name_set(attrs.get("sharedWith")) or [],
+            "pipelinePermissions": normalize.pipeline_permissions(attrs.get("pipelinePermissions")),
+            "servicePrincipalId": normalize.guid(attrs.get("servicePrincipalId")),
+            "tenantId": normalize.guid(attrs.get("tenantId")),
+        }
+
+    def dependencies(self, attrs: Mapping[str, Any]) -> tuple[Address, ...]:
+        identity = attrs.get("identity")
+        return (Address(Kind.IDENTITY, identity),) if identity else ()
+
+    def identity_of(self, attrs: Mapping[str, Any]) -> str | None:
+        value = attrs.get("identity")
+        return str(value) if value else None
+
+    def concurrency_key(self, change: Change) -> str | None:
+        return None
+
+    def is_destructive(self, action: Action) -> bool:
+        return action in (Action.DELETE, Action.DELETE_THEN_CREATE, Action.CREATE_THEN_DELETE)
+
+
+KIND = ServiceConnectionKind()

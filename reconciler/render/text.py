@@ -1,0 +1,210 @@
+"""Terraform-like text for a terminal or a log, rendered from the plan document.
+
+One block per change in apply order, field-level ``before -> after``, reasons, destructive
+changes flagged loudly, notices, and a summary line. Colour only when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from reconciler.render.document import UNKNOWN_TEXT
+
+_SYMBOLS: Final = {
+    "create": "+",
+    "update": "~",
+    "delete": "-",
+    "delete-then-create": "-/+",
+    "create-then-delete": "+/-",
+    "no-op": " ",
+}
+_PHRASES: Final = {
+    "create": "will be created",
+    "update": "will be updated in place",
+    "delete": "will be deleted",
+    "delete-then-create": "will be replaced (deleted, then created again)",
+    "create-then-delete": "will be replaced (the new one created before the old one goes)",
+    "no-op": "stays as it is",
+}
+_COLORS: Final = {
+    "create": "32",
+    "update": "33",
+    "delete": "31",
+    "delete-then-create": "35",
+    "create-then-delete": "35",
+}
+_RESET: Final = "\x1b[0m"
+
+
+class _Style:
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def paint(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}{_RESET}" if self.color and text else text
+
+    def action(self, text: str, action: str) -> str:
+        return self.paint(text, _COLORS.get(action, "0"))
+
+    def bold(self, text: str) -> str:
+        return self.paint(text, "1")
+
+    def alarm(self, text: str) -> str:
+        return self.paint(text, "1;31")
+
+    def dim(self, text: str) -> str:
+        return self.paint(text, "2")
+
+
+def value_text(value: Any) -> str:
+    """A value as the reader should see it: JSON, but ``(known after apply)`` bare."""
+    if value == UNKNOWN_TEXT:
+        return UNKNOWN_TEXT
+    if value is None:
+        return "(none)"
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _where(change: Mapping[str, Any]) -> str:
+    source = change.get("source")
+    return f"{source['file']}:{source['line']}" if source else ""
+
+
+def _reason(change: Mapping[str, Any]) -> str:
+    detail = change.get("detail") or ""
+    return f"{change['reason']}: {detail}" if detail else str(change["reason"])
+
+
+def _attr_lines(attrs: Mapping[str, Any], sign: str) -> list[str]:
+    shown = {k: v for k, v in sorted(attrs.items()) if v not in (None, [], {})}
+    width = max((len(k) for k in shown), default=0)
+    return [f"{sign} {k.ljust(width)} = {value_text(v)}" for k, v in shown.items()]
+
+
+def _field_lines(fields: Sequence[Mapping[str, Any]]) -> list[str]:
+    width = max((len(str(f["path"])) for f in fields), default=0)
+    return [
+        f"~ {str(f['path']).ljust(width)} = {value_text(f['before'])} -> {value_text(f['after'])}"
+        for f in fields
+    ]
+
+
+def _plan_block(change: Mapping[str, Any], style: _Style) -> list[str]:
+    action = str(change["action"])
+    symbol = _SYMBOLS.get(action, "?")
+    head = f"{style.action(symbol.rjust(3), action)} {style.bold(str(change['address']))}"
+    lines = [head]
+    phrase = f"{_PHRASES.get(action, action)} ({_reason(change)})"
+    where = _where(change)
+    lines.append(f"      {phrase}" + (f"  {style.dim(where)}" if where else ""))
+    if change.get("destructive"):
+        lines.append(
+            "      "
+            + style.alarm(
+                "!! DESTRUCTIVE: this loses ids, grants or pipeline permissions; "
+                "apply needs --allow-destroy"
+            )
+        )
+    if action == "create":
+        body = _attr_lines(change.get("after") or {}, "+")
+    elif action == "delete":
+        body = _attr_lines(change.get("before") or {}, "-")
+    else:
+        body = _field_lines(change.get("fields") or [])
+        listed = {str(f["path"]) for f in change.get("fields") or []}
+        after = change.get("after") or {}
+        for name in change.get("unknowns") or []:
+            if name not in listed:
+                body.append(f"~ {name} = {value_text(after.get(name))}")
+    lines.extend(f"      {line}" for line in body)
+    return lines
+
+
+def _drift_block(change: Mapping[str, Any], style: _Style) -> list[str]:
+    action = str(change["action"])
+    symbol = _SYMBOLS.get(action, "?")
+    lines = [f"{style.action(symbol.rjust(3), action)} {style.bold(str(change['address']))}"]
+    where = _where(change)
+    if action == "create":
+        lines.append(
+            "      missing in live: the specs declare it" + (f" ({where})" if where else "")
+        )
+    elif action == "delete":
+        owner = change.get("ownership")
+        lines.append(
+            "      live has it, the specs do not declare it"
+            + (f" (marked {owner})" if owner else "")
+            + (f": {change['detail']}" if change.get("detail") else "")
+        )
+    else:
+        lines.append(f"      {_reason(change)}" + (f"  {style.dim(where)}" if where else ""))
+        for field in change.get("fields") or []:
+            lines.append(
+                f"      {field['path']}: live has {value_text(field['before'])}, "
+                f"spec says {value_text(field['after'])}"
+            )
+    return lines
+
+
+def _summary_line(summary: Mapping[str, Any]) -> str:
+    return (
+        f"Plan: {summary.get('create', 0)} to create, {summary.get('update', 0)} to update, "
+        f"{summary.get('replace', 0)} to replace, {summary.get('delete', 0)} to delete."
+    )
+
+
+def _notice_lines(document: Mapping[str, Any], style: _Style) -> list[str]:
+    notices = document.get("notices") or []
+    if not notices:
+        return []
+    lines = ["", style.bold("Notices:")]
+    for notice in notices:
+        mark = "!" if notice.get("level") == "warning" else "i"
+        lines.append(f"  {mark} {notice['message']}")
+    return lines
+
+
+def render_text(document: Mapping[str, Any], *, color: bool = False) -> str:
+    style = _Style(color)
+    drift = document.get("mode") == "drift"
+    changes = document.get("changes") or []
+    summary = document.get("summary") or {}
+    owner = document.get("owner", "")
+    lines: list[str] = []
+    if not changes:
+        lines.append(
+            "No drift. Live state matches the specs."
+            if drift
+            else "No changes. Live state matches the specs."
+        )
+        lines.extend(_notice_lines(document, style))
+        return "\n".join(lines) + "\n"
+    if drift:
+        lines.append(f"Drift for owner {owner}: live state differs from the specs out of band.")
+    else:
+        lines.append(f"Plan for owner {owner}, in apply order:")
+    lines.append("")
+    for change in changes:
+        lines.extend(_drift_block(change, style) if drift else _plan_block(change, style))
+        lines.append("")
+    if lines[-1] == "":
+        lines.pop()
+    lines.extend(_notice_lines(document, style))
+    lines.append("")
+    destructive = int(summary.get("destructive", 0))
+    if drift:
+        count = len(changes)
+        lines.append(style.bold(f"Drift: {count} difference{'s' if count != 1 else ''}"))
+    else:
+        lines.append(style.bold(_summary_line(summary)))
+        if destructive:
+            lines.append(
+                style.alarm(
+                    f"{destructive} destructive change{'s' if destructive != 1 else ''} "
+                    "(deleting or replacing an identity or a service connection): "
+                    "apply needs --allow-destroy."
+                )
+            )
+    return "\n".join(lines) + "\n"
