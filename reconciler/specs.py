@@ -1,0 +1,983 @@
+"""Spec files -> one flattened ``DesiredState``: read YAML with line marks, check it against
+``schema/spec.schema.json`` and against itself, apply defaults, and build one resource per kind.
+
+Every problem is collected (never the first one only) and raised together as a ``SpecError``,
+each located at the YAML node it is about. Pure apart from reading the files in
+``read_specs``; no service is consulted, so role names that are not well-known built-ins stay
+unresolved (``roleDefinitionId`` None) until the planner looks them up in the live catalogue.
+
+Spec semantics worth knowing (the schema's descriptions say the same to editors):
+- ``defaults`` apply to the file they are written in only.
+- A service connection names its identity by name, or by ``{name, resourceGroup, subscription}``
+  when several identities loaded together share the name; identities may live in another file.
+- A role assignment gives ``scope`` or the shorthand ``resourceGroup`` (in the identity's
+  subscription).
+- Each service connection implies a federated credential on its identity, named by
+  ``implied_credential_name``; its issuer and subject are known only after Azure DevOps
+  creates the connection.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from reconciler.errors import ConfigError, Problem, SpecError
+from reconciler.model import (
+    DEFAULT_AUDIENCE,
+    MAX_CREDENTIALS_PER_IDENTITY,
+    UNKNOWN,
+    Address,
+    DesiredState,
+    Kind,
+    Resource,
+    Source,
+    connection_key,
+    credential_key,
+    identity_key,
+    implied_credential_name,
+    role_assignment_key,
+)
+from reconciler.ownership import OWNER_TAG
+from reconciler.yamlload import Mark, MarkedMap, MarkedSeq, YamlSyntaxError, load_yaml, mark_at
+
+SPEC_SUFFIXES: Final = (".yaml", ".yml")
+
+# Built-in roles have the same GUID in every tenant; anything else resolves from the live
+# catalogue at plan time.
+BUILTIN_ROLES: Final[Mapping[str, str]] = {
+    "owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
+    "reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+    "user access administrator": "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+    "role based access control administrator": "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
+    "managed identity operator": "f1a07417-d97a-45cb-824c-7a7467783830",
+    "managed identity contributor": "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59",
+    "key vault secrets user": "4633458b-17de-408a-b874-0445c86b69e6",
+    "key vault secrets officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+}
+
+# Display names for the table above (it is keyed by lower-case name for lookups).
+_BUILTIN_DISPLAY: Final[Mapping[str, str]] = {
+    "Owner": BUILTIN_ROLES["owner"],
+    "Contributor": BUILTIN_ROLES["contributor"],
+    "Reader": BUILTIN_ROLES["reader"],
+    "User Access Administrator": BUILTIN_ROLES["user access administrator"],
+    "Role Based Access Control Administrator": BUILTIN_ROLES[
+        "role based access control administrator"
+    ],
+    "Managed Identity Operator": BUILTIN_ROLES["managed identity operator"],
+    "Managed Identity Contributor": BUILTIN_ROLES["managed identity contributor"],
+    "Key Vault Secrets User": BUILTIN_ROLES["key vault secrets user"],
+    "Key Vault Secrets Officer": BUILTIN_ROLES["key vault secrets officer"],
+}
+
+_GUID_RE: Final = re.compile(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I
+)
+_GUIDISH_RE: Final = re.compile(r"^[0-9a-f]+(?:-[0-9a-f]*)+$", re.I)
+_ROLE_ID_RE: Final = re.compile(
+    r"^(?:/subscriptions/([^/]*))?/providers/Microsoft\.Authorization/roleDefinitions/([^/]*)$",
+    re.I,
+)
+_RG_RE: Final = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
+_SECRET_RE: Final = re.compile(
+    r"secret|passw|pwd|token|certificate|privatekey|principalkey|apikey|accesskey|key$|^pat$",
+    re.I,
+)
+_SCOPE_FORMS: Final = (
+    "/subscriptions/{id}, /subscriptions/{id}/resourceGroups/{name}[/providers/...] "
+    "or /providers/Microsoft.Management/managementGroups/{name}"
+)
+_TYPE_NAMES: Final = {
+    "string": "text",
+    "array": "a list",
+    "object": "a mapping",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "nothing",
+}
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Document:
+    """One spec file as read: its YAML tree (MarkedMap at the top when well-formed)."""
+
+    file: str
+    data: Any
+    problems: tuple[Problem, ...] = ()
+
+
+def find_spec_files(paths: Sequence[str]) -> list[str]:
+    """Expand files and folders (recursively, *.yaml and *.yml, hidden entries skipped) into
+    a list of files in a stable order, each once."""
+    found: list[str] = []
+    seen: set[str] = set()
+
+    def add(path: str) -> None:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            found.append(path)
+
+    for path in paths:
+        if os.path.isdir(path):
+            inside: list[str] = []
+            for folder, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                inside.extend(
+                    os.path.join(folder, name)
+                    for name in files
+                    if name.endswith(SPEC_SUFFIXES) and not name.startswith(".")
+                )
+            if not inside:
+                raise ConfigError(f"{path}: no spec files (*.yaml, *.yml) in this folder")
+            for file in sorted(inside):
+                add(file)
+        elif os.path.isfile(path):
+            add(path)
+        else:
+            raise ConfigError(f"{path}: no such file or folder")
+    return found
+
+
+def _decode(file: str, raw: bytes) -> tuple[str, Problem | None]:
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return "", Problem(file, line, column, "", "not UTF-8 text: save the file as UTF-8")
+
+
+def read_specs(paths: Sequence[str]) -> list[Document]:
+    """Read and parse every spec file under ``paths``. Syntax problems stay on the document."""
+    documents = []
+    for file in find_spec_files(paths):
+        try:
+            raw = Path(file).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{file}: {exc.strerror or exc}") from None
+        text, problem = _decode(file, raw)
+        if problem is not None:
+            documents.append(Document(file, None, (problem,)))
+            continue
+        try:
+            data = load_yaml(text)
+        except YamlSyntaxError as exc:
+            documents.append(
+                Document(file, None, (Problem(file, exc.line, exc.column, "", exc.message),))
+            )
+            continue
+        documents.append(Document(file, data))
+    return documents
+
+
+def spec_digest(paths: Sequence[str]) -> str:
+    """sha256 over the spec files' paths and contents, in path order: changes when specs do."""
+    digest = hashlib.sha256()
+    for file in sorted(find_spec_files(paths)):
+        digest.update(file.encode() + b"\0")
+        digest.update(Path(file).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def load_desired_state(paths: Sequence[str]) -> DesiredState:
+    """Read, validate and flatten the specs; raises ``SpecError`` listing every problem."""
+    return build_desired_state(read_specs(paths))
+
+
+# --- schema -------------------------------------------------------------------------------
+
+
+def schema_path() -> Path:
+    """The spec schema: shipped inside the package when installed, else the source tree's."""
+    here = Path(__file__).resolve().parent
+    for candidate in (
+        here / "schema" / "spec.schema.json",
+        here.parent / "schema/spec.schema.json",
+    ):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError("spec schema not found (schema/spec.schema.json)")
+
+
+@functools.cache
+def spec_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(schema_path().read_text(encoding="utf-8"))
+    return schema
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(spec_schema())
+
+
+def _path_text(path: Iterable[str | int]) -> str:
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else step)
+    return text
+
+
+def _describe_value(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"the {type(value).__name__} {value}"  # dates and times YAML read for us
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_message(error: ValidationError) -> str:
+    wanted: Any = error.validator_value
+    names = [wanted] if isinstance(wanted, str) else list(wanted)
+    expected = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
+    value = error.instance
+    message = f"expected {expected}, got {_describe_value(value)}"
+    if "string" in names and value is not None and not isinstance(value, list | dict):
+        message += " (put the value in quotes to keep it as text)"
+    return message
+
+
+def _unknown_key_message(key: str, known: Iterable[str]) -> str:
+    known = sorted(known)
+    if _SECRET_RE.search(key.replace("_", "").replace("-", "")):
+        return (
+            "unknown field (secrets are never part of a spec: workload identity federation "
+            "needs none)"
+        )
+    lowered = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.7)
+    if close:
+        return f"unknown field (did you mean '{lowered[close[0]]}'?)"
+    return f"unknown field (expected one of: {', '.join(known)})"
+
+
+def _accepts_type(branch: Mapping[str, Any], instance: Any) -> bool:
+    validator = _validator()
+    if "type" in branch:
+        return bool(validator.is_type(instance, branch["type"]))
+    if "const" in branch:
+        const = branch["const"]
+        return type(const) is type(instance)
+    return True
+
+
+def _schema_problems(file: str, root: Any, error: ValidationError) -> list[Problem]:
+    path = list(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    keyword = error.validator
+    value: Any = error.instance
+    expected: Any = error.validator_value  # jsonschema types it as possibly unset
+
+    def at(where: list[str | int], message: str, *, key: bool = False) -> Problem:
+        line, column = mark_at(root, where, key=key)
+        return Problem(file, line, column, _path_text(where), message)
+
+    if keyword == "additionalProperties" and isinstance(value, dict):
+        known = set(schema.get("properties", {}))
+        return [
+            at([*path, k], _unknown_key_message(k, known), key=True)
+            for k in value
+            if k not in known
+        ]
+    if keyword == "required" and isinstance(value, dict):
+        return [
+            at([*path, name], "required field missing") for name in expected if name not in value
+        ]
+    if keyword in ("anyOf", "oneOf"):
+        branches = expected
+        fitting = [i for i, b in enumerate(branches) if _accepts_type(b, value)]
+        if len(fitting) == 1:
+            inner = [e for e in error.context or () if e.relative_schema_path[0] == fitting[0]]
+            if inner and any(e.validator not in ("const", "enum") for e in inner):
+                return [p for e in inner for p in _schema_problems(file, root, e)]
+    if "propertyNames" in error.relative_schema_path:
+        # jsonschema reports a bad key at its object; point at the key itself.
+        message = schema.get("patternErrorMessage") if keyword == "pattern" else None
+        if keyword == "maxLength":
+            message = f"must be at most {expected} characters"
+        return [at([*path, str(value)], message or error.message, key=True)]
+    if keyword == "type":
+        return [at(path, _type_message(error))]
+    if "errorMessage" in schema:
+        return [at(path, schema["errorMessage"])]
+    if keyword == "pattern" and "patternErrorMessage" in schema:
+        return [at(path, f"{schema['patternErrorMessage']} (got '{_short(value)}')")]
+    if keyword == "minLength":
+        limit = expected
+        text = "must not be empty" if limit == 1 else f"must be at least {limit} characters"
+        return [at(path, text)]
+    if keyword == "maxLength":
+        return [at(path, f"must be at most {expected} characters (got {len(value)})")]
+    if keyword == "uniqueItems" and isinstance(value, list):
+        seen: list[Any] = []
+        for index, item in enumerate(value):
+            if item in seen:
+                return [at([*path, index], f"duplicate entry '{_short(item)}'")]
+            seen.append(item)
+    if keyword in ("const", "enum"):
+        allowed = [expected] if keyword == "const" else expected
+        return [at(path, "must be " + " or ".join(json.dumps(a) for a in allowed))]
+    if keyword == "minItems":
+        return [at(path, f"must have at least {expected} item(s)")]
+    if keyword == "maxItems":
+        return [at(path, f"must have at most {expected} item(s)")]
+    return [at(path, error.message)]
+
+
+# --- building -----------------------------------------------------------------------------
+
+
+def _entry_of(path: Sequence[str | int]) -> tuple[str | int, ...]:
+    """The smallest spec entry a schema error makes unusable; () for the whole file."""
+    if len(path) >= 2 and path[0] in ("identities", "serviceConnections"):
+        if (
+            path[0] == "identities"
+            and len(path) >= 4
+            and path[2] in ("federatedCredentials", "roleAssignments")
+            and isinstance(path[3], int)
+        ):
+            return tuple(path[:4])
+        return tuple(path[:2])
+    return ()
+
+
+@dataclass
+class _Identity:
+    key: str
+    name: str
+    subscription: str
+    resource_group: str
+    address: Address
+    source: Source
+    credentials: list[str] = field(default_factory=list)  # declared credential names
+    implied: list[str] = field(default_factory=list)  # keys of connections implying one
+    issuer_subjects: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+
+def _check_scope(scope: str) -> str | None:
+    """Why ``scope`` is not a valid ARM scope, or None."""
+    if not scope.startswith("/"):
+        return f"must be an ARM scope starting with '/': {_SCOPE_FORMS}"
+    parts = scope.split("/")[1:]
+    if any(not p for p in parts):
+        return f"empty segment ('//') in scope: expected {_SCOPE_FORMS}"
+    head = parts[0].lower()
+    if head == "subscriptions" and len(parts) >= 2:
+        if not _GUID_RE.match(parts[1]):
+            return f"malformed subscription id '{_short(parts[1])}' in scope (expected a GUID)"
+        if len(parts) == 2:
+            return None
+        if parts[2].lower() == "resourcegroups" and len(parts) >= 4:
+            if not _RG_RE.match(parts[3]):
+                return f"malformed resource group name '{_short(parts[3])}' in scope"
+            if len(parts) == 4:
+                return None
+            rest = parts[5:]
+            if parts[4].lower() == "providers" and len(rest) >= 3 and len(rest) % 2 == 1:
+                return None
+    elif (
+        head == "providers"
+        and len(parts) == 4
+        and parts[1].lower() == "microsoft.management"
+        and parts[2].lower() == "managementgroups"
+    ):
+        return None
+    return f"not a valid ARM scope: expected {_SCOPE_FORMS}"
+
+
+def _role_definition(role: str) -> tuple[str | None, str | None]:
+    """(role definition GUID or None when it needs the live catalogue, error or None)."""
+    if _GUID_RE.match(role):
+        return role.lower(), None
+    if role.startswith("/"):
+        match = _ROLE_ID_RE.match(role.rstrip("/"))
+        if match is None:
+            return None, (
+                "not a role definition id: expected /subscriptions/{id}/providers/"
+                "Microsoft.Authorization/roleDefinitions/{guid} or "
+                "/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+            )
+        subscription, guid = match.groups()
+        if subscription is not None and not _GUID_RE.match(subscription):
+            return None, f"malformed subscription id '{_short(subscription)}' in role definition id"
+        if not _GUID_RE.match(guid):
+            return None, f"malformed role definition GUID '{_short(guid)}'"
+        return guid.lower(), None
+    if _GUIDISH_RE.match(role) and len(role) >= 20:
+        return None, f"malformed role definition GUID '{_short(role)}'"
+    return BUILTIN_ROLES.get(role.lower()), None
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.resources: dict[Address, Resource] = {}
+        self.identities: dict[str, _Identity] = {}
+        self.by_name: dict[str, list[_Identity]] = {}
+        # Something was skipped, so "not found" may be a consequence rather than the cause.
+        self.incomplete = False
+        self.owners: list[tuple[str, str, Mark]] = []
+        # Per usable document: the entries its schema errors made unusable.
+        self.bad: dict[str, set[tuple[str | int, ...]]] = {}
+        self.files_skipped = False
+
+    def problem(self, file: str, root: Any, path: list[str | int], message: str) -> None:
+        line, column = mark_at(root, path)
+        self.problems.append(Problem(file, line, column, _path_text(path), message))
+
+    def source(self, file: str, root: Any, path: list[str | int]) -> Source:
+        line, column = mark_at(root, path)
+        return Source(file, line, column, _path_text(path))
+
+    def add(self, resource: Resource, file: str, root: Any, path: list[str | int]) -> bool:
+        first = self.resources.get(resource.address)
+        if first is None:
+            self.resources[resource.address] = resource
+            return True
+        kind = resource.address.kind.replace("_", " ")
+        where = str(first.source) if first.source else "?"
+        self.problem(
+            file,
+            root,
+            path,
+            f"duplicate {kind} {resource.address.key}: already declared at {where}",
+        )
+        return False
+
+    # documents -------------------------------------------------------------------------
+
+    def document(self, doc: Document) -> None:
+        if doc.problems:
+            self.problems.extend(doc.problems)
+            self.incomplete = self.files_skipped = True
+            return
+        root = doc.data
+        if root is None:
+            self.problems.append(
+                Problem(doc.file, 1, 1, "", "empty spec: expected a mapping with version: 1")
+            )
+            self.incomplete = self.files_skipped = True
+            return
+        if not isinstance(root, MarkedMap):
+            line, column = root.mark if isinstance(root, MarkedSeq) else (1, 1)
+            self.problems.append(
+                Problem(
+                    doc.file,
+                    line,
+                    column,
+                    "",
+                    f"a spec is a mapping (version, owner, identities, ...), not "
+                    f"{_describe_value(root)}",
+                )
+            )
+            self.incomplete = self.files_skipped = True
+            return
+        bad: set[tuple[str | int, ...]] = set()
+        for error in _validator().iter_errors(root):
+            self.problems.extend(_schema_problems(doc.file, root, error))
+            bad.add(_entry_of(list(error.absolute_path)))
+        if () in bad:
+            self.incomplete = self.files_skipped = True
+            return
+        if bad:
+            self.incomplete = True
+        self.bad[doc.file] = bad
+        owner = root.get("owner")
+        if owner is not None:
+            self.owners.append((owner, doc.file, root.value_marks["owner"]))
+        defaults = root.get("defaults") or {}
+        for i, spec in enumerate(root.get("identities") or ()):
+            if ("identities", i) not in bad:
+                self.identity(doc.file, root, i, spec, defaults, bad)
+
+    def connections(self, doc: Document) -> None:
+        bad = self.bad.get(doc.file)
+        if bad is None:
+            return
+        root = doc.data
+        defaults = root.get("defaults") or {}
+        for i, spec in enumerate(root.get("serviceConnections") or ()):
+            if ("serviceConnections", i) not in bad:
+                self.connection(doc.file, root, i, spec, defaults)
+
+    # identities ------------------------------------------------------------------------
+
+    def identity(
+        self,
+        file: str,
+        root: MarkedMap,
+        i: int,
+        spec: Mapping[str, Any],
+        defaults: Mapping[str, Any],
+        bad: set[tuple[str | int, ...]],
+    ) -> None:
+        path: list[str | int] = ["identities", i]
+        values = {}
+        for name in ("subscription", "resourceGroup", "location"):
+            value = spec.get(name, defaults.get(name))
+            if value is None:
+                self.problem(
+                    file,
+                    root,
+                    [*path, name],
+                    f"required field missing (set it here or in defaults.{name})",
+                )
+                self.incomplete = True
+            values[name] = value
+        tags = dict(spec.get("tags") or {})
+        for tag in tags:
+            if tag.lower() == OWNER_TAG:
+                line, column = mark_at(root, [*path, "tags", tag], key=True)
+                self.problems.append(
+                    Problem(
+                        file,
+                        line,
+                        column,
+                        _path_text([*path, "tags", tag]),
+                        "reserved tag: the tool writes it from `owner` to mark what it owns",
+                    )
+                )
+        if any(v is None for v in values.values()):
+            return
+        subscription = values["subscription"].lower()
+        resource_group = values["resourceGroup"]
+        name = spec["name"]
+        key = identity_key(subscription, resource_group, name)
+        address = Address(Kind.IDENTITY, key)
+        source = self.source(file, root, path)
+        resource = Resource(
+            address,
+            {
+                "subscription": subscription,
+                "resourceGroup": resource_group,
+                "name": name,
+                "location": values["location"].replace(" ", "").lower(),
+                "tags": {k: v for k, v in tags.items() if k.lower() != OWNER_TAG},
+            },
+            source,
+        )
+        if not self.add(resource, file, root, path):
+            return
+        record = _Identity(key, name, subscription, resource_group, address, source)
+        self.identities[key] = record
+        self.by_name.setdefault(name.lower(), []).append(record)
+        for j, credential in enumerate(spec.get("federatedCredentials") or ()):
+            if (*path, "federatedCredentials", j) not in bad:
+                self.credential(file, root, [*path, "federatedCredentials", j], credential, record)
+        for k, assignment in enumerate(spec.get("roleAssignments") or ()):
+            if (*path, "roleAssignments", k) not in bad:
+                self.assignment(file, root, [*path, "roleAssignments", k], assignment, record)
+
+    def credential(
+        self,
+        file: str,
+        root: MarkedMap,
+        path: list[str | int],
+        spec: Mapping[str, Any],
+        identity: _Identity,
+    ) -> None:
+        source = self.source(file, root, path)
+        address = Address(Kind.FEDERATED_CREDENTIAL, credential_key(identity.key, spec["name"]))
+        pair = (spec["issuer"], spec["subject"])
+        resource = Resource(
+            address,
+            {
+                "identity": identity.key,
+                "name": spec["name"],
+                "issuer": spec["issuer"],
+                "subject": spec["subject"],
+                "audiences": sorted(spec.get("audiences") or [DEFAULT_AUDIENCE]),
+                "serviceConnection": None,
+            },
+            source,
+            (identity.address,),
+        )
+        if not self.add(resource, file, root, path):
+            return
+        identity.credentials.append(spec["name"])
+        first = identity.issuer_subjects.get(pair)
+        if first is not None:
+            self.problem(
+                file,
+                root,
+                path,
+                f"issuer and subject already used by federated credential '{first[0]}' at "
+                f"{first[1]} (they must be unique per identity)",
+            )
+        else:
+            identity.issuer_subjects[pair] = (spec["name"], str(source))
+
+    def assignment(
+        self,
+        file: str,
+        root: MarkedMap,
+        path: list[str | int],
+        spec: Mapping[str, Any],
+        identity: _Identity,
+    ) -> None:
+        ok = True
+        if "scope" in spec:
+            scope = spec["scope"].rstrip("/") or "/"
+            error = _check_scope(scope)
+            if error is not None:
+                self.problem(file, root, [*path, "scope"], error)
+                ok = False
+        else:
+            scope = f"/subscriptions/{identity.subscription}/resourceGroups/{spec['resourceGroup']}"
+        role = spec["role"]
+        guid, error = _role_definition(role)
+        if error is not None:
+            self.problem(file, root, [*path, "role"], error)
+            ok = False
+        condition = spec.get("condition")
+        if "conditionVersion" in spec and condition is None:
+            self.problem(
+                file,
+                root,
+                [*path, "conditionVersion"],
+                "conditionVersion without a condition: add the condition or remove this",
+            )
+            ok = False
+        if not ok:
+            return
+        role_ref = guid if guid is not None else f"name:{role}"
+        address = Address(Kind.ROLE_ASSIGNMENT, role_assignment_key(identity.key, scope, role_ref))
+        resource = Resource(
+            address,
+            {
+                "identity": identity.key,
+                "role": role,
+                "roleDefinitionId": guid,
+                "scope": scope,
+                "description": spec.get("description"),
+                "condition": condition,
+                "conditionVersion": "2.0" if condition is not None else None,
+            },
+            self.source(file, root, path),
+            (identity.address,),
+        )
+        self.add(resource, file, root, path)
+
+    # service connections ---------------------------------------------------------------
+
+    def find_identity(self, ref: Any) -> tuple[_Identity | None, str | None]:
+        if isinstance(ref, str):
+            ref = {"name": ref}
+        candidates = [
+            i
+            for i in self.by_name.get(ref["name"].lower(), [])
+            if (
+                "resourceGroup" not in ref
+                or i.resource_group.lower() == ref["resourceGroup"].lower()
+            )
+            and ("subscription" not in ref or i.subscription == ref["subscription"].lower())
+        ]
+        if len(candidates) == 1:
+            return candidates[0], None
+        if candidates:
+            listed = ", ".join(f"{i.key} ({i.source})" for i in candidates)
+            return None, (
+                f"identity '{ref['name']}' is ambiguous: it matches {listed}; name it as "
+                f"{{name, resourceGroup, subscription}}"
+            )
+        if self.incomplete:
+            return None, ""  # probably declared in an entry that already has a problem
+        wanted = "/".join(ref.get(k, "*") for k in ("subscription", "resourceGroup", "name"))
+        return None, f"no identity {wanted} is declared in the specs loaded together"
+
+    def connection(
+        self,
+        file: str,
+        root: MarkedMap,
+        i: int,
+        spec: Mapping[str, Any],
+        defaults: Mapping[str, Any],
+    ) -> None:
+        path: list[str | int] = ["serviceConnections", i]
+        organization = spec.get("organization", defaults.get("organization"))
+        project = spec.get("project", defaults.get("project"))
+        ok = True
+        for name, value in (("organization", organization), ("project", project)):
+            if value is None:
+                self.problem(
+                    file,
+                    root,
+                    [*path, name],
+                    f"required field missing (set it here or in defaults.{name})",
+                )
+                ok = False
+        identity, error = self.find_identity(spec["identity"])
+        if error:
+            self.problem(file, root, [*path, "identity"], error)
+        shared = list(spec.get("sharedWith") or [])
+        seen: set[str] = set()
+        for j, other in enumerate(shared):
+            if project is not None and other.lower() == project.lower():
+                self.problem(
+                    file,
+                    root,
+                    [*path, "sharedWith", j],
+                    f"'{other}' is the connection's own project: share only with other projects",
+                )
+                ok = False
+            elif other.lower() in seen:
+                self.problem(file, root, [*path, "sharedWith", j], f"duplicate entry '{other}'")
+                ok = False
+            seen.add(other.lower())
+        permissions = spec.get("pipelinePermissions")
+        if isinstance(permissions, list):
+            names: set[str] = set()
+            for j, pipeline in enumerate(permissions):
+                if pipeline.lower() in names:
+                    self.problem(
+                        file,
+                        root,
+                        [*path, "pipelinePermissions", j],
+                        f"duplicate entry '{pipeline}'",
+                    )
+                    ok = False
+                names.add(pipeline.lower())
+            permissions = sorted(permissions)
+        if not ok or identity is None or organization is None or project is None:
+            return
+        subscription = spec.get("subscription", identity.subscription).lower()
+        group = spec.get("resourceGroup")
+        key = connection_key(organization, project, spec["name"])
+        address = Address(Kind.SERVICE_CONNECTION, key)
+        source = self.source(file, root, path)
+        resource = Resource(
+            address,
+            {
+                "organization": organization,
+                "project": project,
+                "name": spec["name"],
+                "description": spec.get("description"),
+                "identity": identity.key,
+                "subscriptionId": subscription,
+                "subscriptionName": spec["subscriptionName"],
+                "scope": f"/subscriptions/{subscription}/resourceGroups/{group}" if group else None,
+                "sharedWith": sorted(shared),
+                "pipelinePermissions": permissions,
+            },
+            source,
+            (identity.address,),
+        )
+        if not self.add(resource, file, root, path):
+            return
+        name = implied_credential_name(organization, project, spec["name"])
+        implied = Resource(
+            Address(Kind.FEDERATED_CREDENTIAL, credential_key(identity.key, name)),
+            {
+                "identity": identity.key,
+                "name": name,
+                "issuer": UNKNOWN,
+                "subject": UNKNOWN,
+                "audiences": [DEFAULT_AUDIENCE],
+                "serviceConnection": key,
+            },
+            source,
+            (address, identity.address),
+        )
+        first = self.resources.get(implied.address)
+        if first is not None:
+            self.problem(
+                file,
+                root,
+                path,
+                f"the federated credential this connection implies, '{name}', is already "
+                f"declared at {first.source} on identity {identity.key}",
+            )
+            return
+        self.resources[implied.address] = implied
+        identity.implied.append(key)
+
+    # whole state -----------------------------------------------------------------------
+
+    def limits(self) -> None:
+        for identity in self.identities.values():
+            total = len(identity.credentials) + len(identity.implied)
+            if total > MAX_CREDENTIALS_PER_IDENTITY:
+                where = identity.source
+                self.problems.append(
+                    Problem(
+                        where.file,
+                        where.line,
+                        where.column,
+                        where.path,
+                        f"{total} federated credentials on identity {identity.key} "
+                        f"({len(identity.credentials)} declared, {len(identity.implied)} implied "
+                        f"by service connections); Azure allows at most "
+                        f"{MAX_CREDENTIALS_PER_IDENTITY}",
+                    )
+                )
+
+    def owner(self, documents: Sequence[Document]) -> str:
+        if not self.owners:
+            if not self.files_skipped and documents:
+                self.problems.append(
+                    Problem(
+                        documents[0].file,
+                        1,
+                        1,
+                        "owner",
+                        "no owner declared: set owner in at least one of the files loaded "
+                        "together (it marks everything this spec set creates)",
+                    )
+                )
+            return ""
+        owner, first_file, (first_line, _) = self.owners[0]
+        for other, file, (line, column) in self.owners[1:]:
+            if other != owner:
+                self.problems.append(
+                    Problem(
+                        file,
+                        line,
+                        column,
+                        "owner",
+                        f"owner '{other}' differs from '{owner}' stated at {first_file}:"
+                        f"{first_line}; files loaded together must name the same owner",
+                    )
+                )
+        return owner
+
+
+def build_desired_state(documents: Sequence[Document]) -> DesiredState:
+    """Validate the documents against the schema and each other and flatten them."""
+    builder = _Builder()
+    for doc in documents:
+        builder.document(doc)
+    # Connections after every identity, so that they may name identities from any file.
+    for doc in documents:
+        builder.connections(doc)
+    builder.limits()
+    owner = builder.owner(documents)
+    if builder.problems:
+        raise SpecError(builder.problems)
+    return DesiredState(owner, builder.resources, tuple(d.file for d in documents))
+
+
+# --- summary ------------------------------------------------------------------------------
+
+
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
+
+
+def describe(desired: DesiredState, verbose: bool = False) -> str:
+    """The one-line summary of a valid desired state; with ``verbose`` a listing per identity."""
+    identities = desired.of_kind(Kind.IDENTITY)
+    credentials = desired.of_kind(Kind.FEDERATED_CREDENTIAL)
+    implied = sum(1 for c in credentials if c.attrs["serviceConnection"] is not None)
+    assignments = desired.of_kind(Kind.ROLE_ASSIGNMENT)
+    connections = desired.of_kind(Kind.SERVICE_CONNECTION)
+    credential_text = _count(len(credentials), "federated credential")
+    if implied:
+        credential_text += f" ({implied} implied by service connections)"
+    summary = (
+        f"valid: {_count(len(desired.files), 'file')}, "
+        f"{_count(len(identities), 'identity', 'identities')}, {credential_text}, "
+        f"{_count(len(assignments), 'role assignment')}, "
+        f"{_count(len(connections), 'service connection')}"
+    )
+    if not verbose:
+        return summary
+    order = {file: n for n, file in enumerate(desired.files)}
+
+    def declared(resources: list[Resource]) -> list[Resource]:
+        def at(r: Resource) -> tuple[int, int, int, str]:
+            s = r.source
+            return (order.get(s.file, 0), s.line, s.column, r.address.key) if s else (0, 0, 0, "")
+
+        return sorted(resources, key=at)
+
+    names = {guid: name for name, guid in _BUILTIN_DISPLAY.items()}
+    lines = [f"owner: {desired.owner}", ""]
+    for identity in declared(identities):
+        a = identity.attrs
+        lines.append(
+            f"identity {a['resourceGroup']}/{a['name']}  "
+            f"(subscription {a['subscription']}, {a['location']})  [{identity.source}]"
+        )
+        if a["tags"]:
+            lines.append("    tags " + ", ".join(f"{k}={v}" for k, v in sorted(a["tags"].items())))
+        mine = identity.address.key
+        for credential in declared(credentials):
+            c = credential.attrs
+            if c["identity"] != mine:
+                continue
+            if c["serviceConnection"] is not None:
+                lines.append(
+                    f"    federated credential {c['name']}, for service connection "
+                    f"{c['serviceConnection']} (issuer and subject known after apply)"
+                )
+            else:
+                lines.append(f"    federated credential {c['name']}")
+                lines.append(f"        issuer {c['issuer']}  subject {c['subject']}")
+        for assignment in declared(assignments):
+            r = assignment.attrs
+            if r["identity"] != mine:
+                continue
+            guid = r["roleDefinitionId"]
+            if guid is None:
+                role = f"{r['role']} (resolved from the live role catalogue)"
+            else:
+                role = names.get(guid) or (guid if r["role"].startswith("/") else r["role"])
+                role = f"{role} ({guid})" if role.lower() != guid else role
+            lines.append(f"    role {role}")
+            lines.append(
+                f"        on {r['scope']}" + (" with an ABAC condition" if r["condition"] else "")
+            )
+        for connection in declared(connections):
+            s = connection.attrs
+            if s["identity"] != mine:
+                continue
+            permissions = s["pipelinePermissions"]
+            if permissions is None:
+                pipelines = "left as they are"
+            elif permissions == "all":
+                pipelines = "all"
+            else:
+                pipelines = ", ".join(permissions) or "none"
+            lines.append(
+                f"    service connection {s['organization']}/{s['project']}/{s['name']}  "
+                f"[{connection.source}]"
+            )
+            lines.append(
+                f"        subscription {s['subscriptionName']} ({s['subscriptionId']}), "
+                f"scope {s['scope'] or 'the whole subscription'}"
+            )
+            shared = f"; shared with {', '.join(s['sharedWith'])}" if s["sharedWith"] else ""
+            lines.append(f"        pipelines: {pipelines}{shared}")
+        lines.append("")
+    lines.append(summary)
+    return "\n".join(lines)
