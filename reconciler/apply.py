@@ -4,6 +4,16 @@ The engine knows nothing about Azure: it is handed the ``Plan`` and a ``perform`
 executes one change (raising ``errors.py`` types), and returns outcomes instead of raising.
 Scheduling decisions live in ``_Schedule``, a plain state machine without threads, so that the
 thread pool around it stays small.
+
+How the runner drives it::
+
+    check_destroy(plan, args.allow_destroy)          # refuses before anything changes
+    stop = threading.Event()
+    with interrupt_on_sigint(stop, notice="\nInterrupted: finishing in-flight changes...\n"):
+        result = apply_plan(plan, lambda c: perform(c, ctx), workers=args.workers,
+                            reporter=reporter, stop=stop)
+    reporter.summary(result)
+    code = 130 if result.interrupted else 0 if result.ok else 1
 """
 
 from __future__ import annotations

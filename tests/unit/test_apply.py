@@ -65,7 +65,7 @@ def name_of(change: Change) -> str:
 class Recorder:
     """A fake ``perform``: logs start/end, counts overlap, runs a scripted step per call."""
 
-    def __init__(self, steps: Mapping[str, Sequence[Callable[[], None]]] | None = None) -> None:
+    def __init__(self, steps: Mapping[str, Sequence[Callable[[], object]]] | None = None) -> None:
         self.steps = {k: list(v) for k, v in (steps or {}).items()}
         self.lock = threading.Lock()
         self.log: list[tuple[str, str]] = []

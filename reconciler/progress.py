@@ -1,0 +1,312 @@
+"""Reporting an apply as it runs: a line per finished change, a progress bar, JSON-lines events.
+
+Workers call ``started`` and ``retrying`` concurrently, so every reporter serialises its writes.
+Nothing here prints a change's ``result`` (it is the service's raw answer): only addresses,
+statuses and the services' error codes and messages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, TextIO
+
+from reconciler.apply import ApplyResult, Outcome, Status
+from reconciler.model import Address, Kind
+from reconciler.plan import Action, Change
+
+
+class Reporter(Protocol):
+    def started(self, change: Change) -> None: ...
+
+    def retrying(self, change: Change, exc: Exception, delay: float) -> None: ...
+
+    def finished(self, outcome: Outcome) -> None: ...
+
+    def summary(self, result: ApplyResult) -> None: ...
+
+
+# ``apply_plan`` also calls ``begin(changes)`` on a reporter that has it (for the bar's total).
+
+_KIND_LABELS = {
+    Kind.IDENTITY: "identity",
+    Kind.FEDERATED_CREDENTIAL: "federated credential",
+    Kind.ROLE_ASSIGNMENT: "role assignment",
+    Kind.SERVICE_CONNECTION: "service connection",
+}
+
+_VERBS = {
+    Action.NOOP: "unchanged",
+    Action.CREATE: "created",
+    Action.UPDATE: "updated",
+    Action.DELETE: "deleted",
+    Action.DELETE_THEN_CREATE: "replaced",
+    Action.CREATE_THEN_DELETE: "replaced",
+}
+
+_SUBSCRIPTION_SCOPE = re.compile(r"^/subscriptions/([^/]+)$", re.IGNORECASE)
+_GROUP_SCOPE = re.compile(r"^/subscriptions/[^/]+/resourcegroups/([^/]+)$", re.IGNORECASE)
+
+
+def display(address: Address, attrs: Mapping[str, Any] | None = None) -> str:
+    """A short readable name: ``identity ado-pipeline-mi``, ``role assignment mi: Reader on rg``.
+
+    Built from the canonical key, with the declared spelling from ``attrs`` where present.
+    The full address stays in JSON events and in failure messages.
+    """
+    attrs = attrs or {}
+    label = _KIND_LABELS.get(address.kind, str(address.kind))
+    parts = address.key.split("/")
+    name = attrs.get("name")
+    if address.kind is Kind.IDENTITY and len(parts) == 3:
+        return f"{label} {name or parts[2]}"
+    if address.kind is Kind.FEDERATED_CREDENTIAL and len(parts) == 4:
+        return f"{label} {parts[2]}/{name or parts[3]}"
+    if address.kind is Kind.SERVICE_CONNECTION and len(parts) == 3:
+        org = attrs.get("organization") or parts[0]
+        project = attrs.get("project") or parts[1]
+        return f"{label} {org}/{project}/{name or parts[2]}"
+    if address.kind is Kind.ROLE_ASSIGNMENT and "//" in address.key:
+        identity, _, rest = address.key.partition("//")
+        scope, _, role_ref = f"/{rest}".rpartition("/")
+        role = attrs.get("role") or attrs.get("roleDefinitionId") or role_ref.removeprefix("name:")
+        return f"{label} {identity.rpartition('/')[2]}: {role} on {_short_scope(attrs.get('scope') or scope)}"
+    return f"{label} {address.key}"
+
+
+def _short_scope(scope: str) -> str:
+    if m := _GROUP_SCOPE.match(scope):
+        return m.group(1)
+    if m := _SUBSCRIPTION_SCOPE.match(scope):
+        return f"subscription {m.group(1)}"
+    return scope
+
+
+def change_display(change: Change) -> str:
+    return display(change.address, change.after or change.before)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _headline(result: ApplyResult) -> tuple[str, str]:
+    """(status word, counts) for the summary."""
+    counts = (
+        f"{len(result.applied)} applied, {len(result.failed)} failed, {len(result.skipped)} skipped"
+    )
+    if result.not_started:
+        counts += f", {len(result.not_started)} not started"
+    if result.interrupted:
+        return "interrupted", counts
+    return ("complete" if result.ok else "failed"), counts
+
+
+_RESET = "\x1b[0m"
+_COLORS = {"green": "\x1b[32m", "yellow": "\x1b[33m", "red": "\x1b[31m", "dim": "\x1b[2m"}
+_BOLD = "\x1b[1m"
+_ACTION_COLORS = {
+    Action.CREATE: "green",
+    Action.UPDATE: "yellow",
+    Action.DELETE: "red",
+    Action.DELETE_THEN_CREATE: "red",
+    Action.CREATE_THEN_DELETE: "yellow",
+}
+_CLEAR_LINE = "\r\x1b[K"
+
+
+class TextReporter:
+    """Human output: one line per change as it finishes; on a TTY, a bar redrawn with ``\\r``.
+
+    The bar is always the last thing on the screen: every line is written after clearing it
+    and the bar is drawn again below, so lines from concurrent workers never interleave with it.
+    """
+
+    BAR_WIDTH = 24
+
+    def __init__(
+        self, stream: TextIO, *, color: bool = False, tty: bool = False, show_retries: bool = True
+    ) -> None:
+        self._stream = stream
+        self._color = color
+        self._tty = tty
+        self._show_retries = show_retries
+        self._lock = threading.Lock()
+        self._total = 0
+        self._done = 0
+        self._running: set[int] = set()
+        self._bar_shown = False
+        self._cross = _pick_symbol(stream, "✗", "x")
+
+    def _paint(self, text: str, color: str, bold: bool = False) -> str:
+        if not self._color:
+            return text
+        return f"{_BOLD if bold else ''}{_COLORS.get(color, '')}{text}{_RESET}"
+
+    def _bar(self) -> str:
+        filled = self.BAR_WIDTH * self._done // self._total if self._total else 0
+        bar = "#" * filled + "." * (self.BAR_WIDTH - filled)
+        text = f"[{bar}] {self._done}/{self._total} done"
+        if self._running:
+            text += f", {len(self._running)} running"
+        return text
+
+    def _write(self, lines: Sequence[str], *, bar: bool = True) -> None:
+        """Write whole lines, keeping the bar (on a TTY) below them; the caller holds the lock."""
+        out = []
+        if self._bar_shown:
+            out.append(_CLEAR_LINE)
+            self._bar_shown = False
+        out.extend(f"{line}\n" for line in lines)
+        if bar and self._tty and self._total:
+            out.append(self._bar())
+            self._bar_shown = True
+        if out:
+            self._stream.write("".join(out))
+            self._stream.flush()
+
+    def begin(self, changes: Sequence[Change]) -> None:
+        with self._lock:
+            self._total = len(changes)
+            self._done = 0
+            self._running.clear()
+            self._write([])
+
+    def started(self, change: Change) -> None:
+        with self._lock:
+            self._running.add(id(change))
+            if self._tty:
+                self._write([])
+
+    def retrying(self, change: Change, exc: Exception, delay: float) -> None:
+        if not self._show_retries:
+            return
+        code = getattr(exc, "code", "") or type(exc).__name__
+        line = (
+            f"    retrying {change_display(change)} in {delay:.1f}s: {code}: {_one_line(str(exc))}"
+        )
+        with self._lock:
+            self._write([self._paint(line, "dim")])
+
+    def finished(self, outcome: Outcome) -> None:
+        with self._lock:
+            self._running.discard(id(outcome.change))
+            self._done += 1
+            line = self._line(outcome)
+            self._write([line] if line else [])
+
+    def _line(self, outcome: Outcome) -> str | None:
+        change = outcome.change
+        name = change_display(change)
+        if outcome.status is Status.APPLIED:
+            symbol = self._paint(change.action.symbol, _ACTION_COLORS.get(change.action, ""))
+            extra = f", {outcome.attempts} attempts" if outcome.attempts > 1 else ""
+            return f"  {symbol} {name} {_VERBS[change.action]} ({outcome.seconds:.1f}s{extra})"
+        if outcome.status is Status.FAILED:
+            code = f"{outcome.code}: " if outcome.code else ""
+            where = f" ({change.source})" if change.source else ""
+            message = _one_line(outcome.message or outcome.error)
+            cross = self._paint(self._cross, "red")
+            return f"  {cross} {name} {change.action} failed: {code}{message}{where}"
+        if outcome.status is Status.SKIPPED:
+            because = display(outcome.skipped_because) if outcome.skipped_because else "?"
+            return self._paint(f"  - skipped: {name} (depends on failed {because})", "dim")
+        if outcome.attempts:
+            return self._paint(f"  ! {name} interrupted while waiting to retry", "yellow")
+        return None
+
+    def summary(self, result: ApplyResult) -> None:
+        word, counts = _headline(result)
+        color = {"complete": "green", "failed": "red", "interrupted": "yellow"}[word]
+        lines = [self._paint(f"Apply {word}: {counts}.", color, bold=True)]
+        for outcome in result.failed:
+            lines.append(f"  {self._paint(self._cross, 'red')} {_one_line(outcome.error)}")
+        with self._lock:
+            self._write(lines, bar=False)
+
+
+def _pick_symbol(stream: TextIO, preferred: str, fallback: str) -> str:
+    encoding = getattr(stream, "encoding", None)
+    if not encoding:
+        return preferred
+    try:
+        preferred.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return fallback
+    return preferred
+
+
+class JsonReporter:
+    """One JSON object per line: ``start``, ``retry``, ``finish`` and ``summary`` events.
+
+    Every event of a type carries the same keys in the same order, so consumers can rely on
+    them; times are seconds rounded to milliseconds.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        line = json.dumps(event, ensure_ascii=False)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    @staticmethod
+    def _subject(change: Change) -> dict[str, Any]:
+        return {
+            "address": str(change.address),
+            "kind": str(change.address.kind),
+            "action": str(change.action),
+        }
+
+    def started(self, change: Change) -> None:
+        self._emit({"event": "start", **self._subject(change)})
+
+    def retrying(self, change: Change, exc: Exception, delay: float) -> None:
+        self._emit(
+            {
+                "event": "retry",
+                **self._subject(change),
+                "delay": round(float(delay), 3),
+                "code": getattr(exc, "code", "") or "",
+                "status": getattr(exc, "status", 0) or 0,
+                "message": _one_line(str(exc)),
+            }
+        )
+
+    def finished(self, outcome: Outcome) -> None:
+        because = outcome.skipped_because
+        self._emit(
+            {
+                "event": "finish",
+                **self._subject(outcome.change),
+                "status": str(outcome.status),
+                "attempts": outcome.attempts,
+                "seconds": round(float(outcome.seconds), 3),
+                "code": outcome.code,
+                "error": outcome.error,
+                "skipped_because": str(because) if because else None,
+            }
+        )
+
+    def summary(self, result: ApplyResult) -> None:
+        word, _ = _headline(result)
+        self._emit(
+            {
+                "event": "summary",
+                "status": word,
+                "applied": len(result.applied),
+                "failed": len(result.failed),
+                "skipped": len(result.skipped),
+                "not_started": len(result.not_started),
+                "interrupted": result.interrupted,
+                "failures": [
+                    {"address": str(o.change.address), "code": o.code, "error": o.error}
+                    for o in result.failed
+                ],
+            }
+        )
