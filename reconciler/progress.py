@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, TextIO
 
 from reconciler.apply import ApplyResult, Outcome, Status
@@ -50,30 +50,67 @@ _SUBSCRIPTION_SCOPE = re.compile(r"^/subscriptions/([^/]+)$", re.IGNORECASE)
 _GROUP_SCOPE = re.compile(r"^/subscriptions/[^/]+/resourcegroups/([^/]+)$", re.IGNORECASE)
 
 
-def display(address: Address, attrs: Mapping[str, Any] | None = None) -> str:
+def display(
+    address: Address,
+    attrs: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> str:
     """A short readable name: ``identity ado-pipeline-mi``, ``role assignment mi: Reader on rg``.
 
-    Built from the canonical key, with the declared spelling from ``attrs`` where present.
+    Built from the canonical key, with the declared spelling from ``attrs`` where present;
+    ``labels`` (from ``identity_labels``) names identities that share a name in a longer form.
     The full address stays in JSON events and in failure messages.
     """
     attrs = attrs or {}
+    labels = labels or {}
     label = _KIND_LABELS.get(address.kind, str(address.kind))
     parts = address.key.split("/")
     name = attrs.get("name")
+
+    def identity(key: str) -> str:
+        return labels.get(key) or key.rpartition("/")[2]
+
     if address.kind is Kind.IDENTITY and len(parts) == 3:
-        return f"{label} {name or parts[2]}"
+        return f"{label} {labels.get(address.key) or name or parts[2]}"
     if address.kind is Kind.FEDERATED_CREDENTIAL and len(parts) == 4:
-        return f"{label} {parts[2]}/{name or parts[3]}"
+        return f"{label} {identity('/'.join(parts[:3]))}/{name or parts[3]}"
     if address.kind is Kind.SERVICE_CONNECTION and len(parts) == 3:
         org = attrs.get("organization") or parts[0]
         project = attrs.get("project") or parts[1]
         return f"{label} {org}/{project}/{name or parts[2]}"
     if address.kind is Kind.ROLE_ASSIGNMENT and "//" in address.key:
-        identity, _, rest = address.key.partition("//")
+        owner, _, rest = address.key.partition("//")
         scope, _, role_ref = f"/{rest}".rpartition("/")
-        role = attrs.get("role") or attrs.get("roleDefinitionId") or role_ref.removeprefix("name:")
-        return f"{label} {identity.rpartition('/')[2]}: {role} on {_short_scope(attrs.get('scope') or scope)}"
+        # a role written as a full role definition id reads better as its GUID
+        role = str(attrs.get("role") or role_ref.removeprefix("name:")).rpartition("/")[2]
+        where = _short_scope(str(attrs.get("scope") or scope))
+        return f"{label} {identity(owner)}: {role} on {where}"
     return f"{label} {address.key}"
+
+
+def identity_labels(addresses: Iterable[Address]) -> dict[str, str]:
+    """The shortest unambiguous label of every identity the addresses mention.
+
+    ``deploy-mi`` when one identity has that name, ``team-a-rg/deploy-mi`` when two resource
+    groups hold one, the whole key when even that repeats across subscriptions.
+    """
+    keys: set[str] = set()
+    for address in addresses:
+        if address.kind is Kind.IDENTITY:
+            keys.add(address.key)
+        elif address.kind is Kind.FEDERATED_CREDENTIAL:
+            keys.add(address.key.rpartition("/")[0])
+        elif address.kind is Kind.ROLE_ASSIGNMENT and "//" in address.key:
+            keys.add(address.key.partition("//")[0])
+    keys = {k for k in keys if k.count("/") == 2}
+    labels: dict[str, str] = {}
+    for key in keys:
+        for depth in (1, 2, 3):
+            label = "/".join(key.split("/")[-depth:])
+            if sum(1 for k in keys if k.endswith(f"/{label}") or k == label) == 1:
+                labels[key] = label
+                break
+    return labels
 
 
 def _short_scope(scope: str) -> str:
@@ -84,8 +121,8 @@ def _short_scope(scope: str) -> str:
     return scope
 
 
-def change_display(change: Change) -> str:
-    return display(change.address, change.after or change.before)
+def change_display(change: Change, labels: Mapping[str, str] | None = None) -> str:
+    return display(change.address, change.after or change.before, labels)
 
 
 def _one_line(text: str) -> str:
@@ -139,6 +176,7 @@ class TextReporter:
         self._running: set[int] = set()
         self._bar_shown = False
         self._cross = _pick_symbol(stream, "✗", "x")
+        self._labels: dict[str, str] = {}
 
     def _paint(self, text: str, color: str, bold: bool = False) -> str:
         if not self._color:
@@ -170,6 +208,7 @@ class TextReporter:
     def begin(self, changes: Sequence[Change]) -> None:
         with self._lock:
             self._total = len(changes)
+            self._labels = identity_labels(c.address for c in changes)
             self._done = 0
             self._running.clear()
             self._write([])
@@ -199,7 +238,7 @@ class TextReporter:
 
     def _line(self, outcome: Outcome) -> str | None:
         change = outcome.change
-        name = change_display(change)
+        name = change_display(change, self._labels)
         if outcome.status is Status.APPLIED:
             symbol = self._paint(change.action.symbol, _ACTION_COLORS.get(change.action, ""))
             extra = f", {outcome.attempts} attempts" if outcome.attempts > 1 else ""
@@ -211,7 +250,8 @@ class TextReporter:
             cross = self._paint(self._cross, "red")
             return f"  {cross} {name} {change.action} failed: {code}{message}{where}"
         if outcome.status is Status.SKIPPED:
-            because = display(outcome.skipped_because) if outcome.skipped_because else "?"
+            failed = outcome.skipped_because
+            because = display(failed, labels=self._labels) if failed else "?"
             return self._paint(f"  - skipped: {name} (depends on failed {because})", "dim")
         if outcome.attempts:
             return self._paint(f"  ! {name} interrupted while waiting to retry", "yellow")

@@ -14,7 +14,7 @@ from reconciler.apply import ApplyResult, Outcome, Status, apply_plan
 from reconciler.errors import PermanentError, TransientError
 from reconciler.model import Address, Kind, Source
 from reconciler.plan import Action, Change, Plan, Reason
-from reconciler.progress import JsonReporter, TextReporter, display
+from reconciler.progress import JsonReporter, TextReporter, display, identity_labels
 from reconciler.retry import FakeClock, RetryPolicy
 
 SUB = "11111111-1111-1111-1111-111111111111"
@@ -345,6 +345,40 @@ def test_display_forms() -> None:
     assert display(ra) == f"role assignment ado-pipeline-mi: {CONTRIBUTOR} on subscription {SUB}"
     by_name = Address(Kind.ROLE_ASSIGNMENT, f"{MI}/{SANDBOX}/name:Reader".lower())
     assert display(by_name) == "role assignment ado-pipeline-mi: reader on sandbox-rg"
+    by_id = Address(Kind.ROLE_ASSIGNMENT, f"{MI}/{SANDBOX}/{CONTRIBUTOR}".lower())
+    role_id = f"/providers/Microsoft.Authorization/roleDefinitions/{CONTRIBUTOR}"
+    assert display(by_id, {"role": role_id}) == (
+        f"role assignment ado-pipeline-mi: {CONTRIBUTOR} on sandbox-rg"
+    )
     odd = Address(Kind.ROLE_ASSIGNMENT, f"{MI}//providers/microsoft.management/x/{CONTRIBUTOR}")
     assert display(odd).endswith(f"{CONTRIBUTOR} on /providers/microsoft.management/x")
     assert display(Address(Kind.IDENTITY, "weird")) == "identity weird"
+
+
+def test_identities_sharing_a_name_are_told_apart() -> None:
+    a = f"{SUB}/team-a-rg/deploy-mi"
+    b = f"{SUB}/team-b-rg/deploy-mi"
+    c = "22222222-2222-2222-2222-222222222222/team-b-rg/deploy-mi"
+    addresses = [
+        Address(Kind.IDENTITY, a),
+        Address(Kind.FEDERATED_CREDENTIAL, f"{b}/gh"),
+        Address(Kind.ROLE_ASSIGNMENT, f"{c}//subscriptions/{SUB}/{CONTRIBUTOR}"),
+        Address(Kind.IDENTITY, MI),
+    ]
+    assert identity_labels(addresses) == {
+        a: "team-a-rg/deploy-mi",
+        b: b,
+        c: c,
+        MI: "ado-pipeline-mi",
+    }
+
+    out = io.StringIO()
+    reporter = TextReporter(out)
+    changes = [Change(Address(Kind.IDENTITY, k), Action.CREATE, Reason.NEW) for k in (a, b)]
+    reporter.begin(changes)
+    reporter.finished(Outcome(changes[0], Status.APPLIED, attempts=1))
+    reporter.finished(Outcome(changes[1], Status.FAILED, code="X", message="m"))
+    assert out.getvalue() == (
+        "  + identity team-a-rg/deploy-mi created (0.0s)\n"
+        "  ✗ identity team-b-rg/deploy-mi create failed: X: m\n"
+    )
