@@ -9,7 +9,7 @@ How the runner drives it::
 
     check_destroy(plan, args.allow_destroy)          # refuses before anything changes
     stop = threading.Event()
-    with interrupt_on_sigint(stop, notice="\nInterrupted: finishing in-flight changes...\n"):
+    with interrupt_on_sigint(stop, notice="Interrupted: finishing in-flight changes\\n"):
         result = apply_plan(plan, lambda c: perform(c, ctx), workers=args.workers,
                             reporter=reporter, stop=stop)
     reporter.summary(result)
