@@ -1,0 +1,389 @@
+"""Azure Resource Manager: managed identities, federated credentials, role assignments and
+role definitions, through the official management clients.
+
+Every method returns plain dicts in the REST JSON shape and raises only ``errors.py`` types:
+the SDK's exceptions are translated here, at the boundary. The SDK's own retries are off.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from reconciler.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    ProviderError,
+    TransientError,
+)
+from reconciler.providers.auth import ARM_SCOPE, describe_credential_error
+from reconciler.providers.http import DEFAULT_DELAY, retry_after
+from reconciler.providers.target import Target
+
+if TYPE_CHECKING:
+    import requests
+    from azure.core.credentials import TokenCredential
+
+T = TypeVar("T")
+
+CONCURRENT_FIC_WRITES: Final = (
+    "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity"
+)
+# the authorization client needs some subscription id even for management-group scopes
+_NO_SUBSCRIPTION: Final = "00000000-0000-0000-0000-000000000000"
+_CONCURRENT_WRITE_DELAY: Final = 0.5
+
+
+def _raw(pipeline_response: Any, _deserialized: Any, _headers: Any) -> Any:
+    """``cls=`` hook: the response body as JSON, not the SDK's model."""
+    text = pipeline_response.http_response.text()
+    return json.loads(text) if text else None
+
+
+def _serialized(items: Iterable[Any]) -> list[dict[str, Any]]:
+    """``cls=`` hook for pagers: each model back in its REST shape, read-only fields included."""
+    return [item.serialize(keep_readonly=True) for item in items]
+
+
+def _scope_path(scope: str) -> str:
+    return scope.strip().strip("/")
+
+
+class ArmClient:
+    """One management client per subscription and API, built on first use and cached."""
+
+    def __init__(
+        self,
+        target: Target,
+        credential: TokenCredential,
+        *,
+        session: requests.Session,
+        read_timeout: float = 60.0,
+    ) -> None:
+        self._target = target
+        self._credential = credential
+        self._session = session
+        self._read_timeout = read_timeout
+        self._lock = threading.Lock()
+        self._msi: dict[str, Any] = {}
+        self._authz: dict[str, Any] = {}
+        self._definitions: dict[str, list[dict[str, Any]]] = {}
+        self._definition_locks: dict[str, threading.Lock] = {}
+
+    # -- clients -------------------------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        from azure.core.pipeline.transport import RequestsTransport
+
+        verify: str | bool = self._target.ca_bundle or True
+        return {
+            "base_url": self._target.arm_url,
+            "credential_scopes": [ARM_SCOPE],
+            # a transport per client over the shared pool; session_owner=False keeps it open
+            "transport": RequestsTransport(
+                session=self._session, session_owner=False, connection_verify=verify
+            ),
+            "connection_verify": verify,
+            # retry.py is the one retry mechanism
+            "retry_total": 0,
+            "read_timeout": self._read_timeout,
+            "connection_timeout": 15,
+        }
+
+    def _msi_client(self, subscription: str) -> Any:
+        key = subscription.lower()
+        with self._lock:
+            client = self._msi.get(key)
+            if client is None:
+                from azure.mgmt.msi import ManagedServiceIdentityClient
+
+                client = ManagedServiceIdentityClient(
+                    self._credential, subscription, **self._client_kwargs()
+                )
+                self._msi[key] = client
+            return client
+
+    def _authz_client(self, subscription: str | None) -> Any:
+        key = (subscription or _NO_SUBSCRIPTION).lower()
+        with self._lock:
+            client = self._authz.get(key)
+            if client is None:
+                from azure.mgmt.authorization import AuthorizationManagementClient
+
+                client = AuthorizationManagementClient(
+                    self._credential, subscription or _NO_SUBSCRIPTION, **self._client_kwargs()
+                )
+                self._authz[key] = client
+            return client
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise translate_error(exc, what) from None
+
+    # -- identities ----------------------------------------------------------------------
+
+    def list_identities(
+        self, subscription: str, resource_group: str | None = None
+    ) -> list[dict[str, Any]]:
+        """All user-assigned identities of a subscription, or of one resource group."""
+        ops = self._msi_client(subscription).user_assigned_identities
+        if resource_group is None:
+            what = f"listing identities in subscription {subscription}"
+            return self._call(what, lambda: list(ops.list_by_subscription(cls=_serialized)))
+        what = f"listing identities in resource group {resource_group}"
+        return self._call(
+            what, lambda: list(ops.list_by_resource_group(resource_group, cls=_serialized))
+        )
+
+    def get_identity(self, subscription: str, resource_group: str, name: str) -> dict[str, Any]:
+        ops = self._msi_client(subscription).user_assigned_identities
+        result: dict[str, Any] = self._call(
+            f"reading identity {name}", lambda: ops.get(resource_group, name, cls=_raw)
+        )
+        return result
+
+    def put_identity(
+        self, subscription: str, resource_group: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        ops = self._msi_client(subscription).user_assigned_identities
+        data = json.dumps(body).encode()
+        result: dict[str, Any] = self._call(
+            f"writing identity {name}",
+            lambda: ops.create_or_update(
+                resource_group, name, data, content_type="application/json", cls=_raw
+            ),
+        )
+        return result
+
+    def delete_identity(self, subscription: str, resource_group: str, name: str) -> None:
+        ops = self._msi_client(subscription).user_assigned_identities
+        self._call(f"deleting identity {name}", lambda: ops.delete(resource_group, name))
+
+    # -- federated identity credentials ---------------------------------------------------
+
+    def list_credentials(
+        self, subscription: str, resource_group: str, identity: str
+    ) -> list[dict[str, Any]]:
+        ops = self._msi_client(subscription).federated_identity_credentials
+        return self._call(
+            f"listing federated credentials of identity {identity}",
+            lambda: list(ops.list(resource_group, identity, cls=_serialized)),
+        )
+
+    def get_credential(
+        self, subscription: str, resource_group: str, identity: str, name: str
+    ) -> dict[str, Any]:
+        ops = self._msi_client(subscription).federated_identity_credentials
+        result: dict[str, Any] = self._call(
+            f"reading federated credential {name}",
+            lambda: ops.get(resource_group, identity, name, cls=_raw),
+        )
+        return result
+
+    def put_credential(
+        self,
+        subscription: str,
+        resource_group: str,
+        identity: str,
+        name: str,
+        body: dict[str, Any],
+    ) -> dict[str, Any]:
+        ops = self._msi_client(subscription).federated_identity_credentials
+        data = json.dumps(body).encode()
+        result: dict[str, Any] = self._call(
+            f"writing federated credential {name}",
+            lambda: ops.create_or_update(
+                resource_group, identity, name, data, content_type="application/json", cls=_raw
+            ),
+        )
+        return result
+
+    def delete_credential(
+        self, subscription: str, resource_group: str, identity: str, name: str
+    ) -> None:
+        ops = self._msi_client(subscription).federated_identity_credentials
+        self._call(
+            f"deleting federated credential {name}",
+            lambda: ops.delete(resource_group, identity, name),
+        )
+
+    # -- role assignments -----------------------------------------------------------------
+
+    def list_role_assignments(self, subscription: str) -> list[dict[str, Any]]:
+        """Every assignment at or below the subscription (and inherited from above), in one
+        paged call: cheaper than any per-principal or per-scope listing."""
+        ops = self._authz_client(subscription).role_assignments
+        return self._call(
+            f"listing role assignments in subscription {subscription}",
+            lambda: list(ops.list_for_subscription(cls=_serialized)),
+        )
+
+    def list_role_assignments_for_scope(
+        self, scope: str, principal_id: str | None = None, *, at_scope: bool = False
+    ) -> list[dict[str, Any]]:
+        """Assignments for a scope: with ``at_scope``, every principal's at or above it (one
+        call per management group); with a principal, that principal's at, above or below."""
+        ops = self._authz_client(_subscription_of(scope)).role_assignments
+        filt = None
+        if principal_id:
+            filt = f"principalId eq '{principal_id}'"
+        elif at_scope:
+            filt = "atScope()"
+        return self._call(
+            f"listing role assignments at {scope}",
+            lambda: list(ops.list_for_scope(_scope_path(scope), filter=filt, cls=_serialized)),
+        )
+
+    def get_role_assignment(self, scope: str, name: str) -> dict[str, Any]:
+        ops = self._authz_client(_subscription_of(scope)).role_assignments
+        result: dict[str, Any] = self._call(
+            f"reading role assignment {name}",
+            lambda: ops.get(_scope_path(scope), name, cls=_raw),
+        )
+        return result
+
+    def put_role_assignment(self, scope: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        ops = self._authz_client(_subscription_of(scope)).role_assignments
+        data = json.dumps(body).encode()
+        result: dict[str, Any] = self._call(
+            f"writing role assignment {name}",
+            lambda: ops.create(
+                _scope_path(scope), name, data, content_type="application/json", cls=_raw
+            ),
+        )
+        return result
+
+    def delete_role_assignment(self, scope: str, name: str) -> None:
+        ops = self._authz_client(_subscription_of(scope)).role_assignments
+        self._call(f"deleting role assignment {name}", lambda: ops.delete(_scope_path(scope), name))
+
+    # -- role definitions -----------------------------------------------------------------
+
+    def list_role_definitions(self, scope: str) -> list[dict[str, Any]]:
+        """Every role definition assignable at ``scope`` (built-in and custom); read once per
+        scope per run and cached."""
+        key = _scope_path(scope).lower()
+        with self._lock:
+            lock = self._definition_locks.setdefault(key, threading.Lock())
+        with lock:
+            cached = self._definitions.get(key)
+            if cached is None:
+                ops = self._authz_client(_subscription_of(scope)).role_definitions
+                cached = self._call(
+                    f"listing role definitions at {scope}",
+                    lambda: list(ops.list(_scope_path(scope), cls=_serialized)),
+                )
+                self._definitions[key] = cached
+            return list(cached)
+
+    def close(self) -> None:
+        with self._lock:
+            clients = [*self._msi.values(), *self._authz.values()]
+            self._msi.clear()
+            self._authz.clear()
+        for client in clients:
+            client.close()
+
+
+def _subscription_of(scope: str) -> str | None:
+    parts = _scope_path(scope).split("/")
+    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+        return parts[1]
+    return None
+
+
+def _error_parts(exc: Any) -> tuple[str, str]:
+    """Azure's error code and message from an SDK exception (never its request headers)."""
+    code = ""
+    message = ""
+    error = getattr(exc, "error", None)
+    if error is not None:
+        code = getattr(error, "code", "") or ""
+        message = getattr(error, "message", "") or ""
+    response = getattr(exc, "response", None)
+    if (not code or not message) and response is not None:
+        try:
+            body = json.loads(response.text() or "null")
+        except (ValueError, TypeError):
+            body = None
+        if isinstance(body, dict):
+            inner = body.get("error", body)
+            if isinstance(inner, dict):
+                code = code or str(inner.get("code") or "")
+                message = message or str(inner.get("message") or "")
+    if not message:
+        message = getattr(exc, "reason", None) or type(exc).__name__
+    return code, str(message)
+
+
+def _status_code_name(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.replace(" ", "")
+    except ValueError:
+        return f"HTTP{status}"
+
+
+def translate_error(exc: Exception, what: str) -> ProviderError:
+    """Map an azure-core exception onto the project's errors."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    response = getattr(exc, "response", None)
+    status = int(getattr(exc, "status_code", 0) or 0)
+    if isinstance(exc, ClientAuthenticationError) and response is None:
+        # the credential itself failed, before any request reached ARM
+        return AuthError(
+            "cannot get an Entra token for Azure Resource Manager: "
+            f"{describe_credential_error(exc)}",
+            code="CredentialUnavailable",
+            status=401,
+        )
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return TransientError(
+            f"connection to Azure Resource Manager failed while {what}: "
+            f"{type(exc).__name__}: {describe_credential_error(exc)}",
+            code="ConnectionError",
+            delay=DEFAULT_DELAY,
+        )
+    if not isinstance(exc, HttpResponseError) or not status:
+        return PermanentError(f"{what}: {type(exc).__name__}: {exc}", code=type(exc).__name__)
+    code, message = _error_parts(exc)
+    headers = dict(response.headers) if response is not None else {}
+    if status == 401:
+        return AuthError(
+            f"Azure Resource Manager rejected the credentials while {what}: {message}",
+            code=code or "Unauthorized",
+            status=status,
+        )
+    if status == 404:
+        return NotFoundError(message, code=code or "NotFound", status=status)
+    if status == 429 or status >= 500:
+        return TransientError(
+            message,
+            code=code or _status_code_name(status),
+            status=status,
+            delay=retry_after(headers),
+        )
+    if status == 409 and code == CONCURRENT_FIC_WRITES:
+        return TransientError(
+            message,
+            code=code,
+            status=status,
+            delay=retry_after(headers, _CONCURRENT_WRITE_DELAY),
+        )
+    if status == 409:
+        return ConflictError(message, code=code or "Conflict", status=status)
+    return PermanentError(message, code=code or _status_code_name(status), status=status)

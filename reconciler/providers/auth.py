@@ -1,0 +1,245 @@
+"""Credentials: which azure-identity credential to use, and the Azure DevOps authorization.
+
+Tokens never leave this module except inside an ``Authorization`` header: they are never
+printed, logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from reconciler.errors import AuthError, ConfigError
+from reconciler.model import DEVOPS_RESOURCE_ID
+from reconciler.providers.target import Target
+
+if TYPE_CHECKING:
+    from azure.core.credentials import AccessToken, TokenCredential
+
+ARM_SCOPE: Final = "https://management.azure.com/.default"
+DEVOPS_SCOPE: Final = f"{DEVOPS_RESOURCE_ID}/.default"
+PAT_ENV: Final = "AZURE_DEVOPS_EXT_PAT"
+AUTH_MODES: Final = ("auto", "pipelines", "cli", "environment", "managed-identity", "default")
+# AzurePipelinesCredential needs all of these (set by AzureCLI@2 and by mapping System.AccessToken)
+PIPELINE_VARS: Final = (
+    "SYSTEM_OIDCREQUESTURI",
+    "AZURESUBSCRIPTION_CLIENT_ID",
+    "AZURESUBSCRIPTION_TENANT_ID",
+    "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
+    "SYSTEM_ACCESSTOKEN",
+)
+# refresh a cached token this long before it expires
+_REFRESH_MARGIN: Final = 300.0
+
+
+def make_credential(
+    target: Target | None, mode: str = "auto", *, environ: Mapping[str, str] | None = None
+) -> TokenCredential:
+    """The credential for ``target`` (None or an Azure target means the real services)."""
+    from azure.identity import (
+        AzureCliCredential,
+        AzurePipelinesCredential,
+        ChainedTokenCredential,
+        ClientSecretCredential,
+        DefaultAzureCredential,
+        EnvironmentCredential,
+        ManagedIdentityCredential,
+    )
+
+    env = os.environ if environ is None else environ
+    if mode not in AUTH_MODES:
+        raise ConfigError(f"unknown --auth mode {mode!r}; choose one of {', '.join(AUTH_MODES)}")
+    credential: TokenCredential
+    if target is not None and not target.is_azure:
+        # the simulator's own client; --auth only chooses among real-Azure credentials
+        credential = ClientSecretCredential(
+            target.tenant_id,
+            target.client_id,
+            target.client_secret,
+            authority=target.authority,
+            disable_instance_discovery=True,
+            connection_verify=target.ca_bundle,
+        )
+    elif mode == "pipelines" or (mode == "auto" and all(env.get(v) for v in PIPELINE_VARS)):
+        missing = [v for v in PIPELINE_VARS if not env.get(v)]
+        if missing:
+            raise ConfigError(
+                "--auth pipelines needs these environment variables: "
+                + ", ".join(missing)
+                + " (run inside an AzureCLI@2 task and map SYSTEM_ACCESSTOKEN: "
+                "$(System.AccessToken))"
+            )
+        credential = AzurePipelinesCredential(
+            tenant_id=env["AZURESUBSCRIPTION_TENANT_ID"],
+            client_id=env["AZURESUBSCRIPTION_CLIENT_ID"],
+            service_connection_id=env["AZURESUBSCRIPTION_SERVICE_CONNECTION_ID"],
+            system_access_token=env["SYSTEM_ACCESSTOKEN"],
+        )
+    elif mode == "cli":
+        credential = AzureCliCredential()
+    elif mode == "environment":
+        credential = EnvironmentCredential()
+    elif mode == "managed-identity":
+        credential = ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None)
+    elif mode == "default":
+        credential = DefaultAzureCredential()
+    else:
+        credential = ChainedTokenCredential(
+            AzureCliCredential(),
+            EnvironmentCredential(),
+            ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None),
+        )
+    return CachedCredential(credential)
+
+
+class CachedCredential:
+    """Shares one token per scope between every client of a run.
+
+    Each management client caches its own token, and ``AzureCliCredential`` does not cache at
+    all (one ``az`` process per request for a token), so without this a run would ask once per
+    subscription and client type.
+    """
+
+    def __init__(self, inner: TokenCredential, *, now: Callable[[], float] = time.time) -> None:
+        self._inner = inner
+        self._now = now
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, ...], AccessToken] = {}
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        if claims or tenant_id:
+            # a claims challenge (CAE) or another tenant: always ask afresh
+            return self._inner.get_token(
+                *scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs
+            )
+        key = tuple(sorted(scopes))
+        with self._lock:
+            token = self._tokens.get(key)
+            if token is not None and token.expires_on - self._now() > _REFRESH_MARGIN:
+                return token
+            token = self._inner.get_token(*scopes, enable_cae=enable_cae, **kwargs)
+            self._tokens[key] = token
+            return token
+
+    def invalidate(self, *scopes: str) -> None:
+        with self._lock:
+            self._tokens.pop(tuple(sorted(scopes)), None)
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if callable(close):
+            close()
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+class DevOpsAuth:
+    """The ``Authorization`` header for Azure DevOps: an Entra token from the same credential,
+    or, only when no Entra token can be had, the PAT in ``$AZURE_DEVOPS_EXT_PAT``."""
+
+    def __init__(
+        self,
+        credential: TokenCredential,
+        *,
+        environ: Mapping[str, str] | None = None,
+        warn: Callable[[str], None] = _warn,
+    ) -> None:
+        self._credential = credential
+        self._env = os.environ if environ is None else environ
+        self._warn = warn
+        self._lock = threading.Lock()
+        self._pat_header: str | None = None
+
+    @property
+    def using_pat(self) -> bool:
+        return self._pat_header is not None
+
+    def header(self) -> str:
+        if self._pat_header is not None:
+            return self._pat_header
+        try:
+            token = self._credential.get_token(DEVOPS_SCOPE)
+        except Exception as exc:
+            reason = describe_credential_error(exc)
+            pat = self._env.get(PAT_ENV)
+            if not pat:
+                raise AuthError(
+                    f"cannot get an Entra token for Azure DevOps ({DEVOPS_RESOURCE_ID}): {reason}",
+                    status=401,
+                ) from None
+            with self._lock:
+                if self._pat_header is None:
+                    self._warn(
+                        f"no Entra token for Azure DevOps ({reason}); falling back to the "
+                        f"personal access token in {PAT_ENV}. Prefer workload identity: a PAT "
+                        "is the secret this setup exists to remove."
+                    )
+                    raw = base64.b64encode(f":{pat}".encode()).decode("ascii")
+                    self._pat_header = f"Basic {raw}"
+                return self._pat_header
+        return f"Bearer {token.token}"
+
+    def invalidate(self) -> None:
+        invalidate = getattr(self._credential, "invalidate", None)
+        if callable(invalidate):
+            invalidate(DEVOPS_SCOPE)
+
+
+def describe_credential_error(exc: BaseException) -> str:
+    """A one-line reason from azure-identity's exception (its messages hold no token)."""
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    first = str(message).strip().splitlines()[0] if str(message).strip() else type(exc).__name__
+    return first[:500]
+
+
+def tenant_from_token(token: str) -> str | None:
+    """The ``tid`` claim of a JWT access token (no signature check: only to learn the tenant)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, TypeError):
+        return None
+    tid = claims.get("tid") if isinstance(claims, dict) else None
+    return tid if isinstance(tid, str) else None
+
+
+def discover_tenant(
+    target: Target, credential: TokenCredential, *, environ: Mapping[str, str] | None = None
+) -> str:
+    """The Entra tenant new service connections must name."""
+    if target.tenant_id:
+        return target.tenant_id
+    env = os.environ if environ is None else environ
+    for name in ("AZURESUBSCRIPTION_TENANT_ID", "AZURE_TENANT_ID"):
+        if env.get(name):
+            return env[name]
+    try:
+        token = credential.get_token(ARM_SCOPE)
+    except Exception as exc:
+        raise AuthError(
+            f"cannot get an Entra token for Azure Resource Manager: "
+            f"{describe_credential_error(exc)}",
+            status=401,
+        ) from None
+    tid = tenant_from_token(token.token)
+    if not tid:
+        raise ConfigError("cannot tell the Entra tenant: set AZURE_TENANT_ID")
+    return tid

@@ -1,0 +1,353 @@
+"""Azure DevOps REST: organisation data, projects, pipelines, service endpoints and pipeline
+permissions, over ``requests``.
+
+Every method returns the parsed JSON and raises only ``errors.py`` types. Azure DevOps answers
+bad credentials with a 203 and an HTML sign-in page: that is an ``AuthError``, never a JSON
+parse crash. ``X-TFS-FedAuthRedirect: Suppress`` asks for a 401 instead where it can.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
+
+import requests
+
+from reconciler.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    ProviderError,
+    TransientError,
+)
+from reconciler.providers.auth import DevOpsAuth
+from reconciler.providers.http import DEFAULT_DELAY, retry_after
+from reconciler.providers.target import Target
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+API_VERSION: Final = "7.1"
+# connectionData is a preview-only resource: the real service refuses a plain "7.1"
+CONNECTION_DATA_API_VERSION: Final = "7.1-preview"
+PIPELINE_PERMISSIONS_API_VERSION: Final = "7.1-preview.1"
+DUPLICATE_CONNECTION: Final = "DuplicateServiceConnectionException"
+_DELETE_REFUSED_TEXT: Final = "cannot delete this service connection while federated credentials"
+_MAX_PAGES: Final = 1000
+
+
+def is_delete_refused(exc: BaseException) -> bool:
+    """Azure DevOps refuses to delete a workload identity connection while a federated
+    credential for it exists; the refusal outlives the credential for a moment."""
+    return isinstance(exc, ProviderError) and _DELETE_REFUSED_TEXT in str(exc).lower()
+
+
+class DevOpsClient:
+    def __init__(
+        self,
+        target: Target,
+        auth: DevOpsAuth,
+        *,
+        session: requests.Session,
+        timeout: tuple[float, float] = (15.0, 60.0),
+    ) -> None:
+        self._base = target.devops_url.rstrip("/")
+        self._auth = auth
+        self._session = session
+        self._timeout = timeout
+        self._verify: str | bool = target.ca_bundle or True
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _url(self, org: str, path: str, *, project: str | None = None, item: str = "") -> str:
+        """``{base}/{org}[/{project}]/{path}[/{item}]`` with the names percent-encoded."""
+        url = f"{self._base}/{quote(org, safe='')}"
+        if project is not None:
+            url += f"/{quote(project, safe='')}"
+        url += f"/{path}"
+        if item:
+            url += f"/{quote(item, safe='')}"
+        return url
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        api_version: str = API_VERSION,
+    ) -> requests.Response:
+        query = {"api-version": api_version, **(params or {})}
+        headers = {
+            "Authorization": self._auth.header(),
+            "Accept": "application/json",
+            "X-TFS-FedAuthRedirect": "Suppress",
+        }
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body).encode()
+        try:
+            response = self._session.request(
+                method,
+                url,
+                params=query,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                verify=self._verify,
+                allow_redirects=False,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise PermanentError(
+                f"TLS verification of Azure DevOps failed while {what}: {exc.__class__.__name__}"
+                " (is the CA bundle right?)",
+                code="TLSError",
+            ) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TransientError(
+                f"connection to Azure DevOps failed while {what}: {exc.__class__.__name__}",
+                code="ConnectionError",
+                delay=DEFAULT_DELAY,
+            ) from None
+        _check(response, what)
+        return response
+
+    def _json(self, method: str, url: str, *, what: str, **kwargs: Any) -> Any:
+        response = self._send(method, url, what=what, **kwargs)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise PermanentError(
+                f"Azure DevOps sent a response that is not JSON while {what} "
+                f"(HTTP {response.status_code}, {response.headers.get('Content-Type', '?')})",
+                code="InvalidResponse",
+                status=response.status_code,
+            ) from None
+
+    def _list_paged(
+        self, url: str, *, what: str, params: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """A ``{count, value}`` list, following ``x-ms-continuationtoken`` when there is one."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        for _ in range(_MAX_PAGES):
+            query = dict(params or {})
+            if token:
+                query["continuationToken"] = token
+            response = self._send("GET", url, what=what, params=query)
+            body = _parse(response, what)
+            if isinstance(body, dict):
+                items.extend(body.get("value") or [])
+            next_token = response.headers.get("x-ms-continuationtoken")
+            if not next_token or next_token == token:
+                return items
+            token = next_token
+        raise PermanentError(f"too many pages while {what}", code="InvalidResponse")
+
+    # -- organisation, projects, pipelines -------------------------------------------------
+
+    def connection_data(self, org: str) -> dict[str, Any]:
+        """``instanceId`` is the organisation id (the vstoken issuer names it)."""
+        what = f"reading organisation {org}"
+        body = self._json(
+            "GET",
+            self._url(org, "_apis/connectionData"),
+            what=what,
+            api_version=CONNECTION_DATA_API_VERSION,
+        )
+        if not isinstance(body, dict) or not body.get("instanceId"):
+            raise PermanentError(f"{what}: no instanceId in connectionData", code="InvalidResponse")
+        return body
+
+    def list_projects(self, org: str) -> list[dict[str, Any]]:
+        return self._list_paged(self._url(org, "_apis/projects"), what=f"listing projects of {org}")
+
+    def list_pipelines(self, org: str, project: str) -> list[dict[str, Any]]:
+        return self._list_paged(
+            self._url(org, "_apis/pipelines", project=project),
+            what=f"listing pipelines of {org}/{project}",
+        )
+
+    # -- service endpoints -----------------------------------------------------------------
+
+    def list_endpoints(
+        self, org: str, project: str, *, names: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The project's azurerm connections, including those not ready yet or failed."""
+        params = {"type": "azurerm", "includeFailed": "true"}
+        if names:
+            params["endpointNames"] = ",".join(names)
+        body = self._json(
+            "GET",
+            self._url(org, "_apis/serviceendpoint/endpoints", project=project),
+            what=f"listing service connections of {org}/{project}",
+            params=params,
+        )
+        return list(body.get("value") or []) if isinstance(body, dict) else []
+
+    def get_endpoint(self, org: str, project: str, endpoint_id: str) -> dict[str, Any]:
+        body = self._json(
+            "GET",
+            self._url(org, "_apis/serviceendpoint/endpoints", project=project, item=endpoint_id),
+            what=f"reading service connection {endpoint_id}",
+        )
+        if body is None:
+            # the service answers an unknown id with 200 and a null body
+            raise NotFoundError(
+                f"service connection {endpoint_id} does not exist in {org}/{project}",
+                code="ServiceEndpointNotFound",
+                status=200,
+            )
+        if not isinstance(body, dict):
+            raise PermanentError("unexpected service connection body", code="InvalidResponse")
+        return body
+
+    def create_endpoint(self, org: str, body: dict[str, Any]) -> dict[str, Any]:
+        result = self._json(
+            "POST",
+            self._url(org, "_apis/serviceendpoint/endpoints"),
+            what=f"creating service connection {body.get('name')}",
+            body=body,
+        )
+        return _expect_object(result, "created service connection")
+
+    def update_endpoint(self, org: str, endpoint_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT of the whole object; the id (and with it pipeline permissions) is kept."""
+        result = self._json(
+            "PUT",
+            self._url(org, "_apis/serviceendpoint/endpoints", item=endpoint_id),
+            what=f"updating service connection {body.get('name') or endpoint_id}",
+            body=body,
+        )
+        return _expect_object(result, "updated service connection")
+
+    def share_endpoint(self, org: str, endpoint_id: str, references: list[dict[str, Any]]) -> None:
+        self._send(
+            "PATCH",
+            self._url(org, "_apis/serviceendpoint/endpoints", item=endpoint_id),
+            what=f"sharing service connection {endpoint_id}",
+            body=references,
+        )
+
+    def delete_endpoint(self, org: str, endpoint_id: str, project_ids: list[str]) -> None:
+        """Removes the connection from these projects; it is gone once the last one goes."""
+        self._send(
+            "DELETE",
+            self._url(org, "_apis/serviceendpoint/endpoints", item=endpoint_id),
+            what=f"deleting service connection {endpoint_id}",
+            params={"projectIds": ",".join(project_ids)},
+        )
+
+    # -- pipeline permissions --------------------------------------------------------------
+
+    def get_pipeline_permissions(self, org: str, project: str, endpoint_id: str) -> dict[str, Any]:
+        body = self._json(
+            "GET",
+            self._url(
+                org,
+                "_apis/pipelines/pipelinePermissions/endpoint",
+                project=project,
+                item=endpoint_id,
+            ),
+            what=f"reading pipeline permissions of service connection {endpoint_id}",
+            api_version=PIPELINE_PERMISSIONS_API_VERSION,
+        )
+        return body if isinstance(body, dict) else {}
+
+    def update_pipeline_permissions(
+        self, org: str, project: str, endpoint_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        result = self._json(
+            "PATCH",
+            self._url(
+                org,
+                "_apis/pipelines/pipelinePermissions/endpoint",
+                project=project,
+                item=endpoint_id,
+            ),
+            what=f"updating pipeline permissions of service connection {endpoint_id}",
+            body=body,
+            api_version=PIPELINE_PERMISSIONS_API_VERSION,
+        )
+        return result if isinstance(result, dict) else {}
+
+
+def _expect_object(body: Any, what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise PermanentError(f"unexpected {what} body from Azure DevOps", code="InvalidResponse")
+    return body
+
+
+def _parse(response: requests.Response, what: str) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        raise PermanentError(
+            f"Azure DevOps sent a response that is not JSON while {what}",
+            code="InvalidResponse",
+            status=response.status_code,
+        ) from None
+
+
+def _is_html(response: requests.Response) -> bool:
+    content_type = response.headers.get("Content-Type", "").lower()
+    if "text/html" in content_type:
+        return True
+    return response.content[:200].lstrip().lower().startswith((b"<!doctype html", b"<html"))
+
+
+def _error_body(response: requests.Response) -> tuple[str, str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return "", response.reason or f"HTTP {response.status_code}"
+    if not isinstance(body, dict):
+        return "", response.reason or f"HTTP {response.status_code}"
+    code = str(body.get("typeKey") or "")
+    message = str(body.get("message") or response.reason or f"HTTP {response.status_code}")
+    return code, message
+
+
+def _check(response: requests.Response, what: str) -> None:
+    status = response.status_code
+    if status == 203 or (_is_html(response) and status < 500):
+        raise AuthError(
+            f"Azure DevOps did not accept the credentials while {what}: it answered with a "
+            f"sign-in page (HTTP {status}). The identity may not be a member of the "
+            "organisation, or the token is for the wrong audience or expired.",
+            code="SignInPage",
+            status=status,
+        )
+    if status < 400:
+        return
+    code, message = _error_body(response)
+    if status == 401:
+        raise AuthError(
+            f"Azure DevOps rejected the credentials while {what}: {message}",
+            code=code or "Unauthorized",
+            status=status,
+        )
+    if code == DUPLICATE_CONNECTION:
+        # some deployments send 500, others 409: the type is what matters
+        raise ConflictError(message, code=code, status=status)
+    if status == 429 or status >= 500:
+        raise TransientError(
+            message,
+            code=code or f"HTTP{status}",
+            status=status,
+            delay=retry_after(dict(response.headers)),
+        )
+    if status == 404:
+        raise NotFoundError(message, code=code or "NotFound", status=status)
+    if status == 409:
+        raise ConflictError(message, code=code or "Conflict", status=status)
+    raise PermanentError(message, code=code or f"HTTP{status}", status=status)
