@@ -284,7 +284,7 @@ class _Planner:
             detail = (
                 f"taking over from {other}"
                 if ownership is Ownership.FOREIGN
-                else "not marked by any owner: the owner marker is added"
+                else "no owner marker yet; it is added"
             )
             self._add(Change(address, Action.UPDATE, Reason.ADOPTION, detail, **common))
         elif fields:
@@ -300,13 +300,13 @@ class _Planner:
         name = identity.rsplit("/", 1)[-1]
         if address.kind is Kind.SERVICE_CONNECTION:
             action = Action.UPDATE
-            detail = f"identity {name} is replaced: the connection gets its new client id"
+            detail = f"identity {name} is replaced; the connection follows its new client id"
         elif address.kind is Kind.ROLE_ASSIGNMENT:
             action = Action.DELETE_THEN_CREATE
-            detail = f"identity {name} is replaced: the assignment is made for its new principal"
+            detail = f"identity {name} is replaced; granted again to its new principal"
         else:
             action = Action.DELETE_THEN_CREATE
-            detail = f"identity {name} is replaced: its credentials vanish with it"
+            detail = f"identity {name} is replaced; its credentials go with it and are made again"
         self._add(
             Change(
                 address,
@@ -353,9 +353,9 @@ class _Planner:
                 self.notices.append(
                     Notice(
                         NoticeLevel.WARNING,
-                        f"role assignment {attrs.get('role') or attrs.get('roleDefinitionId')}"
-                        f" at {attrs.get('scope')} on identity {_short(parent)} was not made "
-                        f"by these specs ({who}): reported, not removed",
+                        f"role assignment {self._role_name(attrs)} at {attrs.get('scope')} on "
+                        f"identity {_short(parent)} was not made by these specs ({who}): "
+                        "reported, not removed",
                         address,
                     )
                 )
@@ -398,6 +398,18 @@ class _Planner:
                 identity.attrs.get("principalId") if known and identity else UNKNOWN
             )
         return after
+
+    def _role_name(self, attrs: Mapping[str, Any]) -> str:
+        """A live assignment's role as people know it (its name), falling back to the GUID."""
+        guid = str(attrs.get("roleDefinitionId") or "")
+        sub = normalize.subscription_of(str(attrs.get("scope") or ""))
+        catalogues = [self.live.role_definitions.get(sub or "", ())]
+        catalogues += list(self.live.role_definitions.values())
+        for catalogue in catalogues:
+            for definition in catalogue:
+                if definition.guid.lower() == guid.lower():
+                    return f"'{definition.name}'"
+        return guid or "?"
 
     def _identity_live(self, key: Any) -> LiveResource | None:
         if not key or key in self.created:
@@ -448,19 +460,25 @@ class _Planner:
         problems = []
         for identity, credentials in sorted(self._credentials_after().items()):
             seen: dict[tuple[str, str], Address] = {}
-            for address, attrs in sorted(credentials.items()):
+            # declared credentials last, so that the message points at the spec line to change
+            order = sorted(credentials, key=lambda a: (a in self.desired.resources, a))
+            for address in order:
+                attrs = credentials[address]
                 pair = (attrs.get("issuer"), attrs.get("subject"))
                 if UNKNOWN in pair or None in pair:
                     continue
                 key = (str(pair[0]), str(pair[1]))
-                if key in seen:
-                    problems.append(
-                        f"identity {_short(identity)}: federated credentials "
-                        f"{seen[key].key.rsplit('/', 1)[-1]} and {address.key.rsplit('/', 1)[-1]}"
-                        f" would have the same issuer and subject ({key[0]}, {key[1]}); Azure "
-                        "rejects the second"
-                    )
-                seen.setdefault(key, address)
+                first = seen.setdefault(key, address)
+                if first == address:
+                    continue
+                resource = self.desired.resources.get(address)
+                where = f"{resource.source}: " if resource and resource.source else ""
+                problems.append(
+                    f"{where}federated credential {_short(address.key)} on identity "
+                    f"{_short(identity)} has the same issuer and subject as "
+                    f"{_short(first.key)} ({key[0]}, {key[1]}); Azure rejects a second "
+                    "credential with the same pair on one identity"
+                )
         if problems:
             raise PlanError("\n".join(problems))
 

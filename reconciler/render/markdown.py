@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from reconciler.render.text import value_text
+from reconciler.render.text import title, value_text
 
 _SYMBOLS: Final = {
     "create": "+",
@@ -49,7 +49,7 @@ def _change_lines(change: Mapping[str, Any], drift: bool) -> list[str]:
     action = str(change["action"])
     symbol = _SYMBOLS.get(action, "?")
     reason = str(change["reason"]) + (f": {change['detail']}" if change.get("detail") else "")
-    lines = [f"{symbol} {change['address']}", f"#   {reason}"]
+    lines = [f"{symbol} {title(change)}", f"#   {reason}"]
     if change.get("destructive"):
         lines.append("#   DESTRUCTIVE: apply needs --allow-destroy")
     if action == "create":
@@ -141,7 +141,7 @@ def _destructive(document: Mapping[str, Any]) -> list[str]:
     for change in changes:
         symbol = _SYMBOLS.get(str(change["action"]), "?")
         reason = str(change["reason"]) + (f": {change['detail']}" if change.get("detail") else "")
-        lines.append(f"- `{symbol}` `{change['address']}`: {_md_cell(reason)}")
+        lines.append(f"- `{symbol}` {_md_cell(title(change))}: {_md_cell(reason)}")
     return lines
 
 

@@ -24,8 +24,8 @@ _PHRASES: Final = {
     "create": "will be created",
     "update": "will be updated in place",
     "delete": "will be deleted",
-    "delete-then-create": "will be replaced (deleted, then created again)",
-    "create-then-delete": "will be replaced (the new one created before the old one goes)",
+    "delete-then-create": "will be deleted, then created again",
+    "create-then-delete": "will be created again, then the old one deleted",
     "no-op": "stays as it is",
 }
 _COLORS: Final = {
@@ -67,6 +67,33 @@ def value_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+def _name(identity: Any) -> str:
+    return str(identity).rsplit("/", 1)[-1] if identity else ""
+
+
+def title(change: Mapping[str, Any]) -> str:
+    """A change's object as a reader names it (the address is in the JSON document)."""
+    kind = str(change.get("kind", ""))
+    attrs = change.get("after") or change.get("before") or {}
+    if kind == "identity":
+        key = str(change.get("key", ""))
+        where = key.rsplit("/", 1)[0] if "/" in key else ""
+        return f"identity {attrs.get('name') or _name(key)}" + (f" ({where})" if where else "")
+    if kind == "federated_credential":
+        return f"federated_credential {attrs.get('name')} on {_name(attrs.get('identity'))}"
+    if kind == "role_assignment":
+        role = attrs.get("role") or attrs.get("roleDefinitionId")
+        identity = attrs.get("identity")
+        who = _name(identity) if identity else f"deleted principal {attrs.get('principalId')}"
+        return f"role_assignment {role} at {attrs.get('scope')} for {who}"
+    if kind == "service_connection":
+        return (
+            f"service_connection {attrs.get('organization')}/{attrs.get('project')}/"
+            f"{attrs.get('name')}"
+        )
+    return str(change.get("address", ""))
+
+
 def _where(change: Mapping[str, Any]) -> str:
     source = change.get("source")
     return f"{source['file']}:{source['line']}" if source else ""
@@ -94,7 +121,7 @@ def _field_lines(fields: Sequence[Mapping[str, Any]]) -> list[str]:
 def _plan_block(change: Mapping[str, Any], style: _Style) -> list[str]:
     action = str(change["action"])
     symbol = _SYMBOLS.get(action, "?")
-    head = f"{style.action(symbol.rjust(3), action)} {style.bold(str(change['address']))}"
+    head = f"{style.action(symbol.rjust(3), action)} {style.bold(title(change))}"
     lines = [head]
     phrase = f"{_PHRASES.get(action, action)} ({_reason(change)})"
     where = _where(change)
@@ -125,7 +152,7 @@ def _plan_block(change: Mapping[str, Any], style: _Style) -> list[str]:
 def _drift_block(change: Mapping[str, Any], style: _Style) -> list[str]:
     action = str(change["action"])
     symbol = _SYMBOLS.get(action, "?")
-    lines = [f"{style.action(symbol.rjust(3), action)} {style.bold(str(change['address']))}"]
+    lines = [f"{style.action(symbol.rjust(3), action)} {style.bold(title(change))}"]
     where = _where(change)
     if action == "create":
         lines.append(
