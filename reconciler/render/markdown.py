@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from reconciler.render.text import title, value_text
+from reconciler.render.text import shown_attrs, title, value_text
 
 _SYMBOLS: Final = {
     "create": "+",
@@ -53,17 +53,17 @@ def _change_lines(change: Mapping[str, Any], drift: bool) -> list[str]:
     if change.get("destructive"):
         lines.append("#   DESTRUCTIVE: apply needs --allow-destroy")
     if action == "create":
-        attrs = change.get("after") or {}
+        attrs = shown_attrs(change, change.get("after") or {})
         if drift:
             lines.append("#   missing in live: the specs declare it")
         else:
-            lines += [f"+   {k} = {value_text(v)}" for k, v in sorted(attrs.items()) if v]
+            lines += [f"+   {k} = {value_text(v)}" for k, v in attrs.items() if v]
     elif action == "delete":
-        attrs = change.get("before") or {}
+        attrs = shown_attrs(change, change.get("before") or {})
         if drift:
             lines.append("#   live has it, the specs do not declare it")
         else:
-            lines += [f"-   {k} = {value_text(v)}" for k, v in sorted(attrs.items()) if v]
+            lines += [f"-   {k} = {value_text(v)}" for k, v in attrs.items() if v]
     else:
         for field in change.get("fields") or []:
             before, after = value_text(field["before"]), value_text(field["after"])
@@ -120,9 +120,15 @@ def _head(document: Mapping[str, Any], drift: bool) -> list[str]:
     lines += [
         f"Owner `{owner}` · {summary.get('unchanged', 0)} unchanged",
         "",
-        "| action | count |",
+        "| action | count |" if not drift else "| difference | count |",
         "|---|---:|",
     ]
+    if drift:
+        differs = int(summary.get("update", 0)) + int(summary.get("replace", 0))
+        lines.append(f"| `+` missing in live | {summary.get('create', 0)} |")
+        lines.append(f"| `~` differs from the specs | {differs} |")
+        lines.append(f"| `-` not in the specs | {summary.get('delete', 0)} |")
+        return lines
     for word, symbol in (("create", "+"), ("update", "~"), ("replace", "-/+"), ("delete", "-")):
         lines.append(f"| `{symbol}` {word} | {summary.get(word, 0)} |")
     return lines

@@ -104,8 +104,36 @@ def _reason(change: Mapping[str, Any]) -> str:
     return f"{change['reason']}: {detail}" if detail else str(change["reason"])
 
 
+# What a created or deleted object shows besides its title: what a reviewer checks, plus the
+# ids a delete will need; everything else is in the JSON document.
+_SHOWN: Final = {
+    "identity": ("location", "tags", "principalId", "clientId"),
+    "federated_credential": ("issuer", "subject", "audiences"),
+    "role_assignment": ("roleDefinitionId", "scope", "description", "condition", "principalId"),
+    "service_connection": (
+        "description",
+        "subscriptionId",
+        "subscriptionName",
+        "scope",
+        "sharedWith",
+        "pipelinePermissions",
+        "servicePrincipalId",
+        "tenantId",
+        "id",
+    ),
+}
+
+
+def shown_attrs(change: Mapping[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes worth showing for a created or deleted object, in a stable order."""
+    names = _SHOWN.get(str(change.get("kind")))
+    if names is None:
+        return dict(sorted(attrs.items()))
+    return {n: attrs[n] for n in names if n in attrs}
+
+
 def _attr_lines(attrs: Mapping[str, Any], sign: str) -> list[str]:
-    shown = {k: v for k, v in sorted(attrs.items()) if v not in (None, [], {})}
+    shown = {k: v for k, v in attrs.items() if v not in (None, [], {})}
     width = max((len(k) for k in shown), default=0)
     return [f"{sign} {k.ljust(width)} = {value_text(v)}" for k, v in shown.items()]
 
@@ -135,9 +163,9 @@ def _plan_block(change: Mapping[str, Any], style: _Style) -> list[str]:
             )
         )
     if action == "create":
-        body = _attr_lines(change.get("after") or {}, "+")
+        body = _attr_lines(shown_attrs(change, change.get("after") or {}), "+")
     elif action == "delete":
-        body = _attr_lines(change.get("before") or {}, "-")
+        body = _attr_lines(shown_attrs(change, change.get("before") or {}), "-")
     else:
         body = _field_lines(change.get("fields") or [])
         listed = {str(f["path"]) for f in change.get("fields") or []}
