@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler import graph, normalize
 from reconciler.errors import PlanError
@@ -186,6 +186,9 @@ class _Planner:
         self.created: set[str] = set()  # identity keys created by this plan
         self.replaced: set[str] = set()  # identity keys replaced by this plan
         self.adopted: set[str] = set()  # identity keys taken over (unmarked or forced)
+        # indexed once: DesiredState/LiveState.of_kind sort everything on every call
+        self.desired_of: dict[Kind, list[Resource]] = _by_kind(desired.resources)
+        self.live_of: dict[Kind, list[LiveResource]] = _by_kind(live.resources)
 
     # -- passes ---------------------------------------------------------------------------
 
@@ -196,9 +199,9 @@ class _Planner:
             Kind.FEDERATED_CREDENTIAL,
             Kind.ROLE_ASSIGNMENT,
         ):
-            for resource in self.desired.of_kind(kind):
+            for resource in self.desired_of[kind]:
                 self._plan_desired(resource)
-        for address, current in sorted(self.live.resources.items()):
+        for address, current in sorted(self.live.resources.items(), key=_address_order):
             if address not in self.desired.resources:
                 self._plan_live_only(current)
         if self.conflicts:
@@ -442,11 +445,11 @@ class _Planner:
     def _credentials_after(self) -> dict[str, dict[Address, Mapping[str, Any]]]:
         """Per identity: every credential it will hold after apply, with its attributes."""
         holding: dict[str, dict[Address, Mapping[str, Any]]] = {}
-        for resource in self.desired.of_kind(Kind.FEDERATED_CREDENTIAL):
+        for resource in self.desired_of[Kind.FEDERATED_CREDENTIAL]:
             change = self.changes.get(resource.address)
             attrs = change.after if change and change.after is not None else resource.attrs
             holding.setdefault(str(resource.attrs["identity"]), {})[resource.address] = attrs
-        for current in self.live.of_kind(Kind.FEDERATED_CREDENTIAL):
+        for current in self.live_of[Kind.FEDERATED_CREDENTIAL]:
             identity = str(current.attrs.get("identity"))
             change = self.changes.get(current.address)
             if current.address in self.desired.resources or identity in self.replaced:
@@ -535,7 +538,7 @@ class _Planner:
         changes = self.changes
         # creates and updates follow the desired dependencies (through unchanged resources too)
         ras_of: dict[str, list[Address]] = {}
-        for resource in self.desired.of_kind(Kind.ROLE_ASSIGNMENT):
+        for resource in self.desired_of[Kind.ROLE_ASSIGNMENT]:
             ras_of.setdefault(str(resource.attrs["identity"]), []).append(resource.address)
         for address, resource in self.desired.resources.items():
             spec = self.kinds[address.kind]
@@ -577,7 +580,7 @@ class _Planner:
             )
             for address, change in changes.items()
         ]
-        return tuple(sorted(ordered, key=lambda c: (c.wave, c.address)))
+        return tuple(sorted(ordered, key=lambda c: (c.wave, c.address.kind.value, c.address.key)))
 
     def _credentials_of_connection(self, connection: Change) -> list[Address]:
         """Credential deletes that belong to a connection being deleted (DevOps refuses else)."""
@@ -611,7 +614,7 @@ class _Planner:
             if parent is not None and change.address.kind is not Kind.IDENTITY:
                 groups.setdefault((change.address.kind, parent), []).append(change)
         live_counts: dict[str, int] = {}
-        for current in self.live.of_kind(Kind.FEDERATED_CREDENTIAL):
+        for current in self.live_of[Kind.FEDERATED_CREDENTIAL]:
             identity = str(current.attrs.get("identity"))
             live_counts[identity] = live_counts.get(identity, 0) + 1
         for gone in deletes:
@@ -663,6 +666,20 @@ def _same_pair(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool
     if UNKNOWN in pair_a or UNKNOWN in pair_b or None in pair_a:
         return False
     return pair_a == pair_b
+
+
+_R = TypeVar("_R", Resource, LiveResource)
+
+
+def _address_order(item: tuple[Address, Any]) -> tuple[str, str]:
+    return (item[0].kind.value, item[0].key)
+
+
+def _by_kind(resources: Mapping[Address, _R]) -> dict[Kind, list[_R]]:
+    grouped: dict[Kind, list[_R]] = {kind: [] for kind in Kind}
+    for _, resource in sorted(resources.items(), key=_address_order):
+        grouped[resource.address.kind].append(resource)
+    return grouped
 
 
 def _unknowns(attrs: Mapping[str, Any]) -> tuple[str, ...]:
