@@ -1,0 +1,819 @@
+"""Azure DevOps: connection data, projects, pipelines, service endpoints 7.1 and pipeline
+permissions 7.1-preview.1, under ``/devops/{organization}/...``.
+
+Choices where the service's behaviour is not documented (azure-contracts.md §3): deleting an
+unknown endpoint id answers 204; a duplicate name is 409; pipeline permission PATCHes check
+that the endpoint and the pipelines exist in the project (400/404), GETs do not.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.sim.faults import Faults
+from reconciler.sim.protocol import Request, Response, ado_error
+from reconciler.sim.seed import federation
+from reconciler.sim.world import (
+    Endpoint,
+    Organization,
+    PermissionSet,
+    Project,
+    World,
+    iso,
+    stable_uuid,
+)
+
+# Authorization parameters the service never stores or returns (answered as null).
+SECRET_PARAMETERS = frozenset(
+    {
+        "serviceprincipalkey",
+        "password",
+        "apitoken",
+        "accesstoken",
+        "certificate",
+        "privatekey",
+        "clientsecret",
+        "idtoken",
+    }
+)
+# Parameters the service generates for workload identity federation; clients cannot set them.
+SERVER_PARAMETERS = (
+    "workloadIdentityFederationIssuer",
+    "workloadIdentityFederationSubject",
+    "workloadIdentityFederationIssuerType",
+)
+LATEST_VERSION = (7, 2)
+_VERSION = re.compile(r"^(\d+)\.(\d+)(-preview(\.\d+)?)?$")
+
+
+@dataclass
+class Route:
+    op: str
+    handler: Callable[[Request], Response]
+    preview_required: bool = False
+
+
+class DevOps:
+    def __init__(self, world: World, faults: Callable[[], Faults]) -> None:
+        self.world = world
+        self.faults = faults
+
+    # --- routing -----------------------------------------------------------------------------
+
+    def route(self, req: Request) -> Route:
+        seg = req.segments[1:]  # drop "devops"
+        low = [s.lower() for s in seg]
+        m = req.method
+        if not seg:
+            raise ado_error(404, "The organization could not be found.", "NotFoundException")
+        org = seg[0]
+        rest, lrest = seg[1:], low[1:]
+        if lrest[:1] == ["_apis"]:
+            api = lrest[1:]
+            if api == ["connectiondata"] and m == "GET":
+                return Route("ConnectionData", lambda r: self.connection_data(r, org))
+            if api == ["projects"] and m == "GET":
+                return Route("Projects_List", lambda r: self.list_projects(r, org))
+            if len(api) == 2 and api[0] == "projects" and m == "GET":
+                return Route("Projects_Get", lambda r: self.get_project(r, org, rest[2]))
+            if api[:2] == ["serviceendpoint", "endpoints"]:
+                if len(api) == 2 and m == "POST":
+                    return Route("ServiceEndpoints_Create", lambda r: self.create_endpoint(r, org))
+                if len(api) == 3:
+                    eid = rest[3]
+                    if m == "PUT":
+                        return Route(
+                            "ServiceEndpoints_Update", lambda r: self.update_endpoint(r, org, eid)
+                        )
+                    if m == "DELETE":
+                        return Route(
+                            "ServiceEndpoints_Delete",
+                            lambda r: self.delete_endpoint(r, org, eid, None),
+                        )
+                    if m == "PATCH":
+                        return Route(
+                            "ServiceEndpoints_Share", lambda r: self.share_endpoint(r, org, eid)
+                        )
+        elif len(lrest) >= 2 and lrest[1] == "_apis":
+            project = rest[0]
+            api, orig = lrest[2:], rest[2:]
+            if api[:2] == ["serviceendpoint", "endpoints"]:
+                if len(api) == 2 and m == "GET":
+                    return Route(
+                        "ServiceEndpoints_List", lambda r: self.list_endpoints(r, org, project)
+                    )
+                if len(api) == 3:
+                    eid = orig[2]
+                    if m == "GET":
+                        return Route(
+                            "ServiceEndpoints_Get",
+                            lambda r: self.get_endpoint(r, org, project, eid),
+                        )
+                    if m == "PUT":
+                        return Route(
+                            "ServiceEndpoints_Update", lambda r: self.update_endpoint(r, org, eid)
+                        )
+                    if m == "DELETE":
+                        # the older project-scoped form deletes the project's reference
+                        return Route(
+                            "ServiceEndpoints_Delete",
+                            lambda r: self.delete_endpoint(r, org, eid, project),
+                        )
+            if api == ["pipelines"] and m == "GET":
+                return Route("Pipelines_List", lambda r: self.list_pipelines(r, org, project))
+            if api[:2] == ["pipelines", "pipelinepermissions"]:
+                if len(api) == 2 and m == "PATCH":
+                    return Route(
+                        "PipelinePermissions_UpdateMany",
+                        lambda r: self.patch_many(r, org, project),
+                        True,
+                    )
+                if len(api) == 4:
+                    rtype, rid = orig[2], orig[3]
+                    if m == "GET":
+                        return Route(
+                            "PipelinePermissions_Get",
+                            lambda r: self.get_permissions(r, org, project, rtype, rid),
+                            True,
+                        )
+                    if m == "PATCH":
+                        return Route(
+                            "PipelinePermissions_Update",
+                            lambda r: self.patch_permissions(r, org, project, rtype, rid),
+                            True,
+                        )
+        raise ado_error(
+            404,
+            f"The controller for path '/{'/'.join(req.segments)}' was not found or does not implement IController.",
+            "NotFoundException",
+            event_id=0,
+        )
+
+    @staticmethod
+    def check_api_version(req: Request, route: Route) -> None:
+        version = req.query.get("api-version")
+        if version is None:
+            found = re.search(r"api-version=([^;,\s]+)", req.headers.get("accept", ""))
+            version = found.group(1) if found else None
+        if version is None:
+            if req.method == "GET":
+                return  # GETs default to the latest released version
+            raise ado_error(
+                400,
+                f"No api-version was supplied for the {req.method} request. The version must be supplied either as part "
+                'of the Accept header (e.g. "application/json; api-version=1.0") or as a query parameter '
+                '(e.g. "?api-version=1.0").',
+                "VssVersionNotSpecifiedException",
+            )
+        found = _VERSION.match(version)
+        if found is None:
+            raise ado_error(
+                400,
+                f"The 'api-version' parameter value '{version}' is not valid.",
+                "VssInvalidApiVersionException",
+            )
+        if (int(found.group(1)), int(found.group(2))) > LATEST_VERSION:
+            raise ado_error(
+                400,
+                f"The requested REST API version of {version} is out of range for this server. The latest REST API "
+                f"version for this server is {LATEST_VERSION[0]}.{LATEST_VERSION[1]}.",
+                "VssVersionOutOfRangeException",
+            )
+        if route.preview_required and not found.group(3):
+            raise ado_error(
+                400,
+                f'The requested version "{version}" of the resource is under preview. The -preview flag must be '
+                f'supplied in the api-version for such requests. For example: "{version}-preview"',
+                "VssInvalidPreviewVersionException",
+            )
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _org(self, name: str) -> Organization:
+        org = self.world.organizations.get(name.lower())
+        if org is None:
+            raise ado_error(
+                404,
+                f"VS800075: The organization '{name}' does not exist.",
+                "NotFoundException",
+                event_id=0,
+            )
+        return org
+
+    def _project(self, org: Organization, ref: str) -> Project:
+        project = org.project(ref)
+        if project is None:
+            raise ado_error(
+                404,
+                f"TF200016: The following project does not exist: {ref}. Verify that the name of the project is "
+                "correct and that the project exists on the specified Azure DevOps Server.",
+                "ProjectDoesNotExistWithNameException",
+            )
+        return project
+
+    def _body(self, req: Request) -> Any:
+        try:
+            return req.json()
+        except ValueError as exc:
+            raise ado_error(
+                400, f"The request body could not be parsed: {exc}", "InvalidRequestException"
+            ) from exc
+
+    def _user(self, req: Request) -> dict[str, Any]:
+        name = req.client.display_name if req.client else req.caller
+        oid = req.caller_object_id or stable_uuid("user", req.caller)
+        return {
+            "displayName": name,
+            "id": oid,
+            "uniqueName": req.caller,
+            "descriptor": f"aadsp.{oid.replace('-', '')}",
+        }
+
+    def _ready(self, e: Endpoint, now: float) -> bool:
+        return (now - e.created) * 1000 >= self.faults().ready_after_ms
+
+    def _ref(self, e: Endpoint, project: Project) -> dict[str, Any] | None:
+        for ref in e.project_refs:
+            pid = str((ref.get("projectReference") or {}).get("id", "")).lower()
+            if pid == project.id.lower():
+                return ref
+        return None
+
+    def _name_in(self, e: Endpoint, project: Project) -> str:
+        ref = self._ref(e, project)
+        return str(ref.get("name") or e.name) if ref else e.name
+
+    def endpoint_json(self, e: Endpoint, project: Project | None, now: float) -> dict[str, Any]:
+        ready = self._ready(e, now)
+        return {
+            "data": copy.deepcopy(e.data),
+            "id": e.id,
+            "name": self._name_in(e, project) if project else e.name,
+            "type": e.type,
+            "url": e.url,
+            "createdBy": dict(e.created_by),
+            "description": e.description,
+            "authorization": {"parameters": dict(e.parameters), "scheme": e.scheme},
+            "isShared": len(e.project_refs) > 1,
+            "isReady": ready,
+            "isOutdated": False,
+            "owner": e.owner,
+            "serviceEndpointProjectReferences": copy.deepcopy(e.project_refs),
+            "operationStatus": (
+                {"state": "Ready", "statusMessage": ""}
+                if ready
+                else {
+                    "state": "InProgress",
+                    "statusMessage": "Service connection is being created.",
+                }
+            ),
+        }
+
+    def _duplicate(
+        self, org: Organization, project: Project, name: str, exclude: str | None
+    ) -> None:
+        for e in self.world.endpoints_of(org.name):
+            if (
+                e.id.lower() != (exclude or "").lower()
+                and self._ref(e, project) is not None
+                and self._name_in(e, project).lower() == name.lower()
+            ):
+                raise ado_error(
+                    409,
+                    f"Service connection with name {name} already exists. Only a user having Administrator/User role "
+                    f"permissions on service connection {name} can see it.",
+                    "DuplicateServiceConnectionException",
+                )
+
+    @staticmethod
+    def _parameters(raw: Any) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        if isinstance(raw, dict):
+            for k, v in raw.items():
+                if k in SERVER_PARAMETERS:
+                    continue
+                out[str(k)] = None if (str(k).lower() in SECRET_PARAMETERS or v is None) else str(v)
+        return out
+
+    def _references(
+        self, org: Organization, refs: Any, default_name: str
+    ) -> list[tuple[Project, dict[str, Any]]]:
+        out: list[tuple[Project, dict[str, Any]]] = []
+        for ref in refs if isinstance(refs, list) else []:
+            pref = (ref or {}).get("projectReference") or {}
+            project = self._project(org, str(pref.get("id") or pref.get("name") or ""))
+            out.append(
+                (
+                    project,
+                    {
+                        "projectReference": {"id": project.id, "name": project.name},
+                        "name": str(ref.get("name") or default_name),
+                        "description": str(ref.get("description") or ""),
+                    },
+                )
+            )
+        return out
+
+    # --- organisation, projects, pipelines ------------------------------------------------------
+
+    def connection_data(self, req: Request, org_name: str) -> Response:
+        with self.world.lock:
+            org = self._org(org_name)
+            user = self._user(req)
+            identity = {
+                "id": user["id"],
+                "descriptor": f"Microsoft.TeamFoundation.ServiceIdentity;{self.world.tenant_id}\\{req.caller}",
+                "subjectDescriptor": user["descriptor"],
+                "providerDisplayName": user["displayName"],
+                "isActive": True,
+                "properties": {},
+                "resourceVersion": 2,
+                "metaTypeId": 255,
+            }
+            return Response(
+                200,
+                {
+                    "authenticatedUser": identity,
+                    "authorizedUser": identity,
+                    "instanceId": org.id,
+                    "deploymentId": stable_uuid("deployment", org.id),
+                    "deploymentType": "hosted",
+                    "locationServiceData": {
+                        "serviceOwner": "00025394-6065-48ca-87d9-7f5672854ef7",
+                        "defaultAccessMappingMoniker": "PublicAccessMapping",
+                        "lastChangeId": 1,
+                        "lastChangeId64": 1,
+                    },
+                },
+            )
+
+    def _project_json(self, req: Request, org: Organization, p: Project) -> dict[str, Any]:
+        return {
+            "id": p.id,
+            "name": p.name,
+            "description": p.description,
+            "url": f"{req.base_url}/devops/{org.name}/_apis/projects/{p.id}",
+            "state": "wellFormed",
+            "revision": 1,
+            "visibility": "private",
+            "lastUpdateTime": "2024-01-01T00:00:00.000Z",
+        }
+
+    def list_projects(self, req: Request, org_name: str) -> Response:
+        with self.world.lock:
+            org = self._org(org_name)
+            items = [self._project_json(req, org, p) for p in org.projects.values()]
+        return Response(200, {"count": len(items), "value": items})
+
+    def get_project(self, req: Request, org_name: str, ref: str) -> Response:
+        with self.world.lock:
+            org = self._org(org_name)
+            return Response(200, self._project_json(req, org, self._project(org, ref)))
+
+    def list_pipelines(self, req: Request, org_name: str, project_ref: str) -> Response:
+        with self.world.lock:
+            org = self._org(org_name)
+            project = self._project(org, project_ref)
+            base = f"{req.base_url}/devops/{org.name}/{project.id}/_apis/pipelines"
+            items = [
+                {
+                    "_links": {"self": {"href": f"{base}/{p.id}?revision=1"}},
+                    "url": f"{base}/{p.id}?revision=1",
+                    "id": p.id,
+                    "revision": 1,
+                    "name": p.name,
+                    "folder": p.folder,
+                }
+                for p in sorted(project.pipelines.values(), key=lambda p: p.id)
+            ]
+        return Response(200, {"count": len(items), "value": items})
+
+    # --- service endpoints -------------------------------------------------------------------
+
+    def create_endpoint(self, req: Request, org_name: str) -> Response:
+        body = self._body(req)
+        with self.world.lock:
+            org = self._org(org_name)
+            if not isinstance(body, dict):
+                raise ado_error(
+                    400,
+                    "Value cannot be null.\r\nParameter name: endpoint",
+                    "ArgumentNullException",
+                    event_id=0,
+                )
+            name = str(body.get("name") or "").strip()
+            if not name:
+                raise ado_error(
+                    400,
+                    "Value cannot be null.\r\nParameter name: endpoint.Name",
+                    "ArgumentNullException",
+                    event_id=0,
+                )
+            etype = str(body.get("type") or "")
+            if not etype:
+                raise ado_error(
+                    400,
+                    "Value cannot be null.\r\nParameter name: endpoint.Type",
+                    "ArgumentNullException",
+                    event_id=0,
+                )
+            refs = self._references(org, body.get("serviceEndpointProjectReferences"), name)
+            if not refs:
+                raise ado_error(
+                    400,
+                    "At least one project reference required to create an endpoint.",
+                    "ArgumentException",
+                    event_id=0,
+                )
+            for project, ref in refs:
+                self._duplicate(org, project, ref["name"], None)
+            auth = body.get("authorization") or {}
+            scheme = str(auth.get("scheme") or "None")
+            params = self._parameters(auth.get("parameters"))
+            eid = str(uuid.uuid4())
+            if scheme.lower() == "workloadidentityfederation":
+                if not params.get("serviceprincipalid"):
+                    raise ado_error(
+                        400,
+                        "The authorization parameter 'serviceprincipalid' is required for a workload identity federation service connection in manual mode.",
+                        "ArgumentException",
+                        event_id=0,
+                    )
+                issuer, subject, kind = federation(self.world, org, refs[0][0].name, name, eid)
+                params.update(
+                    workloadIdentityFederationIssuer=issuer,
+                    workloadIdentityFederationSubject=subject,
+                    workloadIdentityFederationIssuerType=kind,
+                )
+            endpoint = Endpoint(
+                id=eid,
+                organization=org.name.lower(),
+                name=name,
+                type=etype,
+                url=str(body.get("url") or "https://management.azure.com/"),
+                description=str(body.get("description") or ""),
+                owner=str(body.get("owner") or "library"),
+                scheme=scheme,
+                parameters=params,
+                data={str(k): v for k, v in (body.get("data") or {}).items()},
+                project_refs=[ref for _, ref in refs],
+                created=req.now,
+                created_by=self._user(req),
+            )
+            self.world.endpoints[eid] = endpoint
+            self.world.touch()
+            return Response(200, self.endpoint_json(endpoint, refs[0][0], req.now))
+
+    def get_endpoint(self, req: Request, org_name: str, project_ref: str, eid: str) -> Response:
+        with self.world.lock:
+            org = self._org(org_name)
+            project = self._project(org, project_ref)
+            e = self.world.endpoints.get(eid.lower())
+            lag = self.faults().lag_ms
+            if (
+                e is None
+                or e.organization != org.name.lower()
+                or self._ref(e, project) is None
+                or (lag > 0 and (req.now - e.created) * 1000 < lag)
+            ):
+                return Response(200, None, null_body=True)
+            return Response(200, self.endpoint_json(e, project, req.now))
+
+    def list_endpoints(self, req: Request, org_name: str, project_ref: str) -> Response:
+        q = req.query
+
+        def csv(name: str) -> set[str] | None:
+            raw = q.get(name.lower())
+            return {v.strip().lower() for v in raw.split(",") if v.strip()} if raw else None
+
+        types, schemes, ids, names = (
+            csv("type"),
+            csv("authSchemes"),
+            csv("endpointIds"),
+            csv("endpointNames"),
+        )
+        owner = q.get("owner", "").lower() or None
+        include_failed = q.get("includefailed", "").lower() == "true"
+        with self.world.lock:
+            org = self._org(org_name)
+            project = self._project(org, project_ref)
+            items = []
+            for e in self.world.endpoints_of(org.name):
+                if self._ref(e, project) is None:
+                    continue
+                if types is not None and e.type.lower() not in types:
+                    continue
+                if schemes is not None and e.scheme.lower() not in schemes:
+                    continue
+                if ids is not None and e.id.lower() not in ids:
+                    continue
+                if names is not None and self._name_in(e, project).lower() not in names:
+                    continue
+                if owner is not None and e.owner.lower() != owner:
+                    continue
+                if not include_failed and not self._ready(e, req.now):
+                    continue
+                items.append(self.endpoint_json(e, project, req.now))
+        return Response(200, {"count": len(items), "value": items})
+
+    def _endpoint(self, org: Organization, eid: str) -> Endpoint:
+        e = self.world.endpoints.get(eid.lower())
+        if e is None or e.organization != org.name.lower():
+            raise ado_error(
+                404,
+                f"Service connection with id '{eid}' could not be found.",
+                "ServiceEndpointNotFoundException",
+            )
+        return e
+
+    def update_endpoint(self, req: Request, org_name: str, eid: str) -> Response:
+        body = self._body(req)
+        operation = req.query.get("operation", "")
+        with self.world.lock:
+            org = self._org(org_name)
+            e = self._endpoint(org, eid)
+            if not isinstance(body, dict):
+                raise ado_error(
+                    400,
+                    "Value cannot be null.\r\nParameter name: endpoint",
+                    "ArgumentNullException",
+                    event_id=0,
+                )
+            auth = body.get("authorization") or {}
+            scheme = str(auth.get("scheme") or e.scheme)
+            converting = scheme.lower() != e.scheme.lower()
+            if converting and operation.lower() != "convertauthenticationscheme":
+                raise ado_error(
+                    400,
+                    "The authorization scheme of a service connection can only be changed with operation=ConvertAuthenticationScheme.",
+                    "ArgumentException",
+                    event_id=0,
+                )
+            name = str(body.get("name") or e.name).strip()
+            body_refs = {
+                str((r.get("projectReference") or {}).get("id", "")).lower(): r
+                for r in (body.get("serviceEndpointProjectReferences") or [])
+                if isinstance(r, dict)
+            }
+            new_refs = []
+            for ref in e.project_refs:
+                pid = str(ref["projectReference"]["id"]).lower()
+                project = org.project(pid)
+                updated = dict(ref)
+                if pid in body_refs:
+                    updated["name"] = str(body_refs[pid].get("name") or name)
+                    updated["description"] = str(body_refs[pid].get("description") or "")
+                elif ref.get("name") == e.name:
+                    updated["name"] = name
+                if project is not None:
+                    self._duplicate(org, project, str(updated["name"]), e.id)
+                new_refs.append(updated)
+            params = (
+                self._parameters(auth.get("parameters"))
+                if "parameters" in auth
+                else dict(e.parameters)
+            )
+            for key in SERVER_PARAMETERS:  # generated once; an update never regenerates them
+                if key in e.parameters and not converting:
+                    params[key] = e.parameters[key]
+            if converting and scheme.lower() == "workloadidentityfederation":
+                first = (
+                    org.project(str(new_refs[0]["projectReference"]["id"])) if new_refs else None
+                )
+                issuer, subject, kind = federation(
+                    self.world, org, first.name if first else "", name, e.id
+                )
+                params.update(
+                    workloadIdentityFederationIssuer=issuer,
+                    workloadIdentityFederationSubject=subject,
+                    workloadIdentityFederationIssuerType=kind,
+                )
+            e.name = name
+            e.scheme = scheme
+            e.parameters = params
+            e.project_refs = new_refs
+            if "description" in body:
+                e.description = str(body.get("description") or "")
+            if body.get("url"):
+                e.url = str(body["url"])
+            if isinstance(body.get("data"), dict):
+                e.data = dict(body["data"])
+            if body.get("owner"):
+                e.owner = str(body["owner"])
+            self.world.touch()
+            first_project = (
+                org.project(str(e.project_refs[0]["projectReference"]["id"]))
+                if e.project_refs
+                else None
+            )
+            return Response(200, self.endpoint_json(e, first_project, req.now))
+
+    def delete_endpoint(
+        self, req: Request, org_name: str, eid: str, project_ref: str | None
+    ) -> Response:
+        raw = req.query.get("projectids")
+        with self.world.lock:
+            org = self._org(org_name)
+            if project_ref is not None and not raw:
+                raw = self._project(org, project_ref).id
+            if not raw:
+                raise ado_error(
+                    400,
+                    "Value cannot be null.\r\nParameter name: projectIds",
+                    "ArgumentNullException",
+                    event_id=0,
+                )
+            e = self.world.endpoints.get(eid.lower())
+            if e is None or e.organization != org.name.lower():
+                return Response(204)
+            targets = {
+                self._project(org, p.strip()).id.lower() for p in raw.split(",") if p.strip()
+            }
+            remaining = [
+                r for r in e.project_refs if str(r["projectReference"]["id"]).lower() not in targets
+            ]
+            if not remaining:
+                self._refuse_while_federated(e, req.now)
+                del self.world.endpoints[e.id.lower()]
+                for key in [
+                    k
+                    for k in self.world.permissions
+                    if k[0] == org.name.lower() and k[3] == e.id.lower()
+                ]:
+                    del self.world.permissions[key]
+            else:
+                e.project_refs = remaining
+                for key in [
+                    k
+                    for k in self.world.permissions
+                    if k[0] == org.name.lower() and k[3] == e.id.lower() and k[1] in targets
+                ]:
+                    del self.world.permissions[key]
+            self.world.touch()
+        return Response(204)
+
+    def _refuse_while_federated(self, e: Endpoint, now: float) -> None:
+        if e.scheme.lower() != "workloadidentityfederation":
+            return
+        issuer = e.parameters.get("workloadIdentityFederationIssuer")
+        subject = e.parameters.get("workloadIdentityFederationSubject")
+        if not issuer or not subject:
+            return
+        lag = self.faults().fic_delete_lag_ms / 1000
+        blocked = self.world.fic_with(issuer, subject) is not None or any(
+            i == issuer and s == subject and now - t < lag for i, s, t in self.world.deleted_fics
+        )
+        if blocked:
+            app = e.parameters.get("serviceprincipalid") or ""
+            tenant = e.parameters.get("tenantid") or self.world.tenant_id
+            raise ado_error(
+                400,
+                f"Cannot delete this service connection while federated credentials for app {app} exist in Entra "
+                f"tenant {tenant}. Please make sure federated credentials have been removed prior to deleting the "
+                "service connection.",
+                "ServiceEndpointException",
+            )
+
+    def share_endpoint(self, req: Request, org_name: str, eid: str) -> Response:
+        body = self._body(req)
+        with self.world.lock:
+            org = self._org(org_name)
+            e = self._endpoint(org, eid)
+            refs = self._references(org, body, e.name)
+            if not refs:
+                raise ado_error(
+                    400,
+                    "At least one project reference is required to share an endpoint.",
+                    "ArgumentException",
+                    event_id=0,
+                )
+            for project, ref in refs:
+                existing = self._ref(e, project)
+                if existing is not None:
+                    continue
+                self._duplicate(org, project, ref["name"], e.id)
+                e.project_refs.append(ref)
+            self.world.touch()
+        return Response(204)
+
+    # --- pipeline permissions ----------------------------------------------------------------
+
+    def _permissions_json(
+        self, org: Organization, project: Project, rtype: str, rid: str
+    ) -> dict[str, Any]:
+        pset = self.world.permissions.get(
+            (org.name.lower(), project.id.lower(), rtype.lower(), rid.lower())
+        )
+        resource: dict[str, Any] = {"type": rtype, "id": rid}
+        if rtype.lower() == "endpoint":
+            e = self.world.endpoints.get(rid.lower())
+            if e is not None:
+                resource["name"] = self._name_in(e, project)
+        out: dict[str, Any] = {"resource": resource, "pipelines": []}
+        if pset is not None:
+            out["pipelines"] = [copy.deepcopy(p) for _, p in sorted(pset.pipelines.items())]
+            if pset.all_pipelines is not None:
+                out["allPipelines"] = copy.deepcopy(pset.all_pipelines)
+        return out
+
+    def get_permissions(
+        self, req: Request, org_name: str, project_ref: str, rtype: str, rid: str
+    ) -> Response:
+        with self.world.lock:
+            org = self._org(org_name)
+            project = self._project(org, project_ref)
+            return Response(200, self._permissions_json(org, project, rtype, rid))
+
+    def _apply_permissions(
+        self, req: Request, org: Organization, project: Project, rtype: str, rid: str, body: Any
+    ) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ado_error(
+                400,
+                "Value cannot be null.\r\nParameter name: resourcePipelinePermissions",
+                "ArgumentNullException",
+                event_id=0,
+            )
+        if rtype.lower() == "endpoint":
+            e = self.world.endpoints.get(rid.lower())
+            if e is None or e.organization != org.name.lower() or self._ref(e, project) is None:
+                raise ado_error(
+                    404,
+                    f"Resource endpoint with id {rid} does not exist in project {project.name}.",
+                    "ResourceNotFoundException",
+                )
+        changes: list[tuple[int, bool]] = []
+        for p in body.get("pipelines") or []:
+            if not isinstance(p, dict) or not isinstance(p.get("id"), int):
+                raise ado_error(
+                    400,
+                    "Each pipeline permission needs an integer id.",
+                    "ArgumentException",
+                    event_id=0,
+                )
+            if p["id"] not in project.pipelines:
+                raise ado_error(
+                    400,
+                    f"Pipeline with id {p['id']} does not exist in project {project.name}.",
+                    "ArgumentException",
+                    event_id=0,
+                )
+            changes.append((p["id"], bool(p.get("authorized"))))
+        key = (org.name.lower(), project.id.lower(), rtype.lower(), rid.lower())
+        pset = self.world.permissions.setdefault(key, PermissionSet())
+        stamp = {"authorizedBy": self._user(req), "authorizedOn": iso(req.now)}
+        all_pipelines = body.get("allPipelines")
+        if isinstance(all_pipelines, dict):
+            pset.all_pipelines = (
+                {"authorized": True, **stamp} if all_pipelines.get("authorized") else None
+            )
+        for pid, authorized in changes:  # merge: pipelines not mentioned stay as they are
+            if authorized:
+                pset.pipelines[pid] = {"id": pid, "authorized": True, **stamp}
+            else:
+                pset.pipelines.pop(pid, None)
+        self.world.touch()
+        return self._permissions_json(org, project, rtype, rid)
+
+    def patch_permissions(
+        self, req: Request, org_name: str, project_ref: str, rtype: str, rid: str
+    ) -> Response:
+        body = self._body(req)
+        with self.world.lock:
+            org = self._org(org_name)
+            project = self._project(org, project_ref)
+            return Response(200, self._apply_permissions(req, org, project, rtype, rid, body))
+
+    def patch_many(self, req: Request, org_name: str, project_ref: str) -> Response:
+        body = self._body(req)
+        if not isinstance(body, list):
+            raise ado_error(
+                400,
+                "Value cannot be null.\r\nParameter name: resourcePipelinePermissions",
+                "ArgumentNullException",
+                event_id=0,
+            )
+        with self.world.lock:
+            org = self._org(org_name)
+            project = self._project(org, project_ref)
+            out = []
+            for item in body:
+                resource = (item or {}).get("resource") or {}
+                if not resource.get("type") or not resource.get("id"):
+                    raise ado_error(
+                        400,
+                        "Each entry needs resource.type and resource.id.",
+                        "ArgumentException",
+                        event_id=0,
+                    )
+                out.append(
+                    self._apply_permissions(
+                        req, org, project, str(resource["type"]), str(resource["id"]), item
+                    )
+                )
+        return Response(200, out)
