@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from reconciler import graph, normalize
 from reconciler.errors import PlanError
+from reconciler.kinds import REGISTRY, KindSpec
 from reconciler.model import (
     MAX_CREDENTIALS_PER_IDENTITY,
     MAX_ROLE_ASSIGNMENTS_PER_MANAGEMENT_GROUP,
@@ -171,8 +172,6 @@ _DELETES = (Action.DELETE, Action.DELETE_THEN_CREATE)
 
 class _Planner:
     def __init__(self, desired: DesiredState, live: LiveState, *, force: bool) -> None:
-        from reconciler.kinds import REGISTRY  # the kinds import this module's types
-
         self.kinds = REGISTRY
         self.desired = desired
         self.live = live
@@ -270,7 +269,7 @@ class _Planner:
             detail = f"{', '.join(immutable)} cannot change in place"
             if ownership is Ownership.FOREIGN:
                 detail += f"; taking over from {other}"
-            action = spec.replace_action
+            action = Action(spec.replace_action)
             self._add(
                 Change(
                     address,
@@ -296,7 +295,7 @@ class _Planner:
             self.unchanged += 1
 
     def _plan_cascade(
-        self, resource: Resource, spec: KindLike, common: dict[str, Any], identity: str
+        self, resource: Resource, spec: KindSpec, common: dict[str, Any], identity: str
     ) -> None:
         """A dependent of a replaced identity: it follows the new principal and client ids."""
         address = resource.address
@@ -420,9 +419,9 @@ class _Planner:
         return self.live.resources.get(Address(Kind.IDENTITY, str(key)))
 
     def _fields(
-        self, spec: KindLike, before: Mapping[str, Any], after: Mapping[str, Any]
+        self, spec: KindSpec, before: Mapping[str, Any], after: Mapping[str, Any]
     ) -> tuple[FieldChange, ...]:
-        from reconciler.diff import diff_fields
+        from reconciler.diff import diff_fields  # diff imports FieldChange from here
 
         names = [
             f
@@ -653,9 +652,6 @@ class _Planner:
                     continue
                 if _same_pair(write.after, old.before) and not _same_pair(old.after, old.before):
                     edge(old.address, write.address)
-
-
-KindLike = Any  # a reconciler.kinds.base.KindSpec; typed loosely to keep this module import-light
 
 
 def _same_pair(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Final
 
 from reconciler.kinds import federated_credential, identity, role_assignment, service_connection
-from reconciler.kinds.base import KindSpec
+from reconciler.kinds.base import ChangeLike, KindSpec
 from reconciler.model import Kind
-from reconciler.plan import Change
 
 REGISTRY: Final[dict[Kind, KindSpec]] = {
     Kind.IDENTITY: identity.KIND,
@@ -21,9 +20,9 @@ def kind_of(kind: Kind) -> KindSpec:
     return REGISTRY[kind]
 
 
-def concurrency_key(change: Change) -> str | None:
+def concurrency_key(change: ChangeLike) -> str | None:
     """The apply engine's key: changes sharing one never overlap (a credential's identity)."""
     return REGISTRY[change.address.kind].concurrency_key(change)
 
 
-__all__ = ["REGISTRY", "KindSpec", "concurrency_key", "kind_of"]
+__all__ = ["REGISTRY", "ChangeLike", "KindSpec", "concurrency_key", "kind_of"]

@@ -8,10 +8,30 @@ whether losing it hurts. It makes no service calls: those live in the providers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from reconciler.model import Address, Kind
-from reconciler.plan import Action, Change
+
+# Action values (reconciler.plan.Action is a StrEnum): kinds do not import the planner, which
+# imports them, so that no kind reaches another through it.
+DELETE: Final = "delete"
+CREATE: Final = "create"
+DELETE_THEN_CREATE: Final = "delete-then-create"
+CREATE_THEN_DELETE: Final = "create-then-delete"
+LOSING: Final = frozenset({DELETE, DELETE_THEN_CREATE, CREATE_THEN_DELETE})
+
+
+class ChangeLike(Protocol):
+    """What a kind reads of a ``reconciler.plan.Change``."""
+
+    @property
+    def address(self) -> Address: ...
+
+    @property
+    def before(self) -> Mapping[str, Any] | None: ...
+
+    @property
+    def after(self) -> Mapping[str, Any] | None: ...
 
 
 class KindSpec(Protocol):
@@ -21,7 +41,7 @@ class KindSpec(Protocol):
     # declared fields that cannot change in place: a change replaces the object
     immutable_fields: tuple[str, ...]
     # how a replacement runs (delete first when the name must be free, create first otherwise)
-    replace_action: Action
+    replace_action: str  # an Action value
     # declared fields left alone when the spec does not set them (None = unmanaged)
     optional_fields: tuple[str, ...]
     # whether the object carries its own owner marker (credentials belong to their identity)
@@ -43,10 +63,10 @@ class KindSpec(Protocol):
         """The identity key this object belongs to (for grouping and create-before-delete)."""
         ...
 
-    def concurrency_key(self, change: Change) -> str | None:
+    def concurrency_key(self, change: ChangeLike) -> str | None:
         """Changes with the same key must never run at the same time."""
         ...
 
-    def is_destructive(self, action: Action) -> bool:
+    def is_destructive(self, action: str) -> bool:
         """Whether this action loses something a user cannot get back by applying again."""
         ...

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.kinds.base import (
+    DELETE_THEN_CREATE,
+    ChangeLike,
+)
 from reconciler.model import Address, Kind, credential_key
-from reconciler.plan import Action, Change
 
 
 class FederatedCredentialKind:
@@ -14,7 +17,7 @@ class FederatedCredentialKind:
     # issuer, subject and audiences change in place: a delete/create window breaks sign-in
     declared_fields: tuple[str, ...] = ("issuer", "subject", "audiences")
     immutable_fields: tuple[str, ...] = ()
-    replace_action: Action = Action.DELETE_THEN_CREATE
+    replace_action: str = DELETE_THEN_CREATE
     optional_fields: tuple[str, ...] = ()
     has_marker: bool = False
 
@@ -40,12 +43,12 @@ class FederatedCredentialKind:
         value = attrs.get("identity")
         return str(value) if value else None
 
-    def concurrency_key(self, change: Change) -> str | None:
+    def concurrency_key(self, change: ChangeLike) -> str | None:
         # Azure answers 409 to overlapping credential writes under one identity
         attrs = change.after or change.before or {}
         return self.identity_of(attrs)
 
-    def is_destructive(self, action: Action) -> bool:
+    def is_destructive(self, action: str) -> bool:
         return False
 
 

@@ -6,8 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler import normalize
+from reconciler.kinds.base import (
+    DELETE_THEN_CREATE,
+    LOSING,
+    ChangeLike,
+)
 from reconciler.model import Address, Kind, identity_key
-from reconciler.plan import Action, Change
 
 
 class IdentityKind:
@@ -15,7 +19,7 @@ class IdentityKind:
     declared_fields: tuple[str, ...] = ("location", "tags")
     immutable_fields: tuple[str, ...] = ("location",)
     # the name stays the same, so the old identity must go before the new one can be created
-    replace_action: Action = Action.DELETE_THEN_CREATE
+    replace_action: str = DELETE_THEN_CREATE
     optional_fields: tuple[str, ...] = ()
     has_marker: bool = True
 
@@ -34,12 +38,12 @@ class IdentityKind:
     def identity_of(self, attrs: Mapping[str, Any]) -> str | None:
         return self.natural_key(attrs)
 
-    def concurrency_key(self, change: Change) -> str | None:
+    def concurrency_key(self, change: ChangeLike) -> str | None:
         return None
 
-    def is_destructive(self, action: Action) -> bool:
+    def is_destructive(self, action: str) -> bool:
         # a new identity has new principal and client ids: every grant to the old one is lost
-        return action in (Action.DELETE, Action.DELETE_THEN_CREATE, Action.CREATE_THEN_DELETE)
+        return action in LOSING
 
 
 KIND = IdentityKind()

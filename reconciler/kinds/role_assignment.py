@@ -6,8 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler import normalize
+from reconciler.kinds.base import (
+    CREATE_THEN_DELETE,
+    ChangeLike,
+)
 from reconciler.model import Address, Kind, role_assignment_key
-from reconciler.plan import Action, Change
 
 
 class RoleAssignmentKind:
@@ -16,7 +19,7 @@ class RoleAssignmentKind:
     declared_fields: tuple[str, ...] = ("description", "condition", "conditionVersion")
     immutable_fields: tuple[str, ...] = ()
     # the old assignment goes only after its replacement exists, so access never lapses
-    replace_action: Action = Action.CREATE_THEN_DELETE
+    replace_action: str = CREATE_THEN_DELETE
     optional_fields: tuple[str, ...] = ()
     has_marker: bool = True
 
@@ -40,10 +43,10 @@ class RoleAssignmentKind:
         value = attrs.get("identity")
         return str(value) if value else None
 
-    def concurrency_key(self, change: Change) -> str | None:
+    def concurrency_key(self, change: ChangeLike) -> str | None:
         return None
 
-    def is_destructive(self, action: Action) -> bool:
+    def is_destructive(self, action: str) -> bool:
         return False
 
 

@@ -10,8 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler import normalize
+from reconciler.kinds.base import (
+    CREATE_THEN_DELETE,
+    LOSING,
+    ChangeLike,
+)
 from reconciler.model import Address, Kind, connection_key
-from reconciler.plan import Action, Change
 
 
 class ServiceConnectionKind:
@@ -28,7 +32,7 @@ class ServiceConnectionKind:
         "tenantId",
     )
     immutable_fields: tuple[str, ...] = ()
-    replace_action: Action = Action.CREATE_THEN_DELETE
+    replace_action: str = CREATE_THEN_DELETE
     optional_fields: tuple[str, ...] = ("pipelinePermissions",)
     has_marker: bool = True
 
@@ -55,11 +59,11 @@ class ServiceConnectionKind:
         value = attrs.get("identity")
         return str(value) if value else None
 
-    def concurrency_key(self, change: Change) -> str | None:
+    def concurrency_key(self, change: ChangeLike) -> str | None:
         return None
 
-    def is_destructive(self, action: Action) -> bool:
-        return action in (Action.DELETE, Action.DELETE_THEN_CREATE, Action.CREATE_THEN_DELETE)
+    def is_destructive(self, action: str) -> bool:
+        return action in LOSING
 
 
 KIND = ServiceConnectionKind()
