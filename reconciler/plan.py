@@ -192,6 +192,7 @@ class _Planner:
     # -- passes ---------------------------------------------------------------------------
 
     def run(self, spec_digest: str) -> Plan:
+        self._match_implied_credentials()
         for kind in (
             Kind.IDENTITY,
             Kind.SERVICE_CONNECTION,
@@ -216,6 +217,56 @@ class _Planner:
             fingerprints=dict(sorted(self.fingerprints.items())),
             spec_digest=spec_digest,
         )
+
+    def _match_implied_credentials(self) -> None:
+        """Take an existing credential that already serves a connection, whatever its name.
+
+        Set up by hand (Microsoft's walkthrough names it freely), it has the connection's
+        issuer and subject; a second one with the same pair would be refused by Azure, and
+        renaming it would break sign-in for a moment. So the spec's implied credential is
+        matched to it instead.
+        """
+        by_pair: dict[tuple[str, Any, Any], LiveResource] = {}
+        for current in self.live_of[Kind.FEDERATED_CREDENTIAL]:
+            attrs = current.attrs
+            pair = (str(attrs.get("identity")), attrs.get("issuer"), attrs.get("subject"))
+            by_pair.setdefault(pair, current)
+        resources = dict(self.desired.resources)
+        changed = False
+        for resource in self.desired_of[Kind.FEDERATED_CREDENTIAL]:
+            attrs = resource.attrs
+            if not attrs.get("serviceConnection") or resource.address in self.live.resources:
+                continue
+            connection = self.live.resources.get(
+                Address(Kind.SERVICE_CONNECTION, str(attrs["serviceConnection"]))
+            )
+            if connection is None or not connection.attrs.get("issuer"):
+                continue
+            pair = (
+                str(attrs.get("identity")),
+                connection.attrs.get("issuer"),
+                connection.attrs.get("subject"),
+            )
+            existing = by_pair.get(pair)
+            if existing is None or existing.address in resources:
+                continue
+            del resources[resource.address]
+            name = existing.attrs.get("name")
+            resources[existing.address] = dataclasses.replace(
+                resource, address=existing.address, attrs={**attrs, "name": name}
+            )
+            changed = True
+            self.notices.append(
+                Notice(
+                    NoticeLevel.INFO,
+                    f"the federated credential of connection {connection.address.key} already "
+                    f"exists as {name} on identity {_short(pair[0])}: it is kept under that name",
+                    existing.address,
+                )
+            )
+        if changed:
+            self.desired = dataclasses.replace(self.desired, resources=resources)
+            self.desired_of = _by_kind(resources)
 
     def _plan_desired(self, resource: Resource) -> None:
         address = resource.address

@@ -252,3 +252,11 @@ def test_a_thousand_identities_plan_quickly() -> None:
     plan = make_plan(desired, empty)
     assert len(plan.changes) == 8000 and max(c.wave for c in plan.changes) == 2
     assert time.perf_counter() - start < 5
+
+
+def test_handmade_credential_for_a_connection_is_kept_under_its_name() -> None:
+    plan = _plan("adoption_of_handmade_walkthrough")
+    assert not _by_kind(plan, Kind.FEDERATED_CREDENTIAL)
+    (notice,) = plan.notices
+    assert "ado-pipeline-mi-federated" in notice.message
+    assert notice.address is not None and notice.address.key.endswith("/ado-pipeline-mi-federated")
