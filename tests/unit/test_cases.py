@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import PlanError
-from reconciler.plan import make_plan
+from reconciler.plan import Plan, make_plan
 from reconciler.render.document import dumps, from_document, to_document
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "cases"))
@@ -50,7 +50,7 @@ def test_case(name: str) -> None:
     )
 
 
-def _check_order(plan) -> None:  # type: ignore[no-untyped-def]
+def _check_order(plan: Plan) -> None:
     waves = {c.address: c.wave for c in plan.changes}
     for change in plan.changes:
         deps = [waves[d] for d in change.depends_on]
