@@ -9,6 +9,7 @@ that the endpoint and the pipelines exist in the project (400/404), GETs do not.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -84,6 +85,8 @@ class DevOps:
             if api[:2] == ["serviceendpoint", "endpoints"]:
                 if len(api) == 2 and m == "POST":
                     return Route("ServiceEndpoints_Create", lambda r: self.create_endpoint(r, org))
+                if len(api) == 2 and m == "PUT":
+                    return Route("ServiceEndpoints_UpdateMany", lambda r: self.update_many(r, org))
                 if len(api) == 3:
                     eid = rest[3]
                     if m == "PUT":
@@ -107,6 +110,18 @@ class DevOps:
                     return Route(
                         "ServiceEndpoints_List", lambda r: self.list_endpoints(r, org, project)
                     )
+                if len(api) == 2 and m == "POST" and "endpointids" in req.query:
+                    return Route(
+                        "ServiceEndpoints_GetWithRefreshedAuthentication",
+                        lambda r: self.list_endpoints(r, org, project),
+                    )
+                if len(api) == 2 and m == "POST":
+                    # the pre-7.0 form: create inside the project named in the path
+                    return Route(
+                        "ServiceEndpoints_Create", lambda r: self.create_endpoint(r, org, project)
+                    )
+                if len(api) == 2 and m == "PUT":
+                    return Route("ServiceEndpoints_UpdateMany", lambda r: self.update_many(r, org))
                 if len(api) == 3:
                     eid = orig[2]
                     if m == "GET":
@@ -261,7 +276,6 @@ class DevOps:
             "authorization": {"parameters": dict(e.parameters), "scheme": e.scheme},
             "isShared": len(e.project_refs) > 1,
             "isReady": ready,
-            "isOutdated": False,
             "owner": e.owner,
             "serviceEndpointProjectReferences": copy.deepcopy(e.project_refs),
             "operationStatus": (
@@ -395,10 +409,18 @@ class DevOps:
 
     # --- service endpoints -------------------------------------------------------------------
 
-    def create_endpoint(self, req: Request, org_name: str) -> Response:
+    def create_endpoint(
+        self, req: Request, org_name: str, in_project: str | None = None
+    ) -> Response:
         body = self._body(req)
         with self.world.lock:
             org = self._org(org_name)
+            legacy = in_project is not None and isinstance(body, dict)
+            if legacy and not body.get("serviceEndpointProjectReferences"):
+                project = self._project(org, str(in_project))
+                body["serviceEndpointProjectReferences"] = [
+                    {"projectReference": {"id": project.id}, "name": body.get("name")}
+                ]
             if not isinstance(body, dict):
                 raise ado_error(
                     400,
@@ -612,6 +634,25 @@ class DevOps:
                 else None
             )
             return Response(200, self.endpoint_json(e, first_project, req.now))
+
+    def update_many(self, req: Request, org_name: str) -> Response:
+        body = self._body(req)
+        if not isinstance(body, list):
+            raise ado_error(
+                400,
+                "Value cannot be null.\r\nParameter name: endpoints",
+                "ArgumentNullException",
+                event_id=0,
+            )
+        out = []
+        with self.world.lock:  # in order; the service promises no atomicity either
+            for item in body:
+                one = copy.copy(req)
+                one.body = json.dumps(item).encode()
+                out.append(
+                    self.update_endpoint(one, org_name, str((item or {}).get("id") or "")).body
+                )
+        return Response(200, {"count": len(out), "value": out})
 
     def delete_endpoint(
         self, req: Request, org_name: str, eid: str, project_ref: str | None

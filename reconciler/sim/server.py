@@ -650,8 +650,9 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        self._send(resp)
+        # log before answering, so a client that reads the log right after sees its request
         app.record(req, resp.status, started, fault)
+        self._send(resp)
 
     def _send(self, resp: Response) -> None:
         payload = resp.encode()
