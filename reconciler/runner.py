@@ -126,7 +126,9 @@ def _read_document(path: str) -> dict[str, Any]:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not a plan document: {exc.msg}") from exc
+        raise ConfigError(
+            f"{path}:{exc.lineno}:{exc.colno}: not a plan document: {exc.msg}"
+        ) from exc
     if not isinstance(document, dict) or "format_version" not in document:
         raise ConfigError(f"{path}: not a plan document (no format_version)")
     return document
@@ -223,6 +225,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     if args.format == "json":
         sys.stdout.write(json.dumps({"event": "plan", "document": document}, sort_keys=True) + "\n")
+    elif _is_saved_plan(args.paths):
+        # reviewed when it was saved; say what it holds instead of printing it again
+        counts = ", ".join(f"{n} to {k}" for k, n in plan.counts().items() if n)
+        print(f"Applying the saved plan {args.paths[0]}: {counts or 'no changes'}.")
     else:
         sys.stdout.write(_render(document, "text", color=color))
     if plan.empty:
@@ -250,14 +256,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if not result.ok:
         return EXIT_FAILED
-    return _check_converged(args, session, color)
+    return _check_converged(args, session)
 
 
 def saved_forced(document: dict[str, Any]) -> bool:
     return bool(document.get("forced", False))
 
 
-def _check_converged(args: argparse.Namespace, session: Session, color: bool) -> int:
+def _check_converged(args: argparse.Namespace, session: Session) -> int:
     """Observe and plan again: anything left means apply did not converge."""
     live = _observe(session)
     again = _make_plan(session, live, force=args.force)
