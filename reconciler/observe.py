@@ -1,0 +1,532 @@
+"""Read live Azure and Azure DevOps state in bulk and put it in canonical form.
+
+The number of requests grows with identities, organisations, projects and connections, never
+with federated credentials or role assignments:
+
+- identities: one paged list per subscription the specs touch. Per subscription rather than
+  per resource group: it also finds owned identities in resource groups the specs no longer
+  mention (prune needs them), and it is one call however many groups there are. Where the
+  caller may only read some resource groups (403), it falls back to one list per desired group.
+- federated credentials: one list per identity that is desired or owned.
+- role assignments: one paged list per subscription that desired scopes or identities touch
+  (it returns everything at or below it); one ``atScope()`` list per management-group scope
+  (all principals at once, which also gives the count the 500 limit needs).
+- role definitions: one list per subscription (or management group) of a desired scope, cached.
+- Azure DevOps: connectionData and the project list once per organisation; service connections
+  once per project of each organisation the specs use. Every project, not only the desired
+  ones: an owned connection may live in a project the specs no longer name, and prune must
+  find it; Azure DevOps has no organisation-wide endpoint list. Pipelines once per project
+  whose connections declare pipeline permissions; pipeline permissions once per such
+  connection.
+
+Plan never writes: every call here is a read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from reconciler.errors import NotFoundError, PermanentError
+from reconciler.model import (
+    Address,
+    DesiredState,
+    Kind,
+    LiveResource,
+    LiveState,
+    RoleDefinition,
+    connection_key,
+    credential_key,
+    identity_key,
+    role_assignment_key,
+)
+from reconciler.ownership import read_description, read_tags
+from reconciler.retry import SYSTEM_CLOCK, Clock, RetryPolicy, call_with_retry
+
+if TYPE_CHECKING:
+    from reconciler.providers import Services
+
+T = TypeVar("T")
+
+_MG_PREFIX = "/providers/microsoft.management/managementgroups/"
+
+
+def fingerprint(raw: Any) -> str:
+    """Digest of an object as read: a saved plan compares it to tell that the object moved."""
+    text = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def observe(
+    services: Services,
+    desired: DesiredState,
+    *,
+    workers: int = 16,
+    clock: Clock = SYSTEM_CLOCK,
+    policy: RetryPolicy | None = None,
+) -> LiveState:
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="observe") as pool:
+        reader = _Reader(pool, clock, policy or RetryPolicy())
+        raw = _read(services, desired, reader)
+    return _canonical(raw, desired, services.tenant_id)
+
+
+# -- what to read ------------------------------------------------------------------------
+
+
+class _Reader:
+    """Submits reads to the bounded pool, each through the one retry mechanism."""
+
+    def __init__(self, pool: ThreadPoolExecutor, clock: Clock, policy: RetryPolicy) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._policy = policy
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        call = partial(fn, *args, **kwargs)
+        return self._pool.submit(call_with_retry, call, clock=self._clock, policy=self._policy)
+
+
+def _subscription_of(scope: str) -> str | None:
+    parts = scope.strip("/").split("/")
+    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+        return parts[1].lower()
+    return None
+
+
+def _is_management_group(scope: str) -> bool:
+    return scope.lower().rstrip("/").startswith(_MG_PREFIX)
+
+
+@dataclass
+class _Raw:
+    """Everything read, still in the services' shapes."""
+
+    # subscription (lower) -> identities
+    identities: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # identity key -> credentials
+    credentials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # subscription (lower) or management group scope (lower) -> assignments
+    assignments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # subscription (lower) or management group scope (lower) -> definitions
+    definitions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # org (as the specs spell it) -> organisation id
+    organizations: dict[str, str] = field(default_factory=dict)
+    # org -> projects
+    projects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # (org, project name) -> endpoints
+    endpoints: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # (org, project) lower -> pipelines
+    pipelines: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # endpoint id (lower) -> pipeline permissions
+    permissions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
+    arm = services.arm
+    devops = services.devops
+    raw = _Raw()
+
+    identities = desired.of_kind(Kind.IDENTITY)
+    assignments = desired.of_kind(Kind.ROLE_ASSIGNMENT)
+    connections = desired.of_kind(Kind.SERVICE_CONNECTION)
+
+    # desired resource groups per subscription, for the 403 fallback
+    groups: dict[str, dict[str, str]] = {}
+    for res in identities:
+        sub = str(res.attrs["subscription"]).lower()
+        rg = str(res.attrs["resourceGroup"])
+        groups.setdefault(sub, {})[rg.lower()] = rg
+    scope_subscriptions: set[str] = set()
+    management_groups: dict[str, str] = {}
+    for res in assignments:
+        scope = str(res.attrs["scope"]).rstrip("/")
+        if _is_management_group(scope):
+            management_groups[scope.lower()] = scope
+        elif (scope_sub := _subscription_of(scope)) is not None:
+            scope_subscriptions.add(scope_sub)
+    assignment_subscriptions = scope_subscriptions | set(groups)
+
+    orgs: dict[str, str] = {}
+    permission_projects: dict[tuple[str, str], tuple[str, str]] = {}
+    for res in connections:
+        org = str(res.attrs["organization"])
+        orgs.setdefault(org.lower(), org)
+        if res.attrs.get("pipelinePermissions") is not None:
+            project = str(res.attrs["project"])
+            permission_projects.setdefault((org.lower(), project.lower()), (org, project))
+
+    # phase 1: the lists that need nothing but the specs
+    def list_identities(sub: str) -> list[dict[str, Any]]:
+        try:
+            return arm.list_identities(sub)
+        except PermanentError as exc:
+            if exc.status != 403:
+                raise
+        # only some resource groups readable: read the ones the specs name
+        found: list[dict[str, Any]] = []
+        for rg in sorted(groups.get(sub, {}).values()):
+            try:
+                found.extend(arm.list_identities(sub, rg))
+            except NotFoundError:
+                continue
+        return found
+
+    f_identities = {sub: reader.submit(list_identities, sub) for sub in groups}
+    f_assignments: dict[str, Future[list[dict[str, Any]]]] = {
+        sub: reader.submit(arm.list_role_assignments, sub)
+        for sub in sorted(assignment_subscriptions)
+    }
+    for key, scope in sorted(management_groups.items()):
+        f_assignments[key] = reader.submit(
+            arm.list_role_assignments_for_scope, scope, at_scope=True
+        )
+    f_definitions: dict[str, Future[list[dict[str, Any]]]] = {
+        sub: reader.submit(arm.list_role_definitions, f"/subscriptions/{sub}")
+        for sub in sorted(scope_subscriptions)
+    }
+    for key, scope in sorted(management_groups.items()):
+        f_definitions[key] = reader.submit(arm.list_role_definitions, scope)
+    f_orgs = {org: reader.submit(devops.connection_data, org) for org in orgs.values()}
+    f_projects = {org: reader.submit(devops.list_projects, org) for org in orgs.values()}
+    f_pipelines = {
+        key: reader.submit(_tolerate_missing, devops.list_pipelines, org, project)
+        for key, (org, project) in sorted(permission_projects.items())
+    }
+
+    raw.identities = {sub: f.result() for sub, f in f_identities.items()}
+    raw.organizations = {org: str(f.result()["instanceId"]) for org, f in f_orgs.items()}
+    raw.projects = {org: f.result() for org, f in f_projects.items()}
+
+    # phase 2: credentials of desired or owned identities; connections of every project
+    desired_identities = {res.address.key for res in identities}
+    f_credentials: dict[str, Future[list[dict[str, Any]]]] = {}
+    for sub, items in raw.identities.items():
+        for item in items:
+            key = _identity_key_of(item, sub)
+            _, owner = read_tags(item.get("tags"))
+            if key in f_credentials or (key not in desired_identities and owner != desired.owner):
+                continue
+            rg, name = _resource_group_of(item["id"]), str(item["name"])
+            f_credentials[key] = reader.submit(
+                _tolerate_missing, arm.list_credentials, sub, rg, name
+            )
+    f_endpoints = {
+        (org, str(project["name"])): reader.submit(
+            _tolerate_missing, devops.list_endpoints, org, str(project["name"])
+        )
+        for org, projects in raw.projects.items()
+        for project in projects
+    }
+
+    raw.assignments = {key: f.result() for key, f in f_assignments.items()}
+    raw.definitions = {key: f.result() for key, f in f_definitions.items()}
+    raw.pipelines = {key: f.result() for key, f in f_pipelines.items()}
+    raw.credentials = {key: f.result() for key, f in f_credentials.items()}
+    raw.endpoints = {key: f.result() for key, f in f_endpoints.items()}
+
+    # phase 3: pipeline permissions of the connections whose specs manage them
+    wanted = {
+        res.address.key for res in connections if res.attrs.get("pipelinePermissions") is not None
+    }
+    f_permissions: dict[str, Future[dict[str, Any]]] = {}
+    for (org, _project), endpoints in raw.endpoints.items():
+        for endpoint in endpoints:
+            owning = _owning_project(endpoint)
+            endpoint_id = str(endpoint.get("id") or "").lower()
+            if owning is None or not endpoint_id or endpoint_id in f_permissions:
+                continue
+            if connection_key(org, owning, str(endpoint.get("name"))) not in wanted:
+                continue
+            f_permissions[endpoint_id] = reader.submit(
+                _permissions_or_empty, devops, org, owning, endpoint_id
+            )
+    raw.permissions = {key: f.result() for key, f in f_permissions.items()}
+    return raw
+
+
+def _tolerate_missing(fn: Callable[..., list[dict[str, Any]]], *args: str) -> list[dict[str, Any]]:
+    """A parent that vanished between two reads (or a project that does not exist) has no
+    children: the planner will create what is missing."""
+    try:
+        return fn(*args)
+    except NotFoundError:
+        return []
+
+
+def _permissions_or_empty(devops: Any, org: str, project: str, endpoint_id: str) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = devops.get_pipeline_permissions(org, project, endpoint_id)
+        return result
+    except NotFoundError:
+        return {}
+
+
+# -- canonical form ----------------------------------------------------------------------
+
+
+def _resource_group_of(arm_id: str) -> str:
+    parts = arm_id.strip("/").split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part.lower() == "resourcegroups":
+            return parts[i + 1]
+    return ""
+
+
+def _identity_key_of(item: Mapping[str, Any], subscription: str) -> str:
+    return identity_key(subscription, _resource_group_of(str(item["id"])), str(item["name"]))
+
+
+def _owning_project(endpoint: Mapping[str, Any]) -> str | None:
+    """A connection shared into several projects belongs to its first project reference."""
+    refs = endpoint.get("serviceEndpointProjectReferences") or []
+    for ref in refs:
+        name = (ref.get("projectReference") or {}).get("name")
+        if name:
+            return str(name)
+    return None
+
+
+def _guid_of(role_definition_id: str | None) -> str | None:
+    if not role_definition_id:
+        return None
+    return role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
+    owner = desired.owner
+    resources: dict[Address, LiveResource] = {}
+
+    def add(kind: Kind, key: str, attrs: dict[str, Any], owner_: str | None, obj: Any) -> None:
+        address = Address(kind, key)
+        if address not in resources:
+            resources[address] = LiveResource(address, attrs, owner_, fingerprint(obj))
+
+    # identities: every one observed is indexed (role assignments and connections point at
+    # them by principal and client id); only desired or owned ones become live resources
+    desired_keys = set(desired.resources)
+    by_principal: dict[str, str] = {}
+    by_client: dict[str, str] = {}
+    identity_owner: dict[str, str | None] = {}
+    relevant: set[str] = set()
+    for sub, items in sorted(raw.identities.items()):
+        for item in sorted(items, key=lambda i: str(i.get("id", "")).lower()):
+            key = _identity_key_of(item, sub)
+            props = item.get("properties") or {}
+            tags, marker = read_tags(item.get("tags"))
+            if props.get("principalId"):
+                by_principal.setdefault(str(props["principalId"]).lower(), key)
+            if props.get("clientId"):
+                by_client.setdefault(str(props["clientId"]).lower(), key)
+            identity_owner[key] = marker
+            if Address(Kind.IDENTITY, key) not in desired_keys and marker != owner:
+                continue
+            relevant.add(key)
+            attrs = {
+                "subscription": sub,
+                "resourceGroup": _resource_group_of(str(item["id"])),
+                "name": item.get("name"),
+                "location": item.get("location"),
+                "tags": tags,
+                "id": item.get("id"),
+                "principalId": props.get("principalId"),
+                "clientId": props.get("clientId"),
+                "tenantId": props.get("tenantId"),
+            }
+            add(Kind.IDENTITY, key, attrs, marker, item)
+
+    for ident, creds in sorted(raw.credentials.items()):
+        for cred in sorted(creds, key=lambda c: str(c.get("name", "")).lower()):
+            props = cred.get("properties") or {}
+            name = str(cred.get("name", "")).rsplit("/", 1)[-1]
+            attrs = {
+                "identity": ident,
+                "name": name,
+                "issuer": props.get("issuer"),
+                "subject": props.get("subject"),
+                "audiences": sorted(props.get("audiences") or []),
+                "id": cred.get("id"),
+            }
+            add(
+                Kind.FEDERATED_CREDENTIAL,
+                credential_key(ident, name),
+                attrs,
+                identity_owner.get(ident),
+                cred,
+            )
+
+    seen_assignments: set[str] = set()
+    for _, items in sorted(raw.assignments.items()):
+        for item in sorted(items, key=lambda i: str(i.get("id", "")).lower()):
+            assignment_id = str(item.get("id") or "").lower()
+            if assignment_id in seen_assignments:
+                continue
+            seen_assignments.add(assignment_id)
+            props = item.get("properties") or {}
+            principal = str(props.get("principalId") or "").lower()
+            description, marker = read_description(props.get("description"))
+            assignee = by_principal.get(principal)
+            if not (assignee in relevant or marker == owner):
+                continue
+            guid = _guid_of(props.get("roleDefinitionId"))
+            scope = str(props.get("scope") or "").rstrip("/") or "/"
+            attrs = {
+                "identity": assignee,
+                "roleDefinitionId": guid,
+                "scope": scope,
+                "description": description,
+                "condition": props.get("condition"),
+                "conditionVersion": props.get("conditionVersion"),
+                "id": item.get("id"),
+                "name": item.get("name"),
+                "principalId": props.get("principalId"),
+                "principalType": props.get("principalType"),
+            }
+            key = role_assignment_key(assignee or f"orphan:{principal}", scope, guid or "")
+            add(Kind.ROLE_ASSIGNMENT, key, attrs, marker, item)
+
+    counts: dict[str, int] = {}
+    for scope_key, items in raw.assignments.items():
+        if scope_key.startswith(_MG_PREFIX):
+            counts[scope_key] = sum(
+                1
+                for i in items
+                if str((i.get("properties") or {}).get("scope") or "").lower().rstrip("/")
+                == scope_key
+            )
+        else:
+            prefix = f"/subscriptions/{scope_key}"
+            counts[scope_key] = sum(
+                1
+                for i in items
+                if str((i.get("properties") or {}).get("scope") or "").lower().startswith(prefix)
+            )
+
+    definitions = {
+        scope_key: tuple(
+            sorted(
+                (
+                    RoleDefinition(
+                        guid=str(d.get("name") or _guid_of(d.get("id")) or "").lower(),
+                        name=str((d.get("properties") or {}).get("roleName") or ""),
+                        role_type=str((d.get("properties") or {}).get("type") or "BuiltInRole"),
+                    )
+                    for d in items
+                ),
+                key=lambda d: (d.name.lower(), d.guid),
+            )
+        )
+        for scope_key, items in raw.definitions.items()
+    }
+
+    organizations = {org.lower(): org_id for org, org_id in raw.organizations.items()}
+    projects = {
+        f"{org}/{p['name']}".lower(): str(p.get("id") or "")
+        for org, items in raw.projects.items()
+        for p in items
+    }
+    pipelines = {
+        f"{org}/{project}": {str(p["name"]): int(p["id"]) for p in items}
+        for (org, project), items in raw.pipelines.items()
+    }
+
+    desired_connections = {r.address.key: r for r in desired.of_kind(Kind.SERVICE_CONNECTION)}
+    seen_endpoints: set[str] = set()
+    for (org, _project), endpoints in sorted(raw.endpoints.items()):
+        for endpoint in sorted(endpoints, key=lambda e: str(e.get("id", "")).lower()):
+            endpoint_id = str(endpoint.get("id") or "").lower()
+            owning = _owning_project(endpoint)
+            if not endpoint_id or owning is None or endpoint_id in seen_endpoints:
+                continue
+            seen_endpoints.add(endpoint_id)
+            name = str(endpoint.get("name") or "")
+            key = connection_key(org, owning, name)
+            description, marker = read_description(endpoint.get("description"))
+            if key not in desired_connections and marker != owner:
+                continue
+            attrs, obj = _connection_attrs(
+                endpoint, org, owning, description, by_client, raw.permissions, pipelines
+            )
+            add(Kind.SERVICE_CONNECTION, key, attrs, marker, obj)
+
+    return LiveState(
+        resources=dict(sorted(resources.items())),
+        role_definitions=definitions,
+        role_assignment_counts=counts,
+        organizations=organizations,
+        projects=projects,
+        pipelines=pipelines,
+        tenant_id=tenant_id,
+    )
+
+
+def _connection_attrs(
+    endpoint: Mapping[str, Any],
+    org: str,
+    owning: str,
+    description: str | None,
+    by_client: Mapping[str, str],
+    permissions: Mapping[str, Mapping[str, Any]],
+    pipelines: Mapping[str, Mapping[str, int]],
+) -> tuple[dict[str, Any], Any]:
+    authorization = endpoint.get("authorization") or {}
+    params = authorization.get("parameters") or {}
+    data = endpoint.get("data") or {}
+    refs = endpoint.get("serviceEndpointProjectReferences") or []
+    shared = sorted(
+        {
+            str((ref.get("projectReference") or {}).get("name"))
+            for ref in refs[1:]
+            if (ref.get("projectReference") or {}).get("name")
+        }
+        - {owning},
+        key=str.lower,
+    )
+    client_id = params.get("serviceprincipalid")
+    endpoint_id = str(endpoint.get("id") or "").lower()
+    perms = permissions.get(endpoint_id)
+    managed: str | list[str] | None = None
+    obj: Any = endpoint
+    if perms is not None:
+        managed = _permitted(perms, pipelines.get(f"{org}/{owning}".lower(), {}))
+        obj = {"endpoint": endpoint, "pipelinePermissions": perms}
+    subscription = data.get("subscriptionId")
+    attrs = {
+        "organization": org,
+        "project": owning,
+        "name": endpoint.get("name"),
+        "description": description,
+        "identity": by_client.get(str(client_id or "").lower()),
+        "subscriptionId": subscription.lower() if isinstance(subscription, str) else subscription,
+        "subscriptionName": data.get("subscriptionName"),
+        "scope": params.get("scope") or None,
+        "sharedWith": shared,
+        "pipelinePermissions": managed,
+        "id": endpoint.get("id"),
+        "servicePrincipalId": client_id,
+        "tenantId": params.get("tenantid"),
+        "issuer": params.get("workloadIdentityFederationIssuer"),
+        "subject": params.get("workloadIdentityFederationSubject"),
+        "issuerType": params.get("workloadIdentityFederationIssuerType"),
+        "isReady": endpoint.get("isReady"),
+    }
+    return attrs, obj
+
+
+def _permitted(perms: Mapping[str, Any], pipelines: Mapping[str, int]) -> str | list[str]:
+    """``"all"`` when every pipeline may use the connection, else the authorised names."""
+    everyone = perms.get("allPipelines") or {}
+    if isinstance(everyone, dict) and everyone.get("authorized"):
+        return "all"
+    names_by_id = {pid: name for name, pid in pipelines.items()}
+    names: Iterable[str] = (
+        names_by_id.get(int(p["id"]), f"#{p['id']}")
+        for p in perms.get("pipelines") or []
+        if p.get("authorized") and p.get("id") is not None
+    )
+    return sorted(set(names), key=str.lower)
