@@ -11,12 +11,11 @@ last one), and syntax errors come back as ``YamlSyntaxError`` with a readable me
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import yaml
-from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import ScalarNode
 
 Mark = tuple[int, int]  # 1-based line, column
 
@@ -61,62 +60,176 @@ class YamlSyntaxError(Exception):
         self.message = message
 
 
-def _mark(node: Node) -> Mark:
-    return node.start_mark.line + 1, node.start_mark.column + 1
-
-
 class _Loader(_BaseLoader):
     pass
 
 
-def _construct_map(loader: _Loader, node: MappingNode) -> MarkedMap:
-    pairs = node.value
-    first_own = 0
-    if any(k.tag == _MERGE_TAG for k, _ in pairs):
-        own_count = sum(1 for k, _ in pairs if k.tag != _MERGE_TAG)
-        loader.flatten_mapping(node)
-        pairs = node.value
-        first_own = len(pairs) - own_count
-    result = MarkedMap(_mark(node))
-    key_marks = result.key_marks
-    value_marks = result.value_marks
-    own: set[str] = set()
-    for index, (key_node, value_node) in enumerate(pairs):
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str):
-            if not isinstance(key_node, ScalarNode) or not isinstance(key, Hashable):
-                raise ConstructorError(
-                    None, None, "a mapping key must be a plain text value", key_node.start_mark
+_STR_TAG: Final = "tag:yaml.org,2002:str"
+_MAP_TAGS: Final = (None, "!", "tag:yaml.org,2002:map")
+_SEQ_TAGS: Final = (None, "!", "tag:yaml.org,2002:seq")
+_RESOLVABLE: Final = frozenset(k for k in _Loader.yaml_implicit_resolvers if k is not None)
+
+
+def _error(mark: Any, message: str) -> YamlSyntaxError:
+    return YamlSyntaxError(mark.line + 1, mark.column + 1, message)
+
+
+class _Map:
+    """A mapping under construction."""
+
+    __slots__ = ("anchor", "key", "key_mark", "merge", "merges", "result")
+
+    def __init__(self, result: MarkedMap, anchor: str | None) -> None:
+        self.result = result
+        self.anchor = anchor
+        self.key: str | None = None  # waiting for this key's value
+        self.key_mark: Mark = (0, 0)
+        self.merge = False  # the pending key is a `<<:` merge
+        self.merges: list[tuple[MarkedMap, Mark]] = []
+
+
+class _Seq:
+    """A sequence under construction."""
+
+    __slots__ = ("anchor", "result")
+
+    def __init__(self, result: MarkedSeq, anchor: str | None) -> None:
+        self.result = result
+        self.anchor = anchor
+
+
+def _read_events(loader: _Loader) -> Any:
+    """Build the document from libyaml's event stream.
+
+    Skips PyYAML's node graph and generic constructor, which cost three times the parse on a
+    large spec. Scalars other than plain text (numbers, booleans, null, dates) still go
+    through PyYAML's resolver and safe constructors, so values mean what YAML 1.1 says.
+    """
+    anchors: dict[str, Any] = {}
+    building: set[str] = set()
+    stack: list[_Map | _Seq] = []
+    root: Any = None
+    documents = 0
+    resolve: Callable[..., str] = loader.resolve
+    get_event: Callable[[], Any] = loader.get_event
+
+    while True:
+        event = get_event()
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
+            mark = event.start_mark
+            tag = event.tag
+            text = event.value
+            if stack and isinstance(stack[-1], _Map) and stack[-1].key is None:
+                # A key: keep the text as written (`on:` is not a boolean key).
+                frame = stack[-1]
+                if text in frame.result:
+                    first = frame.result.key_marks[text][0]
+                    raise _error(mark, f"duplicate key '{text}' (first given on line {first})")
+                frame.key = text
+                frame.merge = text == "<<" and tag is None and event.implicit[0]
+                frame.key_mark = (mark.line + 1, mark.column + 1)
+                continue
+            if tag is None or tag == "!":
+                plain = event.implicit[0]
+                tag = (
+                    resolve(ScalarNode, text, event.implicit)
+                    if plain and (not text or text[0] in _RESOLVABLE)
+                    else _STR_TAG
                 )
-            # `on:`, `yes:` or `1:` as a key: keep the text the user wrote, not PyYAML's bool/int.
-            key = str(key_node.value)
-        if index >= first_own:
-            if key in own:
-                line = key_marks[key][0]
-                raise ConstructorError(
-                    None,
-                    None,
-                    f"duplicate key '{key}' (first given on line {line})",
-                    key_node.start_mark,
+            value: Any = (
+                text
+                if tag == _STR_TAG
+                else loader.construct_object(
+                    ScalarNode(tag, text, mark, event.end_mark, event.style)
                 )
-            own.add(key)
-        result[key] = loader.construct_object(value_node, deep=True)
-        key_marks[key] = _mark(key_node)
-        value_marks[key] = _mark(value_node)
-    return result
+            )
+            if event.anchor is not None:
+                anchors[event.anchor] = value
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            mark = event.start_mark
+            if event.tag not in (_MAP_TAGS if kind is yaml.MappingStartEvent else _SEQ_TAGS):
+                raise _error(mark, f"unsupported YAML tag {event.tag}")
+            if stack and type(stack[-1]) is _Map and stack[-1].key is None:
+                raise _error(mark, "a mapping key must be a plain text value")
+            if event.anchor is not None:
+                building.add(event.anchor)
+            where = (mark.line + 1, mark.column + 1)
+            if kind is yaml.MappingStartEvent:
+                stack.append(_Map(MarkedMap(where), event.anchor))
+            else:
+                stack.append(_Seq(MarkedSeq(where), event.anchor))
+            continue
+        elif kind is yaml.MappingEndEvent:
+            done = stack.pop()
+            assert isinstance(done, _Map)
+            value = done.result
+            for source, source_mark in done.merges:
+                for key, item in source.items():
+                    if key not in value:
+                        value[key] = item
+                        value.key_marks[key] = source.key_marks.get(key, source_mark)
+                        value.value_marks[key] = source.value_marks.get(key, source_mark)
+            mark = None
+            if done.anchor is not None:
+                building.discard(done.anchor)
+                anchors[done.anchor] = value
+        elif kind is yaml.SequenceEndEvent:
+            finished = stack.pop()
+            assert isinstance(finished, _Seq)
+            value = finished.result
+            mark = None
+            if finished.anchor is not None:
+                building.discard(finished.anchor)
+                anchors[finished.anchor] = value
+        elif kind is yaml.AliasEvent:
+            mark = event.start_mark
+            if event.anchor in building:
+                raise _error(mark, f"recursive alias *{event.anchor}")
+            if event.anchor not in anchors:
+                raise _error(mark, f"unknown alias *{event.anchor} (define &{event.anchor} first)")
+            if stack and type(stack[-1]) is _Map and stack[-1].key is None:
+                raise _error(mark, "a mapping key must be a plain text value")
+            value = anchors[event.anchor]
+        elif kind is yaml.DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                raise _error(
+                    event.start_mark, "a spec file holds one YAML document: remove the extra '---'"
+                )
+            continue
+        elif event is None or kind is yaml.StreamEndEvent:
+            return root
+        else:  # stream start, document end
+            continue
 
-
-def _construct_seq(loader: _Loader, node: SequenceNode) -> MarkedSeq:
-    result = MarkedSeq(_mark(node))
-    marks = result.item_marks
-    for item in node.value:
-        result.append(loader.construct_object(item, deep=True))
-        marks.append(_mark(item))
-    return result
-
-
-_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+        # A complete value: attach it to its parent.
+        if not stack:
+            root = value
+            continue
+        parent = stack[-1]
+        if isinstance(parent, _Map):
+            key = parent.key or ""
+            parent.key = None
+            if parent.merge:
+                parent.merge = False
+                sources = value if isinstance(value, MarkedSeq) else [value]
+                if not all(isinstance(m, MarkedMap) for m in sources):
+                    raise _error(event.start_mark, "'<<' merges a mapping or a list of mappings")
+                parent.merges.extend((m, parent.key_mark) for m in sources)
+                continue
+            target = parent.result
+            target[key] = value
+            target.key_marks[key] = parent.key_mark
+            target.value_marks[key] = (
+                (mark.line + 1, mark.column + 1) if mark is not None else value.mark
+            )
+        else:
+            seq = parent.result
+            seq.append(value)
+            seq.item_marks.append(
+                (mark.line + 1, mark.column + 1) if mark is not None else value.mark
+            )
 
 
 def _line_column(text: str, position: int) -> Mark:
@@ -172,7 +285,7 @@ def load_yaml(text: str) -> Any:
     """Parse one YAML document into MarkedMap / MarkedSeq / scalars; None for an empty text."""
     loader = _Loader(text)
     try:
-        return loader.get_single_data()
+        return _read_events(loader)
     except yaml.MarkedYAMLError as exc:
         raise _readable(exc, text) from None
     except yaml.reader.ReaderError as exc:
