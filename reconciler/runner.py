@@ -9,14 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any, TextIO
 
 from reconciler.errors import ConfigError, PlanError, ReconcilerError
@@ -160,27 +157,6 @@ def _confirm(args: argparse.Namespace, plan: Plan) -> bool:
     return answer == "yes"
 
 
-@contextmanager
-def _interruptible() -> Iterator[threading.Event]:
-    """Turn Ctrl-C into a stop request: start nothing new, let in-flight calls finish."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def on_sigint(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():  # a second Ctrl-C: give up waiting
-            raise KeyboardInterrupt
-        stop.set()
-        print("\ninterrupt: finishing the calls in flight, starting nothing new", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _check_not_stale(saved: Plan, fresh: Plan, saved_digest: str, fresh_digest: str) -> None:
     moved: list[str] = []
     if saved_digest != fresh_digest:
@@ -199,7 +175,7 @@ def _check_not_stale(saved: Plan, fresh: Plan, saved_digest: str, fresh_digest: 
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from reconciler.apply import apply_plan, check_destroy
+    from reconciler.apply import apply_plan, check_destroy, interrupt_on_sigint
     from reconciler.operations import ApplyContext, perform
     from reconciler.progress import JsonReporter, Reporter, TextReporter
 
@@ -244,7 +220,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     else:
         reporter = TextReporter(sys.stdout, color=color, tty=sys.stdout.isatty())
     ctx = ApplyContext(services=session.services, live=live, owner=session.desired.owner)
-    with _interruptible() as stop:
+    stop = threading.Event()
+    notice = "\nInterrupted: finishing the calls in flight, starting nothing new\n"
+    with interrupt_on_sigint(stop, notice=notice):
         result = apply_plan(
             plan,
             lambda change: perform(change, ctx),
@@ -252,6 +230,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             reporter=reporter,
             stop=stop,
         )
+    reporter.summary(result)
     if result.interrupted:
         return EXIT_INTERRUPTED
     if not result.ok:
