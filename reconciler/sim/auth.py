@@ -45,10 +45,13 @@ class TokenStore:
         with self._lock:
             return self._tokens.get(value)
 
-    def expire_all(self) -> None:
-        """Forget every token (tests of re-authentication)."""
+    def expire(self, value: str | None = None, now: float = 0.0) -> None:
+        """Let one token (or every token) expire now: clients must fetch new ones."""
         with self._lock:
-            self._tokens.clear()
+            for key in [value] if value is not None else list(self._tokens):
+                token = self._tokens.get(key)
+                if token is not None:
+                    self._tokens[key] = Token(token.audience, now, token.client_id)
 
 
 def _aad_error(status: int, error: str, code: int, description: str) -> ApiError:

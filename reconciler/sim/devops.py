@@ -587,11 +587,12 @@ class DevOps:
                 pid = str(ref["projectReference"]["id"]).lower()
                 project = org.project(pid)
                 updated = dict(ref)
-                if pid in body_refs:
-                    updated["name"] = str(body_refs[pid].get("name") or name)
-                    updated["description"] = str(body_refs[pid].get("description") or "")
-                elif ref.get("name") == e.name:
-                    updated["name"] = name
+                given = body_refs.get(pid, {})
+                ref_name = str(given.get("name") or ref.get("name") or name)
+                # a rename sent with the references read back unchanged renames them too
+                updated["name"] = name if ref_name == e.name else ref_name
+                if "description" in given:
+                    updated["description"] = str(given.get("description") or "")
                 if project is not None:
                     self._duplicate(org, project, str(updated["name"]), e.id)
                 new_refs.append(updated)

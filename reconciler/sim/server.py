@@ -85,14 +85,12 @@ class App:
         self._faults = faults
         if (old.throttle, old.throttle_scale) != (faults.throttle, faults.throttle_scale):
             self.throttle = ThrottleModel(faults.throttle_scale, enforce=faults.throttle)
-        if old.seed != faults.seed:
-            self.dice.reset()
+        self.dice.reset()  # the n-th request after a change draws the n-th number
 
     def reset(self, seed: Mapping[str, Any] | None = None) -> None:
-        if seed is not None:
-            self.seed = dict(seed)
+        """Rebuild the world from ``seed``, or from the start seed when None."""
         with self.world.lock:
-            build_world(self.seed, world=self.world)
+            build_world(self.seed if seed is None else dict(seed), world=self.world)
         self.dice.reset()
         self.throttle = ThrottleModel(self._faults.throttle_scale, enforce=self._faults.throttle)
 
@@ -399,7 +397,8 @@ class App:
             self.set_faults(new)
             return Response(200, faults_to_dict(new))
         if parts == ["tokens", "expire"] and m == "POST":
-            self.tokens.expire_all()
+            token = body.get("token") if isinstance(body, dict) else None
+            self.tokens.expire(token, time.time())
             return Response(204)
         if parts == ["edit"] and m == "POST" and isinstance(body, dict):
             try:
@@ -683,10 +682,12 @@ class _Server(ThreadingHTTPServer):
         )
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
+        self.accepted = 0  # connections served so far (keep-alive keeps this low)
 
     def track(self, conn: socket.socket, *, add: bool) -> None:
         with self._conn_lock:
             if add:
+                self.accepted += 1
                 self._connections.add(conn)
             else:
                 self._connections.discard(conn)
@@ -815,14 +816,15 @@ class Simulator:
         self.app.clear_log()
 
     def stats(self) -> dict[str, Any]:
-        return self.app.stats()
+        return {**self.app.stats(), "connections": self._server.accepted}
 
     def count(self, op: str) -> int:
         """How many requests to one operation are in the log."""
         return int(self.app.stats()["by_op"].get(op, 0))
 
     def reset(self, seed: SeedSource = None) -> None:
-        """Restore the start seed (or load ``seed``); faults and the log are left alone."""
+        """Restore the start seed, or load ``seed`` (the start seed stays what it was);
+        faults and the log are left alone."""
         self.app.reset(load_seed(seed) if seed is not None else None)
 
     @property
@@ -853,8 +855,10 @@ class Simulator:
         """Delete an object out of band, skipping the API's checks."""
         self.app.edit(kind, object_id, None, delete=True)
 
-    def expire_tokens(self) -> None:
-        self.app.tokens.expire_all()
+    def expire_tokens(self, token: str | None = None) -> None:
+        """Expire one access token, or all of them (then every client must sign in again:
+        azure-identity keeps its cached token, so avoid that on a shared simulator)."""
+        self.app.tokens.expire(token, time.time())
 
     def stop(self) -> None:
         if self._stopped.is_set():
@@ -925,15 +929,13 @@ def start(
         else Path(tempfile.mkdtemp(prefix="reconciler-sim-"))
     )
     persisted = Path(state_file) if state_file is not None else None
-    if persisted is not None and persisted.exists():
-        seed_data = load_seed(persisted)
-    else:
-        seed_data = load_seed(seed)
+    seed_data = load_seed(seed)
     base_faults = make_faults({"latency_ms": latency_ms}) if latency_ms else Faults()
     app = App(seed_data, make_faults(faults, base_faults))
     app.default_faults = base_faults
-    if persisted is not None and seed is not None and persisted.exists():
-        app.seed = load_seed(seed)  # reset() goes back to the given seed, not the saved state
+    if persisted is not None and persisted.exists():
+        # continue from the saved state; reset() still goes back to the seed
+        app.reset(load_seed(persisted))
     context = _tls_context(directory)
     server = _Server((host, port), app, context)
     sim = Simulator(

@@ -11,6 +11,7 @@ Numbers (azure-contracts.md §1.3, §3.5, §4, §8), each multiplied by ``scale`
   0.25, delete 10 / 2 / 0.25. A rate becomes a bucket holding one second's worth (at least one
   request). The "resource" of a credential operation or credential list is its identity; of an
   identity list, the resource group or subscription listed.
+- Buckets hold at least one request whatever the scale.
 - Azure DevOps: 200 TSTU per sliding 5 minutes per identity, each request costing
   ``ado_request_cost`` TSTU. Past the limit requests are delayed, linearly up to
   ``ado_max_delay_ms`` at twice the limit; beyond that they are blocked (429 TF400733).
@@ -37,6 +38,7 @@ MSI_RATES = {  # per tenant, per subscription, per resource (requests per second
 }
 ADO_LIMIT_TSTU = 200.0
 ADO_WINDOW_S = 300.0
+_ONE = 1.0 - 1e-9  # a refill of exactly the waited time must be enough despite float error
 
 
 class TokenBucket:
@@ -55,7 +57,7 @@ class TokenBucket:
 
     def wait(self) -> float:
         """Seconds until one token is available (after ``refill``)."""
-        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
+        return 0.0 if self.tokens >= _ONE else (1.0 - self.tokens) / self.rate
 
 
 @dataclass
@@ -91,7 +93,10 @@ class ThrottleModel:
     ) -> TokenBucket:
         b = self._buckets.get(key)
         if b is None:
-            b = self._buckets[key] = TokenBucket(capacity * self.scale, rate * self.scale, now)
+            # a bucket must hold at least one request, however small the scale
+            b = self._buckets[key] = TokenBucket(
+                max(1.0, capacity * self.scale), rate * self.scale, now
+            )
         else:
             b.refill(now)
         return b
@@ -102,8 +107,8 @@ class ThrottleModel:
         if wait > 0 and self.enforce:
             return wait
         for b in buckets:
-            if b.tokens >= 1.0:
-                b.tokens -= 1.0
+            if b.tokens >= _ONE:
+                b.tokens = max(0.0, b.tokens - 1.0)
         return 0.0
 
     def arm(self, op_class: str, subscription: str | None, principal: str, tenant: str) -> Verdict:
