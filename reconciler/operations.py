@@ -1,0 +1,820 @@
+"""Execute one planned change against the services: ``perform(change, ctx)``.
+
+The apply engine schedules changes, serialises federated-credential writes per identity and
+retries; this module knows what each kind's create, update, delete and replace mean at the
+service boundary, and resolves the values a plan could only mark "known after apply" from the
+results of the changes before it (``ctx.results``) or from live state.
+
+Waiting conditions become ``TransientError`` within a bounded window, so that the engine's one
+retry loop (jittered backoff, honouring server hints, on its clock) does the waiting:
+``PrincipalNotFound`` only for principals this run created, read-after-write 404s, Azure
+DevOps' refusal to delete a connection whose credential was just removed. A connection's
+readiness is polled here, on ``ctx.clock``, because it is part of creating it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from reconciler.errors import (
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    ProviderError,
+    TransientError,
+)
+from reconciler.model import UNKNOWN, Address, Kind, LiveState
+from reconciler.ownership import mark_description, mark_tags, read_description
+from reconciler.plan import Action, Change
+from reconciler.retry import SYSTEM_CLOCK, Clock
+
+if TYPE_CHECKING:
+    from reconciler.providers import Services
+
+T = TypeVar("T")
+
+# what azure DevOps records as the connection's ARM endpoint (data, not where we talk)
+ARM_ENDPOINT_URL: Final = "https://management.azure.com/"
+_UNKNOWN_TEXT: Final = "(known after apply)"
+_EXISTING_ID_RE: Final = re.compile(r"existing role assignment is ([0-9a-fA-F]{32})")
+_DELETE_REFUSED_TEXT: Final = "cannot delete this service connection while federated credentials"
+
+
+@dataclass
+class ApplyContext:
+    """What every change of one apply run shares. ``results`` and ``created_principals`` are
+    written by concurrent workers: go through the methods, which lock."""
+
+    services: Services
+    live: LiveState
+    owner: str
+    clock: Clock = SYSTEM_CLOCK
+    results: dict[Address, dict[str, Any]] = field(default_factory=dict)
+    created_principals: set[str] = field(default_factory=set)
+    # how long a new connection may report "not ready" before the change fails
+    readiness_timeout: float = 120.0
+    readiness_interval: float = 2.0
+    # how long a principal created in this run may be unknown to the directory (replication)
+    principal_wait: float = 300.0
+    # how long something just written may answer 404
+    read_after_write_wait: float = 30.0
+    # how long Azure DevOps may refuse to delete a connection whose credential is gone
+    delete_refusal_wait: float = 60.0
+    # the delay suggested to the engine between two looks at a waiting condition
+    wait_delay: float = 2.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _windows: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
+
+    def record(self, address: Address, attrs: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.results[address] = dict(attrs)
+
+    def result(self, address: Address) -> dict[str, Any] | None:
+        with self._lock:
+            found = self.results.get(address)
+            return dict(found) if found is not None else None
+
+    def add_principal(self, principal_id: str) -> None:
+        with self._lock:
+            self.created_principals.add(principal_id.lower())
+
+    def created(self, principal_id: str) -> bool:
+        with self._lock:
+            return principal_id.lower() in self.created_principals
+
+    def within(self, what: str, key: str, budget: float) -> bool:
+        """True while ``budget`` seconds have not passed since ``what`` first failed for ``key``."""
+        now = self.clock.monotonic()
+        with self._lock:
+            first = self._windows.setdefault((what, key.lower()), now)
+        return now - first < budget
+
+
+def perform(change: Change, ctx: ApplyContext) -> dict[str, Any]:
+    """Execute one change and return the resulting live attributes (empty for a delete)."""
+    handler = _HANDLERS[change.address.kind]
+    result = handler(change, ctx)
+    if result:
+        ctx.record(change.address, result)
+    return result
+
+
+# -- shared helpers ------------------------------------------------------------------------
+
+
+def _known(value: Any) -> bool:
+    return value is not UNKNOWN and value != _UNKNOWN_TEXT and value is not None
+
+
+def _attrs(change: Change) -> Mapping[str, Any]:
+    found = change.after if change.after is not None else change.before
+    if found is None:
+        raise PermanentError(f"{change.address}: the change carries no attributes", code="Plan")
+    return found
+
+
+def _identity(ctx: ApplyContext, key: str) -> dict[str, Any]:
+    """An identity's attributes: this run's result over what was observed."""
+    address = Address(Kind.IDENTITY, key)
+    merged: dict[str, Any] = {}
+    live = ctx.live.resources.get(address)
+    if live is not None:
+        merged.update(live.attrs)
+    merged.update(ctx.result(address) or {})
+    if not merged:
+        # not observed and not created in this run: the key still names it
+        parts = key.split("/")
+        if len(parts) == 3:
+            merged = {"subscription": parts[0], "resourceGroup": parts[1], "name": parts[2]}
+        else:
+            raise PermanentError(f"identity {key} is unknown", code="IdentityNotFound")
+    return merged
+
+
+def _identity_path(ctx: ApplyContext, key: str) -> tuple[str, str, str]:
+    ident = _identity(ctx, key)
+    return str(ident["subscription"]), str(ident["resourceGroup"]), str(ident["name"])
+
+
+def _need(ident: Mapping[str, Any], field_: str, key: str) -> str:
+    value = ident.get(field_)
+    if not _known(value):
+        raise PermanentError(
+            f"identity {key} has no {field_} yet (was it created in this run?)",
+            code="IdentityNotReady",
+        )
+    return str(value)
+
+
+def _lagging(ctx: ApplyContext, exc: NotFoundError, key: str, what: str) -> ProviderError:
+    """A 404 for something that should exist: transient within the read-after-write window."""
+    if ctx.within("read-after-write", key, ctx.read_after_write_wait):
+        return TransientError(
+            f"{what} answered 404 (read-after-write lag?): {exc}",
+            code=exc.code or "NotFound",
+            status=exc.status,
+            delay=ctx.wait_delay,
+        )
+    return exc
+
+
+# -- identities ----------------------------------------------------------------------------
+
+
+def _perform_identity(change: Change, ctx: ApplyContext) -> dict[str, Any]:
+    action = change.action
+    if action is Action.DELETE:
+        _delete_identity(change.before or {}, ctx)
+        return {}
+    if action.is_replace:
+        # same name: the old one has to go first whichever replace the plan names
+        _delete_identity(change.before or {}, ctx)
+    return _put_identity(change, ctx, created=action is not Action.UPDATE)
+
+
+def _put_identity(change: Change, ctx: ApplyContext, *, created: bool) -> dict[str, Any]:
+    after = change.after or {}
+    sub, rg, name = str(after["subscription"]), str(after["resourceGroup"]), str(after["name"])
+    body = {
+        "location": after["location"],
+        "tags": mark_tags(dict(after.get("tags") or {}), ctx.owner),
+    }
+    raw = ctx.services.arm.put_identity(sub, rg, name, body)
+    props = raw.get("properties") or {}
+    principal = props.get("principalId")
+    if created and principal:
+        ctx.add_principal(str(principal))
+    return {
+        "subscription": sub,
+        "resourceGroup": rg,
+        "name": raw.get("name", name),
+        "location": raw.get("location", after["location"]),
+        "tags": dict(after.get("tags") or {}),
+        "id": raw.get("id"),
+        "principalId": principal,
+        "clientId": props.get("clientId"),
+        "tenantId": props.get("tenantId"),
+    }
+
+
+def _delete_identity(before: Mapping[str, Any], ctx: ApplyContext) -> None:
+    sub, rg, name = str(before["subscription"]), str(before["resourceGroup"]), str(before["name"])
+    ctx.services.arm.delete_identity(sub, rg, name)
+
+
+# -- federated credentials -----------------------------------------------------------------
+
+
+def _perform_credential(change: Change, ctx: ApplyContext) -> dict[str, Any]:
+    action = change.action
+    if action is Action.DELETE:
+        _delete_credential(change.before or {}, ctx)
+        return {}
+    if action is Action.DELETE_THEN_CREATE:
+        _delete_credential(change.before or {}, ctx)
+    result = _put_credential(change, ctx)
+    if action is Action.CREATE_THEN_DELETE and change.before is not None:
+        _delete_credential(change.before, ctx)
+    return result
+
+
+def _issuer_and_subject(change: Change, ctx: ApplyContext) -> tuple[str, str]:
+    after = change.after or {}
+    issuer, subject = after.get("issuer"), after.get("subject")
+    if _known(issuer) and _known(subject):
+        return str(issuer), str(subject)
+    connection = after.get("serviceConnection")
+    if not connection:
+        raise PermanentError(
+            f"{change.address}: issuer and subject are unknown and no service connection "
+            "implies them",
+            code="Plan",
+        )
+    # the connection's own values, read back after it was written (either issuer format)
+    address = Address(Kind.SERVICE_CONNECTION, str(connection))
+    source: dict[str, Any] = {}
+    live = ctx.live.resources.get(address)
+    if live is not None:
+        source.update(live.attrs)
+    source.update(ctx.result(address) or {})
+    issuer = issuer if _known(issuer) else source.get("issuer")
+    subject = subject if _known(subject) else source.get("subject")
+    if not (_known(issuer) and _known(subject)):
+        raise PermanentError(
+            f"{change.address}: service connection {connection} reported no workload identity "
+            "issuer and subject",
+            code="IssuerUnknown",
+        )
+    return str(issuer), str(subject)
+
+
+def _put_credential(change: Change, ctx: ApplyContext) -> dict[str, Any]:
+    after = change.after or {}
+    ident_key = str(after["identity"])
+    sub, rg, ident = _identity_path(ctx, ident_key)
+    issuer, subject = _issuer_and_subject(change, ctx)
+    audiences = sorted(after.get("audiences") or [])
+    body = {"properties": {"issuer": issuer, "subject": subject, "audiences": audiences}}
+    name = str(after["name"])
+    try:
+        raw = ctx.services.arm.put_credential(sub, rg, ident, name, body)
+    except NotFoundError as exc:
+        # the parent identity may have just been created
+        raise _lagging(ctx, exc, ident_key, f"identity {ident}") from None
+    return {
+        "identity": ident_key,
+        "name": name,
+        "issuer": issuer,
+        "subject": subject,
+        "audiences": audiences,
+        "id": raw.get("id"),
+    }
+
+
+def _delete_credential(before: Mapping[str, Any], ctx: ApplyContext) -> None:
+    sub, rg, ident = _identity_path(ctx, str(before["identity"]))
+    # a missing identity took its credentials with it
+    with contextlib.suppress(NotFoundError):
+        ctx.services.arm.delete_credential(sub, rg, ident, str(before["name"]))
+
+
+# -- role assignments ----------------------------------------------------------------------
+
+
+def assignment_name(scope: str, principal_id: str, role_guid: str) -> str:
+    """Deterministic, so that a re-run after a lost response finds the same assignment."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{scope}|{principal_id}|{role_guid}".lower()))
+
+
+def _role_definition_id(scope: str, guid: str) -> str:
+    parts = scope.strip("/").split("/")
+    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+        return f"/subscriptions/{parts[1]}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+    return f"/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+
+
+def _perform_assignment(change: Change, ctx: ApplyContext) -> dict[str, Any]:
+    action = change.action
+    if action is Action.DELETE:
+        _delete_assignment(change.before or {}, ctx)
+        return {}
+    if action is Action.DELETE_THEN_CREATE and change.before is not None:
+        _delete_assignment(change.before, ctx)
+    if action is Action.UPDATE and change.before is not None and change.before.get("name"):
+        result = _put_assignment(change, ctx, existing=change.before)
+    else:
+        result = _put_assignment(change, ctx, existing=None)
+    old = change.before
+    # the same triple lands on the same deterministic name: nothing old left to delete
+    if (
+        action is Action.CREATE_THEN_DELETE
+        and old is not None
+        and str(old.get("name") or "").lower() != str(result.get("name")).lower()
+    ):
+        _delete_assignment(old, ctx)
+    return result
+
+
+def _assignment_body(
+    after: Mapping[str, Any], scope: str, principal: str, guid: str, owner: str
+) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "roleDefinitionId": _role_definition_id(scope, guid),
+        "principalId": principal,
+        # skips the directory lookup that fails during replication of a new identity
+        "principalType": "ServicePrincipal",
+        "description": mark_description(after.get("description"), owner),
+    }
+    if after.get("condition"):
+        props["condition"] = after["condition"]
+        props["conditionVersion"] = after.get("conditionVersion") or "2.0"
+    return {"properties": props}
+
+
+def _put_assignment(
+    change: Change, ctx: ApplyContext, *, existing: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    after = change.after or {}
+    scope = str(after["scope"]).rstrip("/")
+    guid = after.get("roleDefinitionId")
+    if not _known(guid):
+        raise PermanentError(
+            f"{change.address}: role {after.get('role')!r} was not resolved to a definition id",
+            code="RoleDefinitionNotResolved",
+        )
+    guid = str(guid).lower()
+    ident_key = str(after["identity"])
+    if existing is not None and _known(existing.get("principalId")):
+        principal = str(existing["principalId"])
+    else:
+        principal = _need(_identity(ctx, ident_key), "principalId", ident_key)
+    name = (
+        str(existing["name"])
+        if existing is not None and existing.get("name")
+        else assignment_name(scope, principal, guid)
+    )
+    body = _assignment_body(after, scope, principal, guid, ctx.owner)
+    arm = ctx.services.arm
+    try:
+        raw = arm.put_role_assignment(scope, name, body)
+    except ConflictError as exc:
+        if exc.code != "RoleAssignmentExists":
+            raise
+        raw = _adopt_assignment(exc, ctx, scope, principal, guid, body)
+    except PermanentError as exc:
+        if exc.code != "PrincipalNotFound":
+            raise
+        raise _principal_not_found(exc, ctx, principal, ident_key) from None
+    return _assignment_result(raw, ident_key)
+
+
+def _assignment_result(raw: Mapping[str, Any], ident_key: str) -> dict[str, Any]:
+    props = raw.get("properties") or {}
+    description, _ = read_description(props.get("description"))
+    role = str(props.get("roleDefinitionId") or "").rstrip("/").rsplit("/", 1)[-1].lower()
+    return {
+        "identity": ident_key,
+        "roleDefinitionId": role or None,
+        "scope": props.get("scope"),
+        "description": description,
+        "condition": props.get("condition"),
+        "conditionVersion": props.get("conditionVersion"),
+        "id": raw.get("id"),
+        "name": raw.get("name"),
+        "principalId": props.get("principalId"),
+        "principalType": props.get("principalType"),
+    }
+
+
+def _adopt_assignment(
+    exc: ConflictError,
+    ctx: ApplyContext,
+    scope: str,
+    principal: str,
+    guid: str,
+    body: Mapping[str, Any],
+) -> dict[str, Any]:
+    """An equal assignment exists under another name: take it over instead of failing."""
+    arm = ctx.services.arm
+    existing: dict[str, Any] | None = None
+    match = _EXISTING_ID_RE.search(str(exc))
+    if match is not None:
+        try:
+            existing = arm.get_role_assignment(scope, str(uuid.UUID(match.group(1))))
+        except NotFoundError:
+            existing = None
+    if existing is None:
+        for item in arm.list_role_assignments_for_scope(scope, principal):
+            props = item.get("properties") or {}
+            same_scope = str(props.get("scope") or "").rstrip("/").lower() == scope.lower()
+            same_role = str(props.get("roleDefinitionId") or "").lower().endswith(guid)
+            if same_scope and same_role:
+                existing = item
+                break
+    if existing is None:
+        raise PermanentError(
+            f"Azure reports an equal role assignment at {scope} but it cannot be read: {exc}",
+            code="RoleAssignmentExists",
+        )
+    props = existing.get("properties") or {}
+    _, marker = read_description(props.get("description"))
+    wanted = body["properties"]
+    if marker == ctx.owner and props.get("description") == wanted["description"]:
+        return existing
+    # put our marker (and the declared description and condition) on the adopted assignment
+    adopted = {
+        "properties": {
+            **wanted,
+            "roleDefinitionId": props.get("roleDefinitionId") or wanted["roleDefinitionId"],
+        }
+    }
+    return arm.put_role_assignment(scope, str(existing["name"]), adopted)
+
+
+def _principal_not_found(
+    exc: PermanentError, ctx: ApplyContext, principal: str, ident_key: str
+) -> ProviderError:
+    if ctx.created(principal):
+        if ctx.within("principal", principal, ctx.principal_wait):
+            return TransientError(
+                f"principal {principal} of identity {ident_key}, created in this run, is not "
+                "in the directory yet (replication delay)",
+                code="PrincipalNotFound",
+                status=exc.status,
+                delay=ctx.wait_delay,
+            )
+        return PermanentError(
+            f"principal {principal} of identity {ident_key} was created in this run but is "
+            f"still not in the directory after {ctx.principal_wait:.0f}s: {exc}",
+            code="PrincipalNotFound",
+            status=exc.status,
+        )
+    hint = "is it a client id where an object (principal) id belongs?"
+    for resource in ctx.live.resources.values():
+        if resource.address.kind is Kind.IDENTITY and (
+            str(resource.attrs.get("clientId") or "").lower() == principal.lower()
+        ):
+            hint = (
+                f"it is the client id of identity {resource.address.key}; role assignments need "
+                f"its principal id {resource.attrs.get('principalId')}"
+            )
+    return PermanentError(
+        f"principal {principal} (identity {ident_key}) does not exist in the directory — "
+        f"{hint} Azure said: {exc}",
+        code="PrincipalNotFound",
+        status=exc.status,
+    )
+
+
+def _delete_assignment(before: Mapping[str, Any], ctx: ApplyContext) -> None:
+    name = before.get("name")
+    scope = str(before.get("scope") or "")
+    if not name and before.get("id"):
+        head, _, name = str(before["id"]).rpartition("/providers/Microsoft.Authorization/")
+        scope, name = head, name.rsplit("/", 1)[-1]
+    if not name or not scope:
+        raise PermanentError("the role assignment to delete has no name", code="Plan")
+    ctx.services.arm.delete_role_assignment(scope, str(name))
+
+
+# -- service connections -------------------------------------------------------------------
+
+
+def _perform_connection(change: Change, ctx: ApplyContext) -> dict[str, Any]:
+    action = change.action
+    if action is Action.DELETE:
+        _delete_connection(change.before or {}, ctx)
+        return {}
+    if action is Action.DELETE_THEN_CREATE and change.before is not None:
+        _delete_connection(change.before, ctx)
+    if action is Action.UPDATE and change.before is not None and change.before.get("id"):
+        result = _update_connection(change, ctx, str(change.before["id"]))
+    else:
+        result = _create_connection(change, ctx)
+    if action is Action.CREATE_THEN_DELETE and change.before is not None:
+        _delete_connection(change.before, ctx)
+    return result
+
+
+def _project_id(ctx: ApplyContext, org: str, project: str) -> str:
+    found = ctx.live.projects.get(f"{org}/{project}".lower())
+    if found:
+        return found
+    for item in ctx.services.devops.list_projects(org):
+        if str(item.get("name", "")).lower() == project.lower():
+            return str(item["id"])
+    raise PermanentError(
+        f"project {project!r} does not exist in Azure DevOps organisation {org!r}",
+        code="ProjectNotFound",
+    )
+
+
+def _principal_and_tenant(change: Change, ctx: ApplyContext) -> tuple[str, str]:
+    after = change.after or {}
+    ident_key = str(after["identity"])
+    client_id = after.get("servicePrincipalId")
+    tenant = after.get("tenantId")
+    if not (_known(client_id) and _known(tenant)):
+        ident = _identity(ctx, ident_key)
+        if not _known(client_id):
+            # the identity's client (application) id, not its principal id
+            client_id = _need(ident, "clientId", ident_key)
+        if not _known(tenant):
+            tenant = ident.get("tenantId") if _known(ident.get("tenantId")) else None
+    if not _known(tenant):
+        tenant = ctx.live.tenant_id or ctx.services.tenant_id
+    return str(client_id), str(tenant)
+
+
+def _apply_desired(
+    endpoint: dict[str, Any],
+    change: Change,
+    ctx: ApplyContext,
+    client_id: str,
+    tenant: str,
+    project_id: str,
+) -> dict[str, Any]:
+    """``endpoint`` (as read, or empty) with every declared field set; the rest is kept."""
+    after = change.after or {}
+    description = mark_description(after.get("description"), ctx.owner)
+    authorization = dict(endpoint.get("authorization") or {})
+    authorization["scheme"] = "WorkloadIdentityFederation"
+    params = dict(authorization.get("parameters") or {})
+    params["serviceprincipalid"] = client_id
+    params["tenantid"] = tenant
+    if after.get("scope"):
+        params["scope"] = str(after["scope"])
+    else:
+        params.pop("scope", None)
+    authorization["parameters"] = params
+    data = dict(endpoint.get("data") or {})
+    data.update(
+        {
+            "subscriptionId": str(after["subscriptionId"]),
+            "subscriptionName": str(after.get("subscriptionName") or ""),
+            "environment": data.get("environment") or "AzureCloud",
+            "scopeLevel": "Subscription",
+            "creationMode": "Manual",
+        }
+    )
+    refs = [dict(r) for r in endpoint.get("serviceEndpointProjectReferences") or []]
+    owning = {
+        "projectReference": {"id": project_id, "name": str(after["project"])},
+        "name": str(after["name"]),
+        "description": description,
+    }
+    if refs:
+        refs[0] = {**refs[0], "name": str(after["name"]), "description": description}
+    else:
+        refs = [owning]
+    return {
+        **endpoint,
+        "name": str(after["name"]),
+        "type": endpoint.get("type") or "azurerm",
+        "url": endpoint.get("url") or ARM_ENDPOINT_URL,
+        "owner": endpoint.get("owner") or "library",
+        "description": description,
+        "authorization": authorization,
+        "data": data,
+        "serviceEndpointProjectReferences": refs,
+    }
+
+
+def _create_connection(change: Change, ctx: ApplyContext) -> dict[str, Any]:
+    after = change.after or {}
+    org, project, name = str(after["organization"]), str(after["project"]), str(after["name"])
+    devops = ctx.services.devops
+    client_id, tenant = _principal_and_tenant(change, ctx)
+    project_id = _project_id(ctx, org, project)
+    body = _apply_desired({}, change, ctx, client_id, tenant, project_id)
+    try:
+        created = devops.create_endpoint(org, body)
+    except ConflictError as exc:
+        if exc.code != "DuplicateServiceConnectionException":
+            raise
+        # a create whose answer was lost, or one made by hand since the plan: update it
+        existing = _find_by_name(ctx, org, project, name)
+        if existing is None:
+            raise
+        created = devops.update_endpoint(
+            org,
+            str(existing["id"]),
+            _apply_desired(existing, change, ctx, client_id, tenant, project_id),
+        )
+    endpoint_id = str(created["id"])
+    ready = _wait_ready(ctx, org, project, endpoint_id, created)
+    _share(ctx, org, endpoint_id, ready, after)
+    _set_permissions(ctx, org, project, endpoint_id, after.get("pipelinePermissions"))
+    return _connection_result(ready, after, ctx)
+
+
+def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> dict[str, Any]:
+    after = change.after or {}
+    org, project = str(after["organization"]), str(after["project"])
+    devops = ctx.services.devops
+    client_id, tenant = _principal_and_tenant(change, ctx)
+    try:
+        current = devops.get_endpoint(org, project, endpoint_id)
+    except NotFoundError as exc:
+        raise _lagging(ctx, exc, endpoint_id, f"service connection {endpoint_id}") from None
+    project_id = _project_id(ctx, org, project)
+    updated = devops.update_endpoint(
+        org, endpoint_id, _apply_desired(current, change, ctx, client_id, tenant, project_id)
+    )
+    _share(ctx, org, endpoint_id, updated, after)
+    _set_permissions(ctx, org, project, endpoint_id, after.get("pipelinePermissions"))
+    final = devops.get_endpoint(org, project, endpoint_id)
+    return _connection_result(final, after, ctx)
+
+
+def _find_by_name(ctx: ApplyContext, org: str, project: str, name: str) -> dict[str, Any] | None:
+    for item in ctx.services.devops.list_endpoints(org, project, names=[name]):
+        if str(item.get("name", "")).lower() == name.lower():
+            return item
+    return None
+
+
+def _wait_ready(
+    ctx: ApplyContext, org: str, project: str, endpoint_id: str, endpoint: dict[str, Any]
+) -> dict[str, Any]:
+    """Poll until the new connection reports ready; its issuer and subject are final then."""
+    devops = ctx.services.devops
+    deadline = ctx.clock.monotonic() + ctx.readiness_timeout
+    current = endpoint
+    while True:
+        if current.get("isReady"):
+            return current
+        status = current.get("operationStatus") or {}
+        if str(status.get("state", "")).lower() == "failed":
+            raise PermanentError(
+                f"service connection {current.get('name')} failed to become ready: "
+                f"{status.get('statusMessage') or 'no message'}",
+                code="ServiceConnectionFailed",
+            )
+        if ctx.clock.monotonic() >= deadline:
+            raise PermanentError(
+                f"service connection {current.get('name')} is still not ready after "
+                f"{ctx.readiness_timeout:.0f}s (state {status.get('state', 'unknown')})",
+                code="ServiceConnectionNotReady",
+            )
+        ctx.clock.sleep(ctx.readiness_interval)
+        try:
+            current = devops.get_endpoint(org, project, endpoint_id)
+        except (NotFoundError, TransientError):
+            continue  # just created: a lagging read or a hiccup is one more poll
+
+
+def _share(
+    ctx: ApplyContext, org: str, endpoint_id: str, endpoint: Mapping[str, Any], after: Any
+) -> None:
+    """Make the connection's project references match ``sharedWith``."""
+    wanted = {str(p).lower(): str(p) for p in after.get("sharedWith") or []}
+    refs = endpoint.get("serviceEndpointProjectReferences") or []
+    present = {str((r.get("projectReference") or {}).get("name", "")).lower(): r for r in refs[1:]}
+    owning = str(after["project"]).lower()
+    to_add = [name for low, name in sorted(wanted.items()) if low not in present and low != owning]
+    to_remove = [low for low in sorted(present) if low not in wanted and low != owning]
+    devops = ctx.services.devops
+    if to_add:
+        description = mark_description(after.get("description"), ctx.owner)
+        devops.share_endpoint(
+            org,
+            endpoint_id,
+            [
+                {
+                    "projectReference": {"id": _project_id(ctx, org, name), "name": name},
+                    "name": str(after["name"]),
+                    "description": description,
+                }
+                for name in to_add
+            ],
+        )
+    if to_remove:
+        ids = [
+            str((present[low].get("projectReference") or {}).get("id") or "")
+            or _project_id(ctx, org, low)
+            for low in to_remove
+        ]
+        devops.delete_endpoint(org, endpoint_id, ids)
+
+
+def _pipeline_ids(ctx: ApplyContext, org: str, project: str) -> dict[str, int]:
+    known = ctx.live.pipelines.get(f"{org}/{project}".lower())
+    if known:
+        return {name.lower(): pid for name, pid in known.items()}
+    items = ctx.services.devops.list_pipelines(org, project)
+    return {str(p["name"]).lower(): int(p["id"]) for p in items}
+
+
+def _set_permissions(
+    ctx: ApplyContext, org: str, project: str, endpoint_id: str, wanted: Any
+) -> None:
+    """``all`` opens the connection to every pipeline; a list authorises exactly those
+    pipelines, revoking the others it had authorised. None leaves permissions alone."""
+    if wanted is None or wanted is UNKNOWN:
+        return
+    devops = ctx.services.devops
+    resource = {"id": endpoint_id, "type": "endpoint"}
+    if wanted == "all":
+        body: dict[str, Any] = {"resource": resource, "allPipelines": {"authorized": True}}
+        _patch_permissions(ctx, org, project, endpoint_id, body)
+        return
+    ids = _pipeline_ids(ctx, org, project)
+    missing = [str(n) for n in wanted if str(n).lower() not in ids]
+    if missing:
+        raise PermanentError(
+            f"pipeline(s) {', '.join(sorted(missing))} not found in {org}/{project}",
+            code="PipelineNotFound",
+        )
+    target = {ids[str(n).lower()] for n in wanted}
+    try:
+        current = devops.get_pipeline_permissions(org, project, endpoint_id)
+    except NotFoundError:
+        current = {}
+    authorised = {
+        int(p["id"]) for p in current.get("pipelines") or [] if p.get("authorized") and "id" in p
+    }
+    pipelines = [{"id": pid, "authorized": True} for pid in sorted(target)]
+    pipelines += [{"id": pid, "authorized": False} for pid in sorted(authorised - target)]
+    body = {"resource": resource, "pipelines": pipelines}
+    if (current.get("allPipelines") or {}).get("authorized"):
+        body["allPipelines"] = {"authorized": False}
+    _patch_permissions(ctx, org, project, endpoint_id, body)
+
+
+def _patch_permissions(
+    ctx: ApplyContext, org: str, project: str, endpoint_id: str, body: dict[str, Any]
+) -> None:
+    try:
+        ctx.services.devops.update_pipeline_permissions(org, project, endpoint_id, body)
+    except NotFoundError as exc:
+        raise _lagging(ctx, exc, endpoint_id, f"service connection {endpoint_id}") from None
+
+
+def _connection_result(
+    endpoint: Mapping[str, Any], after: Any, ctx: ApplyContext
+) -> dict[str, Any]:
+    params = (endpoint.get("authorization") or {}).get("parameters") or {}
+    description, _ = read_description(endpoint.get("description"))
+    return {
+        "organization": after["organization"],
+        "project": after["project"],
+        "name": endpoint.get("name"),
+        "description": description,
+        "identity": after.get("identity"),
+        "subscriptionId": (endpoint.get("data") or {}).get("subscriptionId"),
+        "subscriptionName": (endpoint.get("data") or {}).get("subscriptionName"),
+        "scope": params.get("scope") or None,
+        "sharedWith": sorted(after.get("sharedWith") or [], key=str.lower),
+        "pipelinePermissions": after.get("pipelinePermissions"),
+        "id": endpoint.get("id"),
+        "servicePrincipalId": params.get("serviceprincipalid"),
+        "tenantId": params.get("tenantid"),
+        "issuer": params.get("workloadIdentityFederationIssuer"),
+        "subject": params.get("workloadIdentityFederationSubject"),
+        "issuerType": params.get("workloadIdentityFederationIssuerType"),
+        "isReady": endpoint.get("isReady"),
+    }
+
+
+def _delete_connection(before: Mapping[str, Any], ctx: ApplyContext) -> None:
+    endpoint_id = before.get("id")
+    org, project = str(before["organization"]), str(before["project"])
+    if not endpoint_id:
+        found = _find_by_name(ctx, org, project, str(before["name"]))
+        if found is None:
+            return
+        endpoint_id = found["id"]
+    projects = [project, *(before.get("sharedWith") or [])]
+    ids = [_project_id(ctx, org, p) for p in projects]
+    try:
+        ctx.services.devops.delete_endpoint(org, str(endpoint_id), ids)
+    except NotFoundError:
+        return
+    except ProviderError as exc:
+        if _DELETE_REFUSED_TEXT not in str(exc).lower():
+            raise
+        # Azure DevOps sees the removed credential only after a moment
+        if ctx.within("delete-refused", str(endpoint_id), ctx.delete_refusal_wait):
+            raise TransientError(
+                f"Azure DevOps still refuses to delete service connection {before.get('name')}"
+                f" (its federated credential was just removed): {exc}",
+                code="ServiceConnectionDeleteRefused",
+                status=exc.status,
+                delay=ctx.wait_delay,
+            ) from None
+        raise
+
+
+_HANDLERS: Final[dict[Kind, Callable[[Change, ApplyContext], dict[str, Any]]]] = {
+    Kind.IDENTITY: _perform_identity,
+    Kind.FEDERATED_CREDENTIAL: _perform_credential,
+    Kind.ROLE_ASSIGNMENT: _perform_assignment,
+    Kind.SERVICE_CONNECTION: _perform_connection,
+}
