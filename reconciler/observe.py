@@ -72,7 +72,12 @@ def observe(
 ) -> LiveState:
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="observe") as pool:
         reader = _Reader(pool, clock, policy or RetryPolicy())
-        raw = _read(services, desired, reader)
+        try:
+            raw = _read(services, desired, reader)
+        except BaseException:
+            # one read failed for good (or Ctrl-C): start nothing more, fail fast
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return _canonical(raw, desired, services.tenant_id)
 
 

@@ -134,10 +134,6 @@ class CachedCredential:
             self._tokens[key] = token
             return token
 
-    def invalidate(self, *scopes: str) -> None:
-        with self._lock:
-            self._tokens.pop(tuple(sorted(scopes)), None)
-
     def close(self) -> None:
         close = getattr(self._inner, "close", None)
         if callable(close):
@@ -193,11 +189,6 @@ class DevOpsAuth:
                     self._pat_header = f"Basic {raw}"
                 return self._pat_header
         return f"Bearer {token.token}"
-
-    def invalidate(self) -> None:
-        invalidate = getattr(self._credential, "invalidate", None)
-        if callable(invalidate):
-            invalidate(DEVOPS_SCOPE)
 
 
 def describe_credential_error(exc: BaseException) -> str:

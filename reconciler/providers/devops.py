@@ -82,17 +82,23 @@ class DevOpsClient:
         api_version: str = API_VERSION,
     ) -> requests.Response:
         query = {"api-version": api_version, **(params or {})}
+        data = json.dumps(body).encode() if body is not None else None
+        response = self._request(method, url, what=what, query=query, data=data)
+        _check(response, what)
+        return response
+
+    def _request(
+        self, method: str, url: str, *, what: str, query: Mapping[str, str], data: bytes | None
+    ) -> requests.Response:
         headers = {
             "Authorization": self._auth.header(),
             "Accept": "application/json",
             "X-TFS-FedAuthRedirect": "Suppress",
         }
-        data = None
-        if body is not None:
+        if data is not None:
             headers["Content-Type"] = "application/json"
-            data = json.dumps(body).encode()
         try:
-            response = self._session.request(
+            return self._session.request(
                 method,
                 url,
                 params=query,
@@ -114,8 +120,6 @@ class DevOpsClient:
                 code="ConnectionError",
                 delay=DEFAULT_DELAY,
             ) from None
-        _check(response, what)
-        return response
 
     def _json(self, method: str, url: str, *, what: str, **kwargs: Any) -> Any:
         response = self._send(method, url, what=what, **kwargs)
