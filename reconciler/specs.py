@@ -55,34 +55,21 @@ if TYPE_CHECKING:
 
 SPEC_SUFFIXES: Final = (".yaml", ".yml")
 
-# Built-in roles have the same GUID in every tenant; anything else resolves from the live
+# Built-in roles have the same GUID in every tenant; other role names resolve from the live
 # catalogue at plan time.
 BUILTIN_ROLES: Final[Mapping[str, str]] = {
-    "owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
-    "contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
-    "reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
-    "user access administrator": "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
-    "role based access control administrator": "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
-    "managed identity operator": "f1a07417-d97a-45cb-824c-7a7467783830",
-    "managed identity contributor": "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59",
-    "key vault secrets user": "4633458b-17de-408a-b874-0445c86b69e6",
-    "key vault secrets officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "Contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
+    "Reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+    "User Access Administrator": "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+    "Role Based Access Control Administrator": "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
+    "Managed Identity Operator": "f1a07417-d97a-45cb-824c-7a7467783830",
+    "Managed Identity Contributor": "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
 }
-
-# Display names for the table above (it is keyed by lower-case name for lookups).
-_BUILTIN_DISPLAY: Final[Mapping[str, str]] = {
-    "Owner": BUILTIN_ROLES["owner"],
-    "Contributor": BUILTIN_ROLES["contributor"],
-    "Reader": BUILTIN_ROLES["reader"],
-    "User Access Administrator": BUILTIN_ROLES["user access administrator"],
-    "Role Based Access Control Administrator": BUILTIN_ROLES[
-        "role based access control administrator"
-    ],
-    "Managed Identity Operator": BUILTIN_ROLES["managed identity operator"],
-    "Managed Identity Contributor": BUILTIN_ROLES["managed identity contributor"],
-    "Key Vault Secrets User": BUILTIN_ROLES["key vault secrets user"],
-    "Key Vault Secrets Officer": BUILTIN_ROLES["key vault secrets officer"],
-}
+_BUILTIN_BY_NAME: Final = {name.lower(): guid for name, guid in BUILTIN_ROLES.items()}
+_BUILTIN_BY_GUID: Final = {guid: name for name, guid in BUILTIN_ROLES.items()}
 
 _GUID_RE: Final = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I
@@ -253,7 +240,9 @@ def _inline_refs(node: Any, defs: Mapping[str, Any]) -> Any:
 
 # The subset of JSON Schema that ``_fast_check`` models; a subschema using anything else
 # (const, anyOf, ...) always goes through jsonschema.
-_ANNOTATIONS: Final = frozenset({"description", "title", "errorMessage", "patternErrorMessage"})
+_ANNOTATIONS: Final = frozenset(
+    {"$schema", "$id", "$comment", "title", "description", "errorMessage", "patternErrorMessage"}
+)
 _MODELLED: Final = _ANNOTATIONS | {
     "type",
     "enum",
@@ -630,7 +619,7 @@ def _role_definition(role: str) -> tuple[str | None, str | None]:
         return guid.lower(), None
     if _GUIDISH_RE.match(role) and len(role) >= 20:
         return None, f"malformed role definition GUID '{_short(role)}'"
-    return BUILTIN_ROLES.get(role.lower()), None
+    return _BUILTIN_BY_NAME.get(role.lower()), None
 
 
 class _Builder:
@@ -931,8 +920,16 @@ class _Builder:
             )
         if self.incomplete:
             return None, ""  # probably declared in an entry that already has a problem
-        wanted = "/".join(ref.get(k, "*") for k in ("subscription", "resourceGroup", "name"))
-        return None, f"no identity {wanted} is declared in the specs loaded together"
+        wanted = f"no identity named '{ref['name']}'"
+        if "resourceGroup" in ref:
+            wanted += f" in resource group '{ref['resourceGroup']}'"
+        if "subscription" in ref:
+            wanted += f" in subscription {ref['subscription']}"
+        message = f"{wanted} is declared in the specs loaded together"
+        close = difflib.get_close_matches(ref["name"].lower(), list(self.by_name), 1, 0.8)
+        if close:
+            message += f" (did you mean '{self.by_name[close[0]][0].name}'?)"
+        return None, message
 
     def connection(
         self,
@@ -1143,7 +1140,6 @@ def describe(desired: DesiredState, verbose: bool = False) -> str:
 
         return sorted(resources, key=at)
 
-    names = {guid: name for name, guid in _BUILTIN_DISPLAY.items()}
     lines = [f"owner: {desired.owner}", ""]
     for identity in declared(identities):
         a = identity.attrs
@@ -1174,7 +1170,9 @@ def describe(desired: DesiredState, verbose: bool = False) -> str:
             if guid is None:
                 role = f"{r['role']} (resolved from the live role catalogue)"
             else:
-                role = names.get(guid) or (guid if r["role"].startswith("/") else r["role"])
+                role = _BUILTIN_BY_GUID.get(guid) or (
+                    guid if r["role"].startswith("/") else r["role"]
+                )
                 role = f"{role} ({guid})" if role.lower() != guid else role
             lines.append(f"    role {role}")
             lines.append(

@@ -270,6 +270,8 @@ def _readable(exc: yaml.MarkedYAMLError, text: str) -> YamlSyntaxError:
             f"bad indentation: this line does not line up with the items of the list "
             f"started on line {context_line}"
         )
+    elif problem == "found unexpected end of stream" and "quoted scalar" in context:
+        message = f"unclosed quote: the quoted text started on line {context_line} never ends"
     elif problem == "but found another document":
         message = "a spec file holds one YAML document: remove the extra '---'"
     elif context and context_line != line:
