@@ -629,8 +629,8 @@ def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> d
     )
     _share(ctx, org, endpoint_id, updated, after)
     _set_permissions(ctx, org, project, endpoint_id, after.get("pipelinePermissions"))
-    final = devops.get_endpoint(org, project, endpoint_id)
-    return _connection_result(final, after, ctx)
+    # the PUT's answer carries the issuer and subject, which an update never changes
+    return _connection_result(updated, after, ctx)
 
 
 def _find_by_name(ctx: ApplyContext, org: str, project: str, name: str) -> dict[str, Any] | None:

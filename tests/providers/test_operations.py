@@ -723,3 +723,82 @@ def test_assignment_name_is_deterministic() -> None:
     a = assignment_name("/subscriptions/X/resourceGroups/RG", "P", "G")
     assert a == assignment_name("/subscriptions/x/resourcegroups/rg", "p", "g")
     assert uuid.UUID(a).version == 5
+
+
+def test_replaced_identity_cascades_to_its_credential_and_assignment(
+    sim: Simulator, services: Services
+) -> None:
+    ctx = _ctx(services, _live(services))
+    old = _create_identity(ctx, "ops-mi")
+    mi = f"{SANDBOX}/identities-rg/ops-mi"
+    ra_key = role_assignment_key(mi, SANDBOX_RG, READER)
+    ra_after = _assignment_after(mi, SANDBOX_RG, READER, "read")
+    old_ra = perform(_change(Kind.ROLE_ASSIGNMENT, ra_key, Action.CREATE, after=ra_after), ctx)
+    fic_after = {
+        "identity": mi,
+        "name": "github-main",
+        "issuer": "https://token.actions.githubusercontent.com",
+        "subject": "repo:contoso/app:ref:refs/heads/main",
+        "audiences": ["api://AzureADTokenExchange"],
+    }
+    fic_key = credential_key(mi, "github-main")
+    old_fic = perform(
+        _change(Kind.FEDERATED_CREDENTIAL, fic_key, Action.CREATE, after=fic_after), ctx
+    )
+
+    # the plan's order: dependents' deletes, the identity's replace, the dependents' creates
+    new = perform(
+        _change(
+            Kind.IDENTITY,
+            mi,
+            Action.DELETE_THEN_CREATE,
+            before=old,
+            after=_identity_after("ops-mi", location="northeurope"),
+        ),
+        ctx,
+    )
+    perform(
+        _change(
+            Kind.FEDERATED_CREDENTIAL,
+            fic_key,
+            Action.DELETE_THEN_CREATE,
+            before=old_fic,
+            after=fic_after,
+        ),
+        ctx,
+    )
+    new_ra = perform(
+        _change(
+            Kind.ROLE_ASSIGNMENT, ra_key, Action.DELETE_THEN_CREATE, before=old_ra, after=ra_after
+        ),
+        ctx,
+    )
+    assert new_ra["principalId"] == new["principalId"] != old["principalId"]
+    assert _state_assignments(sim, old["principalId"]) == []  # no orphan left behind
+    [seen] = _state_assignments(sim, new["principalId"])
+    assert seen["name"] == assignment_name(SANDBOX_RG, new["principalId"], READER)
+    state = _state_identity(sim, "ops-mi")
+    assert state is not None and state["principalId"] == new["principalId"]
+    assert [f["name"] for f in state["federatedCredentials"]] == ["github-main"]
+
+
+def test_role_assignment_create_then_delete_keeps_access_throughout(
+    sim: Simulator, services: Services
+) -> None:
+    ctx = _ctx(services, _live(services))
+    ident = _create_identity(ctx, "ops-mi")
+    mi = f"{SANDBOX}/identities-rg/ops-mi"
+    key = role_assignment_key(mi, SANDBOX_RG, READER)
+    after = _assignment_after(mi, SANDBOX_RG, READER, None)
+    first = perform(_change(Kind.ROLE_ASSIGNMENT, key, Action.CREATE, after=after), ctx)
+    # an assignment of the same triple under an old, non-deterministic name
+    stale = {**first, "name": "7a7a7a7a-0000-4000-8000-000000000001"}
+    sim.delete("role_assignment", first["id"])
+    result = perform(
+        _change(Kind.ROLE_ASSIGNMENT, key, Action.CREATE_THEN_DELETE, before=stale, after=after),
+        ctx,
+    )
+    ops = [e["op"] for e in sim.request_log() if e["op"].startswith("RoleAssignments_")]
+    assert ops[-2:] == ["RoleAssignments_Create", "RoleAssignments_Delete"]  # create first
+    [seen] = _state_assignments(sim, ident["principalId"])
+    assert seen["name"] == result["name"] == first["name"]
