@@ -192,3 +192,31 @@ def test_no_token_ever_reaches_an_error_message(sim: Simulator, services: Servic
         except Exception as exc:
             messages.append(str(exc) + json.dumps(exc.__dict__, default=str))
     assert messages and all(token not in m and "Bearer" not in m for m in messages)
+
+
+def test_pat_fallback_talks_to_azure_devops_with_a_warning(sim: Simulator) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from reconciler.sim.seed import default_seed
+
+    seed = default_seed()
+    seed["pats"] = [{"token": "sim-pat-value", "user": "ci@contoso.example"}]
+    sim.reset(seed)
+
+    class _NoEntra:
+        def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+            raise ClientAuthenticationError("AADSTS50020: user account does not exist in tenant")
+
+    target = _target(sim)
+    warnings: list[str] = []
+    auth = DevOpsAuth(
+        _NoEntra(),  # type: ignore[arg-type]
+        environ={"AZURE_DEVOPS_EXT_PAT": "sim-pat-value"},
+        warn=warnings.append,
+    )
+    devops = DevOpsClient(
+        target, auth, session=make_session(workers=2, verify=target.ca_bundle or True)
+    )
+    assert {p["name"] for p in devops.list_projects("contoso")} == {"platform", "team-a", "team-b"}
+    assert [e["caller"] for e in sim.request_log(op="Projects_List")] == ["pat:ci@contoso.example"]
+    assert len(warnings) == 1 and "sim-pat-value" not in warnings[0]
