@@ -15,6 +15,12 @@ Spec semantics worth knowing (the schema's descriptions say the same to editors)
 - Each service connection implies a federated credential on its identity, named by
   ``implied_credential_name``; its issuer and subject are known only after Azure DevOps
   creates the connection.
+
+Speed (``validate`` of a 1,000-identity spec takes about half a second, start-up included):
+YAML is built from libyaml's events (``yamlload``), and the schema is first applied as a
+plain predicate compiled from it (``_fast_check``), which accepts only what jsonschema would
+accept; jsonschema (Draft 2020-12) is imported and asked only when that predicate rejects
+something, and then it produces the errors, skipping the parts the predicate accepts.
 """
 
 from __future__ import annotations

@@ -2,11 +2,13 @@
 
 Mappings load as ``MarkedMap`` (a dict) and sequences as ``MarkedSeq`` (a list) carrying
 1-based (line, column) marks, so that schema and reference errors can point at the exact node.
-Built on libyaml's parser (``CSafeLoader``) when available: the loader is on the hot path of
-every command, and a 1,000-identity spec has to load in a fraction of a second.
+Built directly on libyaml's event stream (``CSafeLoader``) when available: the loader is on
+the hot path of every command, and a 1,000-identity spec has to load in a fraction of a second.
 
 Stricter than plain ``yaml.safe_load``: duplicate keys are an error (PyYAML silently keeps the
-last one), and syntax errors come back as ``YamlSyntaxError`` with a readable message.
+last one), mapping keys are plain text as written (``on:`` is the key "on", not True), and
+syntax errors come back as ``YamlSyntaxError`` with a readable message. Anchors, aliases and
+``<<`` merge keys work as in PyYAML.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ import yaml
 from yaml.nodes import ScalarNode
 
 Mark = tuple[int, int]  # 1-based line, column
-
-_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 
 try:
     from yaml import CSafeLoader as _BaseLoader
