@@ -77,7 +77,8 @@ class DevOps:
         if lrest[:1] == ["_apis"]:
             api = lrest[1:]
             if api == ["connectiondata"] and m == "GET":
-                return Route("ConnectionData", lambda r: self.connection_data(r, org))
+                # a preview-only resource: a plain "7.1" is refused, no version means the latest
+                return Route("ConnectionData", lambda r: self.connection_data(r, org), True)
             if api == ["projects"] and m == "GET":
                 return Route("Projects_List", lambda r: self.list_projects(r, org))
             if len(api) == 2 and api[0] == "projects" and m == "GET":
@@ -378,11 +379,26 @@ class DevOps:
             "lastUpdateTime": "2024-01-01T00:00:00.000Z",
         }
 
+    def _page(self, req: Request, items: list[dict[str, Any]]) -> Response:
+        """``{count, value}`` with ``x-ms-continuationtoken`` when more remain (projects and
+        pipelines page like this; ``$top`` or ``devops_page_size`` sets the page)."""
+        size = self.faults().devops_page_size
+        top = req.query.get("$top")
+        if top is not None and top.isdigit() and int(top) > 0:
+            size = int(top)
+        raw = req.query.get("continuationtoken", "0")
+        start = int(raw) if raw.isdigit() else 0
+        page = items[start : start + size]
+        headers = {}
+        if start + size < len(items):
+            headers["x-ms-continuationtoken"] = str(start + size)
+        return Response(200, {"count": len(page), "value": page}, headers)
+
     def list_projects(self, req: Request, org_name: str) -> Response:
         with self.world.lock:
             org = self._org(org_name)
             items = [self._project_json(req, org, p) for p in org.projects.values()]
-        return Response(200, {"count": len(items), "value": items})
+        return self._page(req, items)
 
     def get_project(self, req: Request, org_name: str, ref: str) -> Response:
         with self.world.lock:
@@ -405,7 +421,7 @@ class DevOps:
                 }
                 for p in sorted(project.pipelines.values(), key=lambda p: p.id)
             ]
-        return Response(200, {"count": len(items), "value": items})
+        return self._page(req, items)
 
     # --- service endpoints -------------------------------------------------------------------
 

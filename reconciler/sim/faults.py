@@ -78,6 +78,7 @@ class Faults:
     credential_page_size: int = 100
     role_assignment_page_size: int = 1000
     role_definition_page_size: int = 1000
+    devops_page_size: int = 100  # projects and pipelines (x-ms-continuationtoken)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Faults:

@@ -440,3 +440,15 @@ def test_permissions_go_with_a_deleted_endpoint(sim: Simulator, http: Http) -> N
     http.ado("PATCH", url, json={"allPipelines": {"authorized": True}})
     http.ado("DELETE", f"{EP}/{eid}?projectIds={pid}&{V}")
     assert "allPipelines" not in http.ado("GET", url).json()
+
+
+def test_projects_and_pipelines_page_with_continuation_tokens(sim: Simulator, http: Http) -> None:
+    sim.update_faults(devops_page_size=2)
+    first = http.ado("GET", f"/contoso/_apis/projects?{V}")
+    assert first.json()["count"] == 2 and first.headers["x-ms-continuationtoken"] == "2"
+    rest = http.ado("GET", f"/contoso/_apis/projects?{V}&continuationToken=2")
+    assert rest.json()["count"] == 1 and "x-ms-continuationtoken" not in rest.headers
+    top = http.ado("GET", f"/contoso/platform/_apis/pipelines?{V}&$top=1")
+    assert [p["name"] for p in top.json()["value"]] == ["infra-deploy"] and top.headers[
+        "x-ms-continuationtoken"
+    ] == "1"
