@@ -22,6 +22,7 @@ import yaml
 
 from reconciler.sim.world import (
     BUILTIN_ROLES,
+    DEVOPS_APP_SEGMENT,
     Client,
     Endpoint,
     Fic,
@@ -38,6 +39,7 @@ from reconciler.sim.world import (
     World,
     guid_segment,
     identity_key,
+    iso,
     norm_scope,
     stable_uuid,
 )
@@ -87,9 +89,7 @@ def entra_issuer(tenant: str) -> str:
 
 
 def entra_subject(tenant: str, org_id: str, endpoint_id: str) -> str:
-    return (
-        f"/eid1/c/pub/t/{guid_segment(tenant)}/a/rISbSSETf0KqFyZ8ppdXmA/sc/{org_id}/{endpoint_id}"
-    )
+    return f"/eid1/c/pub/t/{guid_segment(tenant)}/a/{DEVOPS_APP_SEGMENT}/sc/{org_id}/{endpoint_id}"
 
 
 def federation(
@@ -396,7 +396,7 @@ def _seed_permissions(world: World, org: Organization, perm: Mapping[str, Any], 
     by = {"displayName": "Seed", "id": stable_uuid("user", "seed")}
     pset = PermissionSet()
     if perm.get("allPipelines"):
-        pset.all_pipelines = {"authorized": True, "authorizedBy": by, "authorizedOn": _iso(now)}
+        pset.all_pipelines = {"authorized": True, "authorizedBy": by, "authorizedOn": iso(now)}
     names = {p.name.lower(): p.id for p in project.pipelines.values()}
     for ref in perm.get("pipelines") or []:
         pid = int(ref) if isinstance(ref, int) or str(ref).isdigit() else names[str(ref).lower()]
@@ -404,15 +404,9 @@ def _seed_permissions(world: World, org: Organization, perm: Mapping[str, Any], 
             "id": pid,
             "authorized": True,
             "authorizedBy": by,
-            "authorizedOn": _iso(now),
+            "authorizedOn": iso(now),
         }
     world.permissions[(org.name.lower(), project.id.lower(), rtype, str(rid).lower())] = pset
-
-
-def _iso(ts: float) -> str:
-    from reconciler.sim.world import iso
-
-    return iso(ts)
 
 
 def snapshot(world: World) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from reconciler.sim.faults import FaultDice, Faults, faults_to_dict, make_faults
 from reconciler.sim.protocol import ApiError, Request, Response, ado_body, arm_error
 from reconciler.sim.seed import SeedSource, build_world, load_seed, snapshot
 from reconciler.sim.throttle import ThrottleModel, Verdict
-from reconciler.sim.world import World, identity_key, norm_scope
+from reconciler.sim.world import PermissionSet, Principal, World, identity_key, iso, norm_scope
 
 LOG_LIMIT = 200_000
 _DROP = Response(0)
@@ -519,8 +519,6 @@ class App:
                     w.permissions.pop(pkey, None)
                     w.touch()
                     return None
-                from reconciler.sim.world import PermissionSet, iso
-
                 stamp = {
                     "authorizedBy": {
                         "displayName": "Portal user",
@@ -537,8 +535,6 @@ class App:
                 w.touch()
                 return self.devops._permissions_json(org, project, rtype, rid)
             if kind == "principal":
-                from reconciler.sim.world import Principal
-
                 if delete:
                     w.principals.pop(object_id.lower(), None)
                     return None

@@ -225,3 +225,11 @@ def test_serve_rejects_bad_faults(tmp_path: Path) -> None:
         timeout=30,
     )
     assert r.returncode == 1 and "unknown fault" in r.stderr
+
+
+def test_the_devops_app_segment_is_the_encoded_resource_id() -> None:
+    from reconciler.sim.world import DEVOPS_APP_SEGMENT, DEVOPS_RESOURCE, guid_segment
+
+    assert guid_segment(DEVOPS_RESOURCE) == DEVOPS_APP_SEGMENT
+    # the worked example in azure-contracts.md §3.4
+    assert guid_segment("ff882432-09b0-437b-bd22-ca13c0037ded") == "MiSI_7AJe0O9IsoTwAN97Q"
