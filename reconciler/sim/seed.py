@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from reconciler.model import implied_credential_name
+from reconciler.ownership import mark_description, mark_tags
 from reconciler.sim.world import (
     BUILTIN_ROLES,
     DEVOPS_APP_SEGMENT,
@@ -571,12 +573,13 @@ def large_seed(
     base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The default world plus ``identities`` identities in Sandbox/identities-rg, each with
-    credentials, Reader assignments on its own sandbox scope, and (by default one per identity)
-    service connections in contoso/platform whose credential matches. Deterministic."""
+    credentials and Reader assignments, and (by default one per identity) a service connection
+    in contoso/platform named like its identity, with the matching credential under the name
+    the tool gives it. Everything carries ``owner``'s marker (None: unmarked). Deterministic."""
     seed = load_seed(base)
     sub = "11111111-1111-1111-1111-111111111111"
-    tag = {"reconciler-owner": owner} if owner else {}
-    marker = f" [reconciler-owner: {owner}]" if owner else ""
+    tag = mark_tags({}, owner) if owner else {}
+    described = mark_description("bench", owner) if owner else "bench"
     n_conn = identities if connections is None else connections
     idents = seed.setdefault("identities", [])
     ras = seed.setdefault("roleAssignments", [])
@@ -605,7 +608,7 @@ def large_seed(
                     "name": name,
                     "type": "azurerm",
                     "scheme": "WorkloadIdentityFederation",
-                    "description": f"bench{marker}",
+                    "description": described,
                     "projects": ["platform"],
                     "parameters": {
                         "serviceprincipalid": stable_uuid(
@@ -624,7 +627,8 @@ def large_seed(
             )
             fics.append(
                 {
-                    "name": f"ado-{n:05d}",
+                    # the name the tool gives the credential a connection implies
+                    "name": implied_credential_name("contoso", "platform", name),
                     "issuer": entra_issuer(tenant),
                     "subject": entra_subject(tenant, org["id"], eid),
                 }
@@ -645,7 +649,7 @@ def large_seed(
                     "identity": f"{sub}/identities-rg/{name}",
                     "scope": scopes[k % len(scopes)],
                     "role": "Reader",
-                    "description": f"bench{marker}".strip(),
+                    "description": described,
                 }
             )
     return seed

@@ -840,20 +840,26 @@ class Simulator:
 
     # --- persistence -------------------------------------------------------------------------
 
-    def _save(self) -> None:
+    def _save(self) -> float:
+        """Write the state if it changed; the seconds the world was locked for it."""
         if self.state_file is None:
-            return
+            return 0.0
         with self.world.lock:
             if self.world.version == self._saved_version:
-                return
+                return 0.0
+            started = time.perf_counter()
             data = snapshot(self.world)
             self._saved_version = self.world.version
+            held = time.perf_counter() - started
         write_json_atomic(self.state_file, data)
+        return held
 
     def _save_loop(self) -> None:
-        # debounced: at most one write per 100 ms, always after the last mutation
-        while not self._stopped.wait(0.1):
-            self._save()
+        # Debounced, after the last mutation: at most every 100 ms, and for big worlds rarely
+        # enough that snapshots (which hold the lock) take under a tenth of the time.
+        pause = 0.1
+        while not self._stopped.wait(pause):
+            pause = max(0.1, 10 * self._save())
 
     # --- the public handle -------------------------------------------------------------------
 

@@ -147,3 +147,17 @@ def test_devops_throttle_over_https(sim: Simulator, http: Http) -> None:
 
 def test_throttle_is_off_by_default(sim: Simulator, http: Http) -> None:
     assert all(http.arm("GET", f"{MI}/shared-build-mi{V}").status_code == 200 for _ in range(5))
+
+
+def test_jitter_is_bounded_and_deterministic(sim: Simulator) -> None:
+    from reconciler.sim.protocol import Request
+
+    faults = sim.set_faults(jitter_ms=30, seed=5)
+
+    def delays() -> list[float]:
+        sim.app.dice.reset()
+        return [sim.app._delay(Request.parse("GET", "/x", {}, b"", ""), faults) for _ in range(6)]
+
+    first = delays()
+    assert first == delays()
+    assert all(0 <= d <= 0.03 for d in first) and len(set(first)) > 1
