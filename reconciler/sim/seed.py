@@ -141,6 +141,10 @@ def build_world(seed: Mapping[str, Any], *, world: World | None = None) -> World
     tenant = str(seed.get("tenant") or seed.get("tenantId") or "")
     if not tenant:
         raise ValueError("seed: 'tenant' is required")
+    if not seed.get("clients"):
+        raise ValueError(
+            "seed: at least one entry in 'clients' is required (the tool signs in as it)"
+        )
     if world is None:
         world = World(tenant_id=tenant)
     else:
