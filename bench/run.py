@@ -1,0 +1,737 @@
+"""``make bench``: plan and apply at organisation size against the simulator, with references.
+
+Every scenario runs the real command line (``reconciler plan`` / ``apply``) in a fresh process,
+so wall time includes start-up and imports, CPU time is the process's own (all threads), and
+peak memory is that process's peak RSS. The simulator runs in another process (its CPU and
+memory are not the tool's); requests and 429s come from its ``/_sim/stats``.
+
+Modes: ``latency`` adds 25 ms to every request and does not throttle (the tool's own overhead);
+``throttle`` also enforces the documented ARM, Managed Identity and Azure DevOps limits,
+unscaled for plan and scaled by ``--apply-scale`` for apply so that the run stays short.
+
+    python -m bench.run                          # the full table (bench/results.md)
+    python -m bench.run --sizes 10,100 --quick   # a quick look (bench/results/quick.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shlex
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import models
+from bench.world import ORG, BenchWorld, Shape
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN_SCENARIOS = ("cold", "warm", "drift")
+SCENARIOS = (*PLAN_SCENARIOS, "apply")
+MODES = ("latency", "throttle")
+# where a throttled run must be within 1.3x of the floor: the rate limits, not latency, bind
+RATE_BOUND_S = 10.0
+
+
+@dataclass
+class Measured:
+    wall_s: float
+    cpu_s: float
+    max_rss_mb: float
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def measure(cmd: Sequence[str], *, cwd: Path, timeout: float = 1800.0) -> Measured:
+    """Run ``cmd`` to completion; wall clock, and CPU and peak RSS of that process alone."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            list(cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd, env=env
+        )
+        deadline = started + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.005)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Measured(
+            wall_s=wall,
+            cpu_s=usage.ru_utime + usage.ru_stime,
+            max_rss_mb=usage.ru_maxrss / 1024,
+            exit_code=proc.returncode,
+            stdout=out.read(),
+            stderr=err.read(),
+        )
+
+
+class SimProcess:
+    """``reconciler sim serve`` in its own process, and its admin API."""
+
+    def __init__(self, seed: Path, directory: Path, faults: list[str]) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.connection_file = directory / "connection.json"
+        cmd = [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "sim",
+            "serve",
+            "--seed",
+            str(seed),
+            "--connection-file",
+            str(self.connection_file),
+        ]
+        for spec in faults:
+            cmd += ["--fault", spec]
+        self._log = open(directory / "sim.log", "w")  # noqa: SIM115 - lives as long as the sim
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=directory
+        )
+        assert self.proc.stdout is not None
+        self.connection: dict[str, str] = {}
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.connection = json.loads(line)
+                break
+        if not self.connection:
+            raise RuntimeError(f"the simulator did not start; see {directory / 'sim.log'}")
+        self._ssl = ssl.create_default_context(cafile=self.connection["ca_bundle"])
+        self.cpu_s = 0.0
+
+    def admin(self, method: str, path: str) -> Any:
+        request = urllib.request.Request(
+            f"{self.connection['arm_url']}/_sim/{path}", method=method, data=None
+        )
+        with urllib.request.urlopen(request, context=self._ssl, timeout=60) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.admin("GET", "stats")
+        return result
+
+    def clear(self) -> None:
+        self.admin("POST", "requests/clear")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        _, _, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = 0
+        self.cpu_s = usage.ru_utime + usage.ru_stime
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._log.close()
+
+
+@contextlib.contextmanager
+def simulator(seed: Path, directory: Path, faults: list[str]) -> Iterator[SimProcess]:
+    sim = SimProcess(seed, directory, faults)
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+_SUMMARY = re.compile(
+    r"Plan: (\d+) to create, (\d+) to update, (\d+) to replace, (\d+) to delete\."
+)
+
+
+def _changes(stdout: str) -> dict[str, int]:
+    found = _SUMMARY.search(stdout)
+    if found is None:
+        return {"create": 0, "update": 0, "replace": 0, "delete": 0}
+    keys = ("create", "update", "replace", "delete")
+    return dict(zip(keys, (int(g) for g in found.groups()), strict=True))
+
+
+def _split_requests(stats: dict[str, Any]) -> tuple[int, int, dict[str, int]]:
+    by_op = {str(k): int(v) for k, v in (stats.get("by_op") or {}).items()}
+    auth = sum(v for k, v in by_op.items() if k in models.AUTH_OPS)
+    api = {k: v for k, v in by_op.items() if k not in models.AUTH_OPS}
+    return sum(api.values()), auth, dict(sorted(api.items()))
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.cli = self._cli()
+        self.worlds: dict[int, BenchWorld] = {}
+        self.results: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _cli() -> list[str]:
+        script = Path(sys.executable).with_name("reconciler")
+        return [str(script)] if script.exists() else [sys.executable, "-m", "reconciler"]
+
+    def world(self, size: int) -> BenchWorld:
+        if size not in self.worlds:
+            world = BenchWorld(Shape(size))
+            world.write_specs(self.specs(size))
+            self.worlds[size] = world
+        return self.worlds[size]
+
+    def specs(self, size: int) -> Path:
+        return self.workdir / f"specs-{size}"
+
+    def seed_file(self, size: int, scenario: str) -> Path:
+        path = self.workdir / f"seed-{size}-{scenario}.json"
+        if not path.exists():
+            path.write_text(json.dumps(self.world(size).seed(scenario)))
+        return path
+
+    def faults(self, mode: str, scenario: str) -> tuple[list[str], float | None]:
+        specs = [f"latency:{self.args.latency_ms:g}"]
+        scale: float | None = None
+        if mode == "throttle":
+            scale = self.args.apply_scale if scenario == "apply" else 1.0
+            specs.append(f"throttle:{scale:g}")
+        return specs, scale
+
+    # -- one scenario ----------------------------------------------------------------------
+
+    def run(self, size: int, scenario: str, mode: str) -> dict[str, Any]:
+        world = self.world(size)
+        faults, scale = self.faults(mode, scenario)
+        latency_s = self.args.latency_ms / 1000
+        workers = self.args.workers
+        label = f"{scenario:5} {size:>5} identities, {mode}"
+        print(f"  {label} ...", end="", flush=True)
+        simdir = self.workdir / f"sim-{size}-{scenario}-{mode}"
+        with simulator(self.seed_file(size, scenario), simdir, faults) as sim:
+            conn = str(sim.connection_file)
+            tool = self._tool_args(scenario, size, conn, workers)
+            cmd = [*self.cli, *tool]
+            if self.args.profile:
+                prof = self.results_dir / f"profile-{scenario}-{size}-{mode}.prof"
+                cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "reconciler"]
+                cmd += tool
+            measured = measure(cmd, cwd=self.workdir)
+            stats = sim.stats()
+            refresh_run = None
+            if scenario == "warm" and mode == "latency" and not self.args.no_refresh_run:
+                refresh_run = self._run_refresh(world, sim)
+        api, auth, by_op = _split_requests(stats)
+        throttled = int((stats.get("by_status") or {}).get("429", 0))
+        changes = _changes(measured.stdout)
+        expected, ok = self._check(world, scenario, measured, changes)
+        floor = models.floor(
+            world, scenario, concurrency=workers, latency_s=latency_s, throttle_scale=scale
+        )
+        refresh = models.refresh(world, scenario, latency_s=latency_s, throttle_scale=scale)
+        record = {
+            "scenario": scenario,
+            "mode": mode,
+            "identities": size,
+            "resources": sum(world.declared().values()),
+            "workers": workers,
+            "latency_ms": self.args.latency_ms,
+            "throttle_scale": scale,
+            "command": " ".join(shlex.quote(c) for c in cmd),
+            "wall_s": round(measured.wall_s, 3),
+            "cpu_s": round(measured.cpu_s, 3),
+            "max_rss_mb": round(measured.max_rss_mb, 1),
+            "exit_code": measured.exit_code,
+            "ok": ok,
+            "expected": expected,
+            "changes": changes,
+            "requests": api,
+            "auth_requests": auth,
+            "by_op": by_op,
+            "status_429": throttled,
+            "connections": stats.get("connections"),
+            "sim_cpu_s": round(sim.cpu_s, 3),
+            "floor": floor.as_dict(),
+            "refresh": refresh.as_dict() if refresh else None,
+            "refresh_run": refresh_run,
+        }
+        mark = "ok" if ok else "FAILED"
+        print(
+            f" {measured.wall_s:7.2f} s wall, {measured.cpu_s:6.2f} s CPU, "
+            f"{measured.max_rss_mb:5.0f} MB, {api} requests, {throttled} x 429, "
+            f"floor {floor.seconds:.2f} s  [{mark}]",
+            flush=True,
+        )
+        if not ok:
+            tail = "\n".join((measured.stderr or measured.stdout).splitlines()[-20:])
+            print(f"    exit {measured.exit_code}, expected {expected}:\n{tail}", flush=True)
+        self.results.append(record)
+        return record
+
+    def _tool_args(self, scenario: str, size: int, conn: str, workers: int) -> list[str]:
+        if scenario == "apply":
+            head = ["apply", str(self.specs(size)), "--auto-approve"]
+        else:
+            head = ["plan", str(self.specs(size)), "--detailed-exitcode"]
+        return [*head, "--target", conn, "--no-color", "--workers", str(workers)]
+
+    @property
+    def results_dir(self) -> Path:
+        path = Path(self.args.results_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _check(
+        self, world: BenchWorld, scenario: str, measured: Measured, changes: dict[str, int]
+    ) -> tuple[str, bool]:
+        total = sum(changes.values())
+        if scenario == "cold":
+            want = sum(world.declared().values())
+            return f"exit 2, {want} to create", (
+                measured.exit_code == 2 and changes["create"] == want and total == want
+            )
+        if scenario == "warm":
+            return "exit 0, no changes", measured.exit_code == 0 and total == 0
+        if scenario == "drift":
+            want = world.drift_count()
+            return f"exit 2, {want} changes", measured.exit_code == 2 and total == want
+        return "exit 0, converged", (measured.exit_code == 0 and "Converged" in measured.stdout)
+
+    def _run_refresh(self, world: BenchWorld, sim: SimProcess) -> dict[str, Any]:
+        reads = self.workdir / f"refresh-{len(world.identities)}.json"
+        reads.write_text(json.dumps(world.refresh_reads()))
+        sim.clear()
+        measured = measure(
+            [sys.executable, "-m", "bench.refresh", str(reads), str(sim.connection_file)],
+            cwd=ROOT,
+        )
+        stats = sim.stats()
+        api, _, _ = _split_requests(stats)
+        try:
+            body = json.loads(measured.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            body = {"error": measured.stderr[-500:]}
+        return {
+            **body,
+            "requests": api,
+            "process_wall_s": round(measured.wall_s, 3),
+            "cpu_s": round(measured.cpu_s, 3),
+            "status_429": int((stats.get("by_status") or {}).get("429", 0)),
+        }
+
+    # -- start-up and throughput -------------------------------------------------------------
+
+    def startup(self, size: int) -> dict[str, Any]:
+        print(f"  start-up: --version, validate of {size} identities ...", end="", flush=True)
+        specs = self.specs(size)
+        self.world(size)
+        out: dict[str, Any] = {"identities": size}
+        for name, argv in (
+            ("version", ["--version"]),
+            ("validate", ["validate", str(specs)]),
+        ):
+            runs = [measure([*self.cli, *argv], cwd=self.workdir) for _ in range(5)]
+            best = sorted(runs, key=lambda m: m.wall_s)
+            median = best[len(best) // 2]
+            out[name] = {
+                "command": "reconciler " + " ".join(argv).replace(str(specs), f"<{size} ids>"),
+                "wall_s_median": round(median.wall_s, 3),
+                "wall_s_min": round(best[0].wall_s, 3),
+                "cpu_s_median": round(statistics.median(m.cpu_s for m in runs), 3),
+                "max_rss_mb": round(max(m.max_rss_mb for m in runs), 1),
+                "exit_code": median.exit_code,
+            }
+        print(
+            f" version {out['version']['wall_s_median']:.2f} s, "
+            f"validate {out['validate']['wall_s_median']:.2f} s",
+            flush=True,
+        )
+        return out
+
+    def throughput(self) -> dict[str, Any]:
+        print("  simulator throughput from the real clients ...", end="", flush=True)
+        world = self.world(100)
+        ident = world.identities[0]
+        project = world.project_names[0]
+        simdir = self.workdir / "sim-throughput"
+        with simulator(self.seed_file(100, "warm"), simdir, []) as sim:
+            measured = measure(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.throughput",
+                    str(sim.connection_file),
+                    ident.subscription,
+                    ident.resource_group,
+                    ident.name,
+                    ORG,
+                    project,
+                    str(self.args.throughput_calls),
+                    str(self.args.workers),
+                ],
+                cwd=ROOT,
+            )
+            stats = sim.stats()
+        try:
+            result: dict[str, Any] = json.loads(measured.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            result = {"error": measured.stderr[-800:]}
+        api, _, _ = _split_requests(stats)
+        result["sim_cpu_ms_per_request"] = round(sim.cpu_s / max(1, api) * 1000, 3)
+        result["connections"] = stats.get("connections")
+        arm = result.get("arm_sdk_list_credentials", {})
+        ado = result.get("devops_requests_list_endpoints", {})
+        print(f" ARM (SDK) {arm.get('per_s')}/s, Azure DevOps {ado.get('per_s')}/s", flush=True)
+        return result
+
+
+# -- machine facts and reports ---------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+        memory = f"{kb / 1024 / 1024:.1f} GiB"
+    versions = {}
+    for package in (
+        "azure-core",
+        "azure-identity",
+        "azure-mgmt-msi",
+        "azure-mgmt-authorization",
+        "requests",
+        "urllib3",
+    ):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[package] = importlib.metadata.version(package)
+    commit = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": memory,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "commit": commit,
+    }
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b > 0 else "—"
+
+
+def targets(results: list[dict[str, Any]], startup: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Each target of issue 6 with its measured value; a target not measured is left out."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: str, met: bool, ok: bool = True) -> None:
+        # a run that did not produce the right result meets nothing, however fast it was
+        if not ok:
+            value += " (the run failed)"
+        out.append({"target": name, "measured": value, "met": met and ok})
+
+    for r in results:
+        if r["scenario"] == "warm" and r["mode"] == "latency" and r["identities"] == 1000:
+            add(
+                "warm plan, 1,000 identities, no throttling: < 5 s wall",
+                f"{r['wall_s']:.2f} s",
+                r["wall_s"] < 5,
+                r["ok"],
+            )
+            floor_n = r["floor"]["requests"]
+            add(
+                "... at most 1.25 x the minimum requests",
+                f"{r['requests']} / {floor_n} = {_ratio(r['requests'], floor_n)}",
+                r["requests"] <= 1.25 * floor_n,
+                r["ok"],
+            )
+            refresh_n = r["refresh"]["requests"] if r["refresh"] else 0
+            add(
+                "... at least 5 x fewer requests than per-resource refresh",
+                f"{refresh_n} / {r['requests']} = {_ratio(refresh_n, r['requests'])}",
+                refresh_n >= 5 * r["requests"],
+                r["ok"],
+            )
+            add(
+                "... peak memory < 300 MB",
+                f"{r['max_rss_mb']:.0f} MB",
+                r["max_rss_mb"] < 300,
+                r["ok"],
+            )
+    for r in results:
+        if r["mode"] != "throttle" or r["floor"]["rate_seconds"] < RATE_BOUND_S:
+            continue
+        floor_s = r["floor"]["seconds"]
+        add(
+            f"throttled {r['scenario']}, {r['identities']} identities: <= 1.3 x rate-limit floor",
+            f"{r['wall_s']:.1f} s / {floor_s:.1f} s = {_ratio(r['wall_s'], floor_s)}",
+            r["wall_s"] <= 1.3 * floor_s,
+            r["ok"],
+        )
+        total = r["requests"] + r["auth_requests"]
+        add(
+            f"throttled {r['scenario']}, {r['identities']} identities: 429s < 1% of requests",
+            f"{r['status_429']} / {total} = {100 * r['status_429'] / max(1, total):.2f}%",
+            r["status_429"] < 0.01 * total,
+            r["ok"],
+        )
+    if startup:
+        v = startup["version"]["wall_s_median"]
+        add("reconciler --version < 1 s", f"{v:.2f} s", v < 1)
+        n = startup["identities"]
+        w = startup["validate"]["wall_s_median"]
+        add(f"reconciler validate, {n} identities < 1 s", f"{w:.2f} s", w < 1)
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        "# Benchmark: plan and apply at organisation size",
+        "",
+        "Generated by `bench/run.py`; reproduce with:",
+        "",
+        "```",
+        report["command"],
+        "```",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, {m['os']}, "
+        f"Python {m['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+        + f". Commit `{m['commit']}`.",
+        "",
+        "Each identity has 3 federated credentials and 3 role assignments; every fifth has a "
+        "service connection (one more, implied, credential and pipeline permissions); 4 "
+        "subscriptions, 20 resource groups, 10 projects. *latency*: 25 ms added to every "
+        "request, no throttling. *throttle*: 25 ms and the documented ARM, Managed Identity and "
+        "Azure DevOps limits (plan unscaled; apply with every rate and bucket x"
+        f"{report['apply_scale']:g}). The tool runs with {report['workers']} workers in its own "
+        "process (wall includes start-up); requests exclude the 2-3 token requests. "
+        "Floor: the fewest requests the APIs allow / workers x latency, and under throttling no "
+        "less than the documented limits need (buckets full at the start). Per-resource refresh: "
+        "one GET per declared resource, two per role assignment, 10 workers (modelled; *measured* "
+        "where it was run).",
+        "",
+        "| scenario | identities | resources | mode | wall s | CPU s | peak MB | requests | 429s "
+        "| floor requests | floor s | wall / floor | refresh requests | refresh s |",
+        "|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in report["results"]:
+        refresh = r["refresh"]
+        refresh_s = "—"
+        if refresh:
+            refresh_s = f"{refresh['seconds']:.1f}"
+            if r.get("refresh_run") and "wall_s" in r["refresh_run"]:
+                refresh_s += f" (measured {r['refresh_run']['wall_s']:.1f})"
+        ok = "" if r["ok"] else " (FAILED: " + r["expected"] + ")"
+        lines.append(
+            f"| {r['scenario']}{ok} | {r['identities']:,} | {r['resources']:,} | {r['mode']} "
+            f"| {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['max_rss_mb']:.0f} | {r['requests']:,} "
+            f"| {r['status_429']} | {r['floor']['requests']:,} | {r['floor']['seconds']:.2f} "
+            f"| {_ratio(r['wall_s'], r['floor']['seconds'])} "
+            f"| {refresh['requests'] if refresh else '—'} | {refresh_s} |"
+        )
+    lines += ["", "## Targets (issue 6)", "", "| target | measured | met |", "|---|---|---|"]
+    for t in report["targets"]:
+        lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |")
+    warm = [r for r in report["results"] if r["scenario"] == "warm" and r["mode"] == "latency"]
+    if warm:
+        r = max(warm, key=lambda x: x["identities"])
+        ops = sorted(set(r["by_op"]) | set(r["floor"]["by_op"]))
+        lines += [
+            "",
+            f"## Requests per operation: warm plan of {r['identities']:,} identities",
+            "",
+            "| operation | tool | floor |",
+            "|---|--:|--:|",
+        ]
+        for op in ops:
+            lines.append(f"| {op} | {r['by_op'].get(op, 0)} | {r['floor']['by_op'].get(op, 0)} |")
+        lines.append(f"| **total** | **{r['requests']}** | **{r['floor']['requests']}** |")
+        if r["refresh"]:
+            lines.append(
+                f"\nPer-resource refresh of the same spec: {r['refresh']['requests']:,} GETs."
+            )
+    bound = [r for r in report["results"] if r["mode"] == "throttle"]
+    if bound:
+        lines += ["", "## What binds under throttling", ""]
+        for r in bound:
+            f = r["floor"]
+            lines.append(
+                f"- {r['scenario']}, {r['identities']:,} identities: "
+                f"rate limits {f['rate_seconds']:.1f} s ({f['binding']}), "
+                f"latency {f['latency_seconds']:.1f} s"
+            )
+    s = report.get("startup")
+    if s:
+        lines += [
+            "",
+            "## Start-up (median of 5)",
+            "",
+            "| command | wall s | CPU s | peak MB |",
+            "|---|--:|--:|--:|",
+        ]
+        for key in ("version", "validate"):
+            x = s[key]
+            lines.append(
+                f"| `{x['command']}` | {x['wall_s_median']:.3f} | {x['cpu_s_median']:.3f} "
+                f"| {x['max_rss_mb']:.0f} |"
+            )
+    t = report.get("throughput")
+    if t and "error" not in t:
+        a = t["arm_sdk_list_credentials"]
+        a1 = t["arm_sdk_list_credentials_1_worker"]
+        d = t["devops_requests_list_endpoints"]
+        lines += [
+            "",
+            "## Simulator throughput from the real clients (no added latency)",
+            "",
+            f"- ARM through the Azure SDK (federated credential list): {a['per_s']:.0f} "
+            f"requests/s with {a['workers']} workers ({a['client_cpu_ms_per_call']:.2f} ms "
+            f"client CPU per call), {a1['per_s']:.0f}/s with 1",
+            f"- Azure DevOps through `requests` (connection list): {d['per_s']:.0f} requests/s "
+            f"({d['client_cpu_ms_per_call']:.2f} ms client CPU per call)",
+            f"- simulator CPU per request: {t['sim_cpu_ms_per_request']:.2f} ms; "
+            f"{t['connections']} TLS connections for all of it (keep-alive)",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="10,100,1000", help="identity counts (default 10,100,1000)")
+    p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"any of {','.join(SCENARIOS)} (default: all)",
+    )
+    p.add_argument("--modes", default=",".join(MODES), help="latency,throttle (default: both)")
+    p.add_argument("--apply-size", type=int, default=1000, help="identities applied (default 1000)")
+    p.add_argument(
+        "--apply-scale",
+        type=float,
+        default=10.0,
+        help="throttle scale for apply: every rate and bucket times this (default 10)",
+    )
+    p.add_argument("--latency-ms", type=float, default=25.0, help="added per request (default 25)")
+    p.add_argument("--workers", type=int, default=16, help="the tool's --workers (default 16)")
+    p.add_argument("--throughput-calls", type=int, default=2000)
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small and fast: apply at the smallest size, no measured refresh or throughput, "
+        "results in bench/results/quick.*",
+    )
+    p.add_argument("--no-refresh-run", action="store_true", help="model the refresh, do not run it")
+    p.add_argument("--no-startup", action="store_true")
+    p.add_argument("--no-throughput", action="store_true")
+    p.add_argument("--profile", action="store_true", help="cProfile each tool run (results dir)")
+    p.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--markdown", help="Markdown table (default bench/results.md)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.no_refresh_run = True
+        args.no_throughput = True
+        args.apply_size = min(int(s) for s in args.sizes.split(","))
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = (set(scenarios) - set(SCENARIOS)) | (set(modes) - set(MODES))
+    if unknown:
+        print(f"unknown scenario or mode: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    name = "quick" if args.quick else "results"
+    json_path = Path(args.results_dir) / f"{name}.json"
+    md_path = (
+        Path(args.markdown)
+        if args.markdown
+        else (Path(args.results_dir) / "quick.md" if args.quick else ROOT / "bench" / "results.md")
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="reconciler-bench-"))
+    bench = Bench(args, workdir)
+    command = "python -m bench.run" + (
+        " " + " ".join(shlex.quote(a) for a in argv)
+        if argv
+        else " " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if sys.argv[1:]
+        else ""
+    )
+    print(f"benchmark ({command}); work directory {workdir}", flush=True)
+    started = time.perf_counter()
+    try:
+        for size in sizes:
+            for scenario in PLAN_SCENARIOS:
+                if scenario in scenarios:
+                    for mode in modes:
+                        bench.run(size, scenario, mode)
+        if "apply" in scenarios:
+            for mode in modes:
+                bench.run(args.apply_size, "apply", mode)
+        startup = None if args.no_startup else bench.startup(max(sizes))
+        throughput = None if args.no_throughput else bench.throughput()
+    finally:
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+    report = {
+        "command": command.strip(),
+        "machine": machine(),
+        "workers": args.workers,
+        "latency_ms": args.latency_ms,
+        "apply_scale": args.apply_scale,
+        "seconds": round(time.perf_counter() - started, 1),
+        "results": bench.results,
+        "startup": startup,
+        "throughput": throughput,
+    }
+    report["targets"] = targets(bench.results, startup)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text(markdown(report))
+    print(f"wrote {json_path} and {md_path} ({report['seconds']:.0f} s)")
+    for t in report["targets"]:
+        print(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['measured']}")
+    return 0 if all(r["ok"] for r in bench.results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""How many requests per second the simulator serves to the tool's real clients (the Azure SDK
+for ARM, ``requests`` for Azure DevOps), over the providers' shared keep-alive pool.
+
+``python -m bench.throughput CONNECTION.json SUBSCRIPTION RESOURCE_GROUP IDENTITY ORG PROJECT
+[CALLS] [WORKERS]``; prints one JSON line. Run in its own process against a simulator in
+another, with no added latency: this measures client plus server cost per request.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from reconciler.providers import connect
+from reconciler.providers.target import resolve_target
+
+
+def _rate(fn: Callable[[], Any], calls: int, workers: int) -> dict[str, float]:
+    fn()  # warm: token, client construction, connection
+    cpu = time.process_time()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(fn) for _ in range(calls)]:
+            future.result()
+    wall = time.perf_counter() - started
+    return {
+        "calls": calls,
+        "workers": workers,
+        "wall_s": round(wall, 3),
+        "per_s": round(calls / wall, 1),
+        "client_cpu_ms_per_call": round((time.process_time() - cpu) / calls * 1000, 3),
+    }
+
+
+def main(argv: list[str]) -> int:
+    conn, sub, rg, identity, org, project = argv[:6]
+    calls = int(argv[6]) if len(argv) > 6 else 1000
+    workers = int(argv[7]) if len(argv) > 7 else 16
+    services = connect(resolve_target(conn), workers=workers)
+    arm, devops = services.arm, services.devops
+    out = {
+        "arm_sdk_list_credentials": _rate(
+            lambda: arm.list_credentials(sub, rg, identity), calls, workers
+        ),
+        "arm_sdk_list_credentials_1_worker": _rate(
+            lambda: arm.list_credentials(sub, rg, identity), calls // 4, 1
+        ),
+        "devops_requests_list_endpoints": _rate(
+            lambda: devops.list_endpoints(org, project), calls, workers
+        ),
+    }
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
