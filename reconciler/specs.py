@@ -216,7 +216,7 @@ def schema_path() -> Path:
         here.parent / "schema/spec.schema.json",
     ):
         if candidate.is_file():
-            return candidate
+            return candidate.resolve()  # in a source tree the packaged copy links to schema/
     raise ConfigError("spec schema not found (schema/spec.schema.json)")
 
 
