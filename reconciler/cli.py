@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 
 from reconciler.errors import ReconcilerError, SpecError
 
@@ -23,10 +22,36 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _version() -> str:
+    # importlib.metadata costs ~60 ms to import: only --version pays it
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("wif-reconciler")
     except PackageNotFoundError:  # running from a source tree without install
         return "0+unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, looking the version up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(
+            option_strings,
+            dest=argparse.SUPPRESS,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="show program's version number and exit",
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        sys.stdout.write(f"{parser.prog} {_version()}\n")
+        parser.exit()
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -97,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--detailed-exitcode, drift), 3 internal error, 130 interrupted"
         ),
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(

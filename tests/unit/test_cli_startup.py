@@ -1,0 +1,36 @@
+"""Start-up cost: commands that do not talk to Azure import neither the SDK nor metadata."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from reconciler.cli import main
+
+
+def test_version_goes_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("reconciler ")
+    assert len(out.split()) == 2
+    assert err == ""
+
+
+def _imported_after(code: str) -> set[str]:
+    probe = f"import sys\n{code}\nprint('\\n'.join(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    return set(result.stdout.split())
+
+
+def test_parsing_arguments_imports_no_sdk_and_no_package_metadata() -> None:
+    modules = _imported_after(
+        "from reconciler.cli import build_parser\nbuild_parser().parse_args(['validate', 'x'])"
+    )
+    assert "importlib.metadata" not in modules
+    assert not {m for m in modules if m == "azure" or m.startswith(("azure.", "requests"))}
