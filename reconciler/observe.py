@@ -7,7 +7,8 @@ with federated credentials or role assignments:
   per resource group: it also finds owned identities in resource groups the specs no longer
   mention (prune needs them), and it is one call however many groups there are. Where the
   caller may only read some resource groups (403), it falls back to one list per desired group.
-- federated credentials: one list per identity that is desired or owned.
+- federated credentials: one list per identity that is desired or owned, started as each
+  page of identities arrives.
 - role assignments: one paged list per subscription that desired scopes or identities touch
   (it returns everything at or below it); one ``atScope()`` list per management-group scope
   (all principals at once, which also gives the count the 500 limit needs).
@@ -19,6 +20,11 @@ with federated credentials or role assignments:
   whose connections declare pipeline permissions; pipeline permissions once per such
   connection.
 
+Every read goes through ``retry.call_with_retry`` on the caller's clock, paged lists page by
+page (a retry resumes at the failed page). Under throttling the Managed Identity reads are
+paced to the documented limits by the providers (``providers/pacing.py``), so a large plan runs
+at the rate the limits allow instead of into a storm of 429s.
+
 Plan never writes: every call here is a read.
 """
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,6 +57,7 @@ from reconciler.retry import SYSTEM_CLOCK, Clock, RetryPolicy, call_with_retry
 
 if TYPE_CHECKING:
     from reconciler.providers import Services
+    from reconciler.providers.http import Retry
 
 T = TypeVar("T")
 
@@ -92,9 +100,16 @@ class _Reader:
         self._clock = clock
         self._policy = policy
 
+    def retry(self, fn: Callable[[], T], /) -> T:
+        return call_with_retry(fn, clock=self._clock, policy=self._policy)
+
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
-        call = partial(fn, *args, **kwargs)
-        return self._pool.submit(call_with_retry, call, clock=self._clock, policy=self._policy)
+        """A single request, retried as a whole."""
+        return self._pool.submit(self.retry, partial(fn, *args, **kwargs))
+
+    def submit_paged(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """A paged list: ``fn`` retries each page on its own with ``retry``."""
+        return self._pool.submit(fn, *args, retry=self.retry)
 
 
 def _subscription_of(scope: str) -> str | None:
@@ -167,9 +182,29 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
             permission_projects.setdefault((org.lower(), project.lower()), (org, project))
 
     # phase 1: the lists that need nothing but the specs
-    def list_identities(sub: str) -> list[dict[str, Any]]:
+    # credentials of desired or owned identities, listed as each page of identities arrives
+    desired_identities = {res.address.key for res in identities}
+    f_credentials: dict[str, Future[list[dict[str, Any]]]] = {}
+    credentials_lock = threading.Lock()
+
+    def list_credentials(sub: str, page: list[dict[str, Any]]) -> None:
+        for item in page:
+            key = _identity_key_of(item, sub)
+            _, owner = read_tags(item.get("tags"))
+            if key not in desired_identities and owner != desired.owner:
+                continue
+            with credentials_lock:
+                if key in f_credentials:
+                    continue
+                rg, name = _resource_group_of(item["id"]), str(item["name"])
+                f_credentials[key] = reader.submit_paged(
+                    partial(_tolerate_missing, arm.list_credentials), sub, rg, name
+                )
+
+    def list_identities(sub: str, *, retry: Retry) -> list[dict[str, Any]]:
+        on_page = partial(list_credentials, sub)
         try:
-            return arm.list_identities(sub)
+            return arm.list_identities(sub, retry=retry, on_page=on_page)
         except PermanentError as exc:
             if exc.status != 403:
                 raise
@@ -177,30 +212,31 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
         found: list[dict[str, Any]] = []
         for rg in sorted(groups.get(sub, {}).values()):
             try:
-                found.extend(arm.list_identities(sub, rg))
+                found.extend(arm.list_identities(sub, rg, retry=retry, on_page=on_page))
             except NotFoundError:
                 continue
         return found
 
-    f_identities = {sub: reader.submit(list_identities, sub) for sub in groups}
+    def management_group(scope: str, *, retry: Retry) -> list[dict[str, Any]]:
+        return arm.list_role_assignments_for_scope(scope, at_scope=True, retry=retry)
+
+    f_identities = {sub: reader.submit_paged(list_identities, sub) for sub in groups}
     f_assignments: dict[str, Future[list[dict[str, Any]]]] = {
-        sub: reader.submit(arm.list_role_assignments, sub)
+        sub: reader.submit_paged(arm.list_role_assignments, sub)
         for sub in sorted(assignment_subscriptions)
     }
     for key, scope in sorted(management_groups.items()):
-        f_assignments[key] = reader.submit(
-            arm.list_role_assignments_for_scope, scope, at_scope=True
-        )
+        f_assignments[key] = reader.submit_paged(management_group, scope)
     f_definitions: dict[str, Future[list[dict[str, Any]]]] = {
-        sub: reader.submit(arm.list_role_definitions, f"/subscriptions/{sub}")
+        sub: reader.submit_paged(arm.list_role_definitions, f"/subscriptions/{sub}")
         for sub in sorted(scope_subscriptions)
     }
     for key, scope in sorted(management_groups.items()):
-        f_definitions[key] = reader.submit(arm.list_role_definitions, scope)
+        f_definitions[key] = reader.submit_paged(arm.list_role_definitions, scope)
     f_orgs = {org: reader.submit(devops.connection_data, org) for org in orgs.values()}
-    f_projects = {org: reader.submit(devops.list_projects, org) for org in orgs.values()}
+    f_projects = {org: reader.submit_paged(devops.list_projects, org) for org in orgs.values()}
     f_pipelines = {
-        key: reader.submit(_tolerate_missing, devops.list_pipelines, org, project)
+        key: reader.submit_paged(partial(_tolerate_missing, devops.list_pipelines), org, project)
         for key, (org, project) in sorted(permission_projects.items())
     }
 
@@ -208,19 +244,7 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
     raw.organizations = {org: str(f.result()["instanceId"]) for org, f in f_orgs.items()}
     raw.projects = {org: f.result() for org, f in f_projects.items()}
 
-    # phase 2: credentials of desired or owned identities; connections of every project
-    desired_identities = {res.address.key for res in identities}
-    f_credentials: dict[str, Future[list[dict[str, Any]]]] = {}
-    for sub, items in raw.identities.items():
-        for item in items:
-            key = _identity_key_of(item, sub)
-            _, owner = read_tags(item.get("tags"))
-            if key in f_credentials or (key not in desired_identities and owner != desired.owner):
-                continue
-            rg, name = _resource_group_of(item["id"]), str(item["name"])
-            f_credentials[key] = reader.submit(
-                _tolerate_missing, arm.list_credentials, sub, rg, name
-            )
+    # phase 2: connections of every project (credentials started with the identity pages)
     f_endpoints = {
         (org, str(project["name"])): reader.submit(
             _tolerate_missing, devops.list_endpoints, org, str(project["name"])
@@ -255,11 +279,13 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
     return raw
 
 
-def _tolerate_missing(fn: Callable[..., list[dict[str, Any]]], *args: str) -> list[dict[str, Any]]:
+def _tolerate_missing(
+    fn: Callable[..., list[dict[str, Any]]], *args: str, **kwargs: Any
+) -> list[dict[str, Any]]:
     """A parent that vanished between two reads (or a project that does not exist) has no
     children: the planner will create what is missing."""
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except NotFoundError:
         return []
 

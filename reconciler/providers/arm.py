@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable
+from functools import partial
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -22,7 +23,8 @@ from reconciler.errors import (
     TransientError,
 )
 from reconciler.providers.auth import ARM_SCOPE, describe_credential_error
-from reconciler.providers.http import DEFAULT_DELAY, retry_after
+from reconciler.providers.http import DEFAULT_DELAY, Retry, once, retry_after
+from reconciler.providers.pacing import ARM_THROTTLE_CODES, Pace, Pacer
 from reconciler.providers.target import Target
 
 if TYPE_CHECKING:
@@ -50,6 +52,13 @@ def _serialized(items: Iterable[Any]) -> list[dict[str, Any]]:
     return [item.serialize(keep_readonly=True) for item in items]
 
 
+def _page(pager: Callable[[], Any], token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a pager from ``token`` (None: the first), and the token of the next."""
+    pages = pager().by_page(continuation_token=token)
+    page = next(pages, None)
+    return (list(page) if page is not None else []), pages.continuation_token
+
+
 def _scope_path(scope: str) -> str:
     return scope.strip().strip("/")
 
@@ -64,11 +73,13 @@ class ArmClient:
         *,
         session: requests.Session,
         read_timeout: float = 60.0,
+        pacer: Pacer | None = None,
     ) -> None:
         self._target = target
         self._credential = credential
         self._session = session
         self._read_timeout = read_timeout
+        self.pacer = pacer or Pacer()
         self._lock = threading.Lock()
         self._msi: dict[str, Any] = {}
         self._authz: dict[str, Any] = {}
@@ -121,33 +132,93 @@ class ArmClient:
                 self._authz[key] = client
             return client
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _call(self, what: str, fn: Callable[[], T], pace: Pace | None = None) -> T:
+        if pace is not None:
+            self.pacer.acquire(pace)
         try:
             return fn()
         except ProviderError:
             raise
         except Exception as exc:
-            raise translate_error(exc, what) from None
+            error = translate_error(exc, what)
+        if (
+            pace is not None
+            and isinstance(error, TransientError)
+            and error.status == 429
+            and error.code not in ARM_THROTTLE_CODES
+        ):
+            self.pacer.throttled(pace, error.delay)
+        raise error
+
+    def _paged(
+        self,
+        what: str,
+        pager: Callable[[], Any],
+        pace: Pace | None,
+        retry: Retry,
+        on_page: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every page of a list, each page fetched (and retried) on its own.
+
+        ``on_page`` sees each page before the list ends, so that reads depending on it need not
+        wait for the last page; but only once the next page has had its first answer: a
+        throttled list is how pacing learns that the service is limiting, and reads let loose
+        before that would meet the limit as a burst of 429s."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        held: list[list[dict[str, Any]]] = []
+
+        def attempt(token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+            try:
+                return self._call(what, partial(_page, pager, token), pace)
+            finally:
+                if held and on_page is not None:
+                    on_page(held.pop())
+
+        while True:
+            found, token = retry(partial(attempt, token))
+            items.extend(found)
+            held.append(found)
+            if not token:
+                if on_page is not None:
+                    on_page(held.pop())
+                return items
 
     # -- identities ----------------------------------------------------------------------
 
     def list_identities(
-        self, subscription: str, resource_group: str | None = None
+        self,
+        subscription: str,
+        resource_group: str | None = None,
+        *,
+        retry: Retry = once,
+        on_page: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> list[dict[str, Any]]:
         """All user-assigned identities of a subscription, or of one resource group."""
         ops = self._msi_client(subscription).user_assigned_identities
+        scope = f"/subscriptions/{subscription}"
         if resource_group is None:
-            what = f"listing identities in subscription {subscription}"
-            return self._call(what, lambda: list(ops.list_by_subscription(cls=_serialized)))
-        what = f"listing identities in resource group {resource_group}"
-        return self._call(
-            what, lambda: list(ops.list_by_resource_group(resource_group, cls=_serialized))
+            return self._paged(
+                f"listing identities in subscription {subscription}",
+                lambda: ops.list_by_subscription(cls=_serialized),
+                Pace("list", subscription, scope),
+                retry,
+                on_page,
+            )
+        return self._paged(
+            f"listing identities in resource group {resource_group}",
+            lambda: ops.list_by_resource_group(resource_group, cls=_serialized),
+            Pace("list", subscription, f"{scope}/resourceGroups/{resource_group}"),
+            retry,
+            on_page,
         )
 
     def get_identity(self, subscription: str, resource_group: str, name: str) -> dict[str, Any]:
         ops = self._msi_client(subscription).user_assigned_identities
         result: dict[str, Any] = self._call(
-            f"reading identity {name}", lambda: ops.get(resource_group, name, cls=_raw)
+            f"reading identity {name}",
+            lambda: ops.get(resource_group, name, cls=_raw),
+            Pace("get", subscription, _identity_id(subscription, resource_group, name)),
         )
         return result
 
@@ -161,22 +232,29 @@ class ArmClient:
             lambda: ops.create_or_update(
                 resource_group, name, data, content_type="application/json", cls=_raw
             ),
+            Pace("write", subscription, _identity_id(subscription, resource_group, name)),
         )
         return result
 
     def delete_identity(self, subscription: str, resource_group: str, name: str) -> None:
         ops = self._msi_client(subscription).user_assigned_identities
-        self._call(f"deleting identity {name}", lambda: ops.delete(resource_group, name))
+        self._call(
+            f"deleting identity {name}",
+            lambda: ops.delete(resource_group, name),
+            Pace("delete", subscription, _identity_id(subscription, resource_group, name)),
+        )
 
     # -- federated identity credentials ---------------------------------------------------
 
     def list_credentials(
-        self, subscription: str, resource_group: str, identity: str
+        self, subscription: str, resource_group: str, identity: str, *, retry: Retry = once
     ) -> list[dict[str, Any]]:
         ops = self._msi_client(subscription).federated_identity_credentials
-        return self._call(
+        return self._paged(
             f"listing federated credentials of identity {identity}",
-            lambda: list(ops.list(resource_group, identity, cls=_serialized)),
+            lambda: ops.list(resource_group, identity, cls=_serialized),
+            Pace("list", subscription, _identity_id(subscription, resource_group, identity)),
+            retry,
         )
 
     def get_credential(
@@ -186,6 +264,7 @@ class ArmClient:
         result: dict[str, Any] = self._call(
             f"reading federated credential {name}",
             lambda: ops.get(resource_group, identity, name, cls=_raw),
+            Pace("get", subscription, _identity_id(subscription, resource_group, identity)),
         )
         return result
 
@@ -204,6 +283,7 @@ class ArmClient:
             lambda: ops.create_or_update(
                 resource_group, identity, name, data, content_type="application/json", cls=_raw
             ),
+            Pace("write", subscription, _identity_id(subscription, resource_group, identity)),
         )
         return result
 
@@ -214,21 +294,31 @@ class ArmClient:
         self._call(
             f"deleting federated credential {name}",
             lambda: ops.delete(resource_group, identity, name),
+            Pace("delete", subscription, _identity_id(subscription, resource_group, identity)),
         )
 
     # -- role assignments -----------------------------------------------------------------
 
-    def list_role_assignments(self, subscription: str) -> list[dict[str, Any]]:
+    def list_role_assignments(
+        self, subscription: str, *, retry: Retry = once
+    ) -> list[dict[str, Any]]:
         """Every assignment at or below the subscription (and inherited from above), in one
         paged call: cheaper than any per-principal or per-scope listing."""
         ops = self._authz_client(subscription).role_assignments
-        return self._call(
+        return self._paged(
             f"listing role assignments in subscription {subscription}",
-            lambda: list(ops.list_for_subscription(cls=_serialized)),
+            lambda: ops.list_for_subscription(cls=_serialized),
+            None,
+            retry,
         )
 
     def list_role_assignments_for_scope(
-        self, scope: str, principal_id: str | None = None, *, at_scope: bool = False
+        self,
+        scope: str,
+        principal_id: str | None = None,
+        *,
+        at_scope: bool = False,
+        retry: Retry = once,
     ) -> list[dict[str, Any]]:
         """Assignments for a scope: with ``at_scope``, every principal's at or above it (one
         call per management group); with a principal, that principal's at, above or below."""
@@ -238,9 +328,11 @@ class ArmClient:
             filt = f"principalId eq '{principal_id}'"
         elif at_scope:
             filt = "atScope()"
-        return self._call(
+        return self._paged(
             f"listing role assignments at {scope}",
-            lambda: list(ops.list_for_scope(_scope_path(scope), filter=filt, cls=_serialized)),
+            lambda: ops.list_for_scope(_scope_path(scope), filter=filt, cls=_serialized),
+            None,
+            retry,
         )
 
     def get_role_assignment(self, scope: str, name: str) -> dict[str, Any]:
@@ -268,7 +360,7 @@ class ArmClient:
 
     # -- role definitions -----------------------------------------------------------------
 
-    def list_role_definitions(self, scope: str) -> list[dict[str, Any]]:
+    def list_role_definitions(self, scope: str, *, retry: Retry = once) -> list[dict[str, Any]]:
         """Every role definition assignable at ``scope`` (built-in and custom); read once per
         scope per run and cached."""
         key = _scope_path(scope).lower()
@@ -278,9 +370,11 @@ class ArmClient:
             cached = self._definitions.get(key)
             if cached is None:
                 ops = self._authz_client(_subscription_of(scope)).role_definitions
-                cached = self._call(
+                cached = self._paged(
                     f"listing role definitions at {scope}",
-                    lambda: list(ops.list(_scope_path(scope), cls=_serialized)),
+                    lambda: ops.list(_scope_path(scope), cls=_serialized),
+                    None,
+                    retry,
                 )
                 self._definitions[key] = cached
             return list(cached)
@@ -292,6 +386,13 @@ class ArmClient:
             self._authz.clear()
         for client in clients:
             client.close()
+
+
+def _identity_id(subscription: str, resource_group: str, name: str) -> str:
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/{resource_group}"
+        f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
+    )
 
 
 def _subscription_of(scope: str) -> str | None:

@@ -9,6 +9,7 @@ parse crash. ``X-TFS-FedAuthRedirect: Suppress`` asks for a 401 instead where it
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -23,7 +24,7 @@ from reconciler.errors import (
     TransientError,
 )
 from reconciler.providers.auth import DevOpsAuth
-from reconciler.providers.http import DEFAULT_DELAY, retry_after
+from reconciler.providers.http import DEFAULT_DELAY, Retry, once, retry_after
 from reconciler.providers.target import Target
 
 if TYPE_CHECKING:
@@ -136,16 +137,21 @@ class DevOpsClient:
             ) from None
 
     def _list_paged(
-        self, url: str, *, what: str, params: Mapping[str, str] | None = None
+        self,
+        url: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        retry: Retry = once,
     ) -> list[dict[str, Any]]:
-        """A ``{count, value}`` list, following ``x-ms-continuationtoken`` when there is one."""
+        """A ``{count, value}`` list, following ``x-ms-continuationtoken`` page by page."""
         items: list[dict[str, Any]] = []
         token: str | None = None
         for _ in range(_MAX_PAGES):
             query = dict(params or {})
             if token:
                 query["continuationToken"] = token
-            response = self._send("GET", url, what=what, params=query)
+            response = retry(partial(self._send, "GET", url, what=what, params=query))
             body = _parse(response, what)
             if isinstance(body, dict):
                 items.extend(body.get("value") or [])
@@ -170,13 +176,18 @@ class DevOpsClient:
             raise PermanentError(f"{what}: no instanceId in connectionData", code="InvalidResponse")
         return body
 
-    def list_projects(self, org: str) -> list[dict[str, Any]]:
-        return self._list_paged(self._url(org, "_apis/projects"), what=f"listing projects of {org}")
+    def list_projects(self, org: str, *, retry: Retry = once) -> list[dict[str, Any]]:
+        return self._list_paged(
+            self._url(org, "_apis/projects"), what=f"listing projects of {org}", retry=retry
+        )
 
-    def list_pipelines(self, org: str, project: str) -> list[dict[str, Any]]:
+    def list_pipelines(
+        self, org: str, project: str, *, retry: Retry = once
+    ) -> list[dict[str, Any]]:
         return self._list_paged(
             self._url(org, "_apis/pipelines", project=project),
             what=f"listing pipelines of {org}/{project}",
+            retry=retry,
         )
 
     # -- service endpoints -----------------------------------------------------------------

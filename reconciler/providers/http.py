@@ -8,11 +8,29 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Callable, Mapping
+from typing import Final, Protocol, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
+
+T = TypeVar("T")
+
+
+class Retry(Protocol):
+    """How a caller retries one request (``retry.call_with_retry`` on the caller's clock).
+
+    Paged lists take one so that a failed page is retried on its own and the listing goes on
+    from there: retrying a whole listing from its first page again never finishes when every
+    page costs a token of a slowly refilling bucket."""
+
+    def __call__(self, fn: Callable[[], T], /) -> T: ...
+
+
+def once(fn: Callable[[], T], /) -> T:
+    """No retry: the caller's own retry loop wraps the whole call."""
+    return fn()
+
 
 # when a throttling or 5xx answer gives no hint; retry.py adds jittered backoff on top
 DEFAULT_DELAY: Final = 1.0
