@@ -62,8 +62,10 @@ class Transport:
         *,
         verify: str | bool,
         timeout: tuple[float, float] = (15.0, 60.0),
+        service: str = "the service",
     ) -> None:
         self._session = session
+        self._service = service
         self._verify = verify
         self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         self._lock = threading.Lock()
@@ -127,13 +129,13 @@ class Transport:
             )
         except SSLError as exc:
             raise PermanentError(
-                f"TLS verification failed while {what}: {type(exc).__name__} "
+                f"TLS verification of {self._service} failed while {what}: {type(exc).__name__} "
                 "(is the CA bundle right?)",
                 code="TLSError",
             ) from None
         except (ProxyError, HTTPError, OSError) as exc:
             raise TransientError(
-                f"connection failed while {what}: {type(exc).__name__}",
+                f"connection to {self._service} failed while {what}: {type(exc).__name__}",
                 code="ConnectionError",
                 delay=DEFAULT_DELAY,
             ) from None

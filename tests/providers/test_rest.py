@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import requests
 
-from reconciler.errors import PermanentError, TransientError
+from reconciler.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
+from reconciler.providers.arm import CONCURRENT_FIC_WRITES, response_error
 from reconciler.providers.http import make_session
-from reconciler.providers.rest import Transport
+from reconciler.providers.rest import Response, Transport
 from reconciler.sim.server import Simulator
 
 SANDBOX = "11111111-1111-1111-1111-111111111111"
@@ -121,3 +130,80 @@ def test_body_is_sent_as_json(sim: Simulator) -> None:
     response = transport.request("PUT", url, headers=headers, body=body, what="writing")
     assert response.status == 201
     assert response.json()["tags"] == {"a": "b"}
+
+
+# -- ARM reads over the transport -------------------------------------------------------------
+
+
+def _response(status: int, body: object, **headers: str) -> Response:
+    data = json.dumps(body).encode() if body is not None else b""
+    return Response(status, {"Content-Type": "application/json", **headers}, data)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (401, "InvalidAuthenticationToken", AuthError),
+        (404, "ResourceNotFound", NotFoundError),
+        (409, "RoleAssignmentExists", ConflictError),
+        (409, CONCURRENT_FIC_WRITES, TransientError),
+        (429, "SubscriptionRequestsThrottled", TransientError),
+        (503, "ServiceUnavailable", TransientError),
+        (400, "InvalidApiVersionParameter", PermanentError),
+        (403, "AuthorizationFailed", PermanentError),
+    ],
+)
+def test_arm_error_answers_map_like_the_sdks_exceptions(
+    status: int, code: str, expected: type[Exception]
+) -> None:
+    response = _response(status, {"error": {"code": code, "message": "the message"}})
+    from_rest = response_error(response, "reading x")
+    assert type(from_rest) is expected
+    assert from_rest.code == code
+    assert "the message" in str(from_rest)
+
+
+def test_throttled_answer_carries_the_servers_delay() -> None:
+    error = response_error(
+        _response(
+            429, {"error": {"code": "TooManyRequests", "message": "m"}}, **{"Retry-After": "7"}
+        ),
+        "listing",
+    )
+    assert isinstance(error, TransientError)
+    assert error.delay == 7.0
+
+
+def test_error_answer_without_json_still_says_what_failed() -> None:
+    error = response_error(Response(502, {}, b"<html>bad gateway</html>"), "listing identities")
+    assert isinstance(error, TransientError)
+    assert "listing identities" in str(error)
+
+
+def test_plan_reads_need_no_management_client(sim: Simulator, tmp_path: Path) -> None:
+    """Every read a plan makes goes over the transport: the management clients (slow to
+    import, slow per call) are not even imported."""
+    probe = f"""
+import sys
+from pathlib import Path
+from reconciler.providers import connect
+from reconciler.providers.target import load_target
+arm = connect(load_target(Path({str(sim.connection_file)!r}))).arm
+sub = {SANDBOX!r}
+assert {{i["name"] for i in arm.list_identities(sub)}} >= {{"shared-build-mi", "data-team-mi"}}
+assert arm.list_identities(sub, "identities-rg")
+assert arm.list_credentials(sub, "identities-rg", "data-team-mi")[0]["name"] == "github-data-main"
+assert arm.get_identity(sub, "identities-rg", "data-team-mi")["name"] == "data-team-mi"
+assert arm.get_credential(sub, "identities-rg", "data-team-mi", "github-data-main")
+assigned = arm.list_role_assignments(sub)
+assert assigned
+assert arm.get_role_assignment(assigned[0]["properties"]["scope"], assigned[0]["name"])
+assert arm.list_role_assignments_for_scope("/subscriptions/" + sub, at_scope=True)
+assert any(d["properties"]["roleName"] == "Reader" for d in arm.list_role_definitions("/subscriptions/" + sub))
+print(sorted(m for m in sys.modules if m.startswith("azure.mgmt")))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
