@@ -34,3 +34,18 @@ def test_parsing_arguments_imports_no_sdk_and_no_package_metadata() -> None:
     )
     assert "importlib.metadata" not in modules
     assert not {m for m in modules if m == "azure" or m.startswith(("azure.", "requests"))}
+
+
+def test_a_plan_without_differences_does_not_import_deepdiff() -> None:
+    code = (
+        "import sys; sys.path.insert(0, 'tests')\n"
+        "from cases.caseload import load_case\n"
+        "from reconciler.plan import make_plan\n"
+        "desired, live, _ = load_case('in_sync_walkthrough_no_changes')\n"
+        "assert not make_plan(desired, live).changes\n"
+        "assert 'deepdiff' not in sys.modules\n"
+        "desired, live, _ = load_case('drift_out_of_band_edits')\n"
+        "assert make_plan(desired, live).changes\n"
+        "assert 'deepdiff' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
