@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 
@@ -24,7 +24,8 @@ from reconciler.errors import (
     TransientError,
 )
 from reconciler.providers.auth import DevOpsAuth
-from reconciler.providers.http import DEFAULT_DELAY, Retry, once, retry_after
+from reconciler.providers.http import Retry, once, retry_after
+from reconciler.providers.rest import Response, Transport
 from reconciler.providers.target import Target
 
 if TYPE_CHECKING:
@@ -59,6 +60,10 @@ class DevOpsClient:
         self._session = session
         self._timeout = timeout
         self._verify: str | bool = target.ca_bundle or True
+        # the shared session's pools without its per-request environment lookups (rest.py)
+        self._rest = Transport(
+            session, verify=self._verify, timeout=timeout, service="Azure DevOps"
+        )
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -81,7 +86,7 @@ class DevOpsClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         api_version: str = API_VERSION,
-    ) -> requests.Response:
+    ) -> Response:
         query = {"api-version": api_version, **(params or {})}
         data = json.dumps(body).encode() if body is not None else None
         response = self._request(method, url, what=what, query=query, data=data)
@@ -90,7 +95,7 @@ class DevOpsClient:
 
     def _request(
         self, method: str, url: str, *, what: str, query: Mapping[str, str], data: bytes | None
-    ) -> requests.Response:
+    ) -> Response:
         headers = {
             "Authorization": self._auth.header(),
             "Accept": "application/json",
@@ -98,29 +103,9 @@ class DevOpsClient:
         }
         if data is not None:
             headers["Content-Type"] = "application/json"
-        try:
-            return self._session.request(
-                method,
-                url,
-                params=query,
-                data=data,
-                headers=headers,
-                timeout=self._timeout,
-                verify=self._verify,
-                allow_redirects=False,
-            )
-        except requests.exceptions.SSLError as exc:
-            raise PermanentError(
-                f"TLS verification of Azure DevOps failed while {what}: {exc.__class__.__name__}"
-                " (is the CA bundle right?)",
-                code="TLSError",
-            ) from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientError(
-                f"connection to Azure DevOps failed while {what}: {exc.__class__.__name__}",
-                code="ConnectionError",
-                delay=DEFAULT_DELAY,
-            ) from None
+        return self._rest.request(
+            method, f"{url}?{urlencode(query)}", headers=headers, body=data, what=what
+        )
 
     def _json(self, method: str, url: str, *, what: str, **kwargs: Any) -> Any:
         response = self._send(method, url, what=what, **kwargs)
@@ -294,13 +279,17 @@ class DevOpsClient:
         return result if isinstance(result, dict) else {}
 
 
+# what the checks below read: the transport's answer, or a requests.Response (tests)
+_Answer = Response | requests.Response
+
+
 def _expect_object(body: Any, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise PermanentError(f"unexpected {what} body from Azure DevOps", code="InvalidResponse")
     return body
 
 
-def _parse(response: requests.Response, what: str) -> Any:
+def _parse(response: _Answer, what: str) -> Any:
     if not response.content:
         return None
     try:
@@ -313,14 +302,14 @@ def _parse(response: requests.Response, what: str) -> Any:
         ) from None
 
 
-def _is_html(response: requests.Response) -> bool:
+def _is_html(response: _Answer) -> bool:
     content_type = response.headers.get("Content-Type", "").lower()
     if "text/html" in content_type:
         return True
     return response.content[:200].lstrip().lower().startswith((b"<!doctype html", b"<html"))
 
 
-def _error_body(response: requests.Response) -> tuple[str, str]:
+def _error_body(response: _Answer) -> tuple[str, str]:
     try:
         body = response.json()
     except ValueError:
@@ -332,7 +321,7 @@ def _error_body(response: requests.Response) -> tuple[str, str]:
     return code, message
 
 
-def _check(response: requests.Response, what: str) -> None:
+def _check(response: _Answer, what: str) -> None:
     status = response.status_code
     if status == 203 or (_is_html(response) and status < 500):
         raise AuthError(

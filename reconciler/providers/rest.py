@@ -19,6 +19,7 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -30,6 +31,7 @@ from reconciler.errors import PermanentError, TransientError
 from reconciler.providers.http import DEFAULT_DELAY
 
 USER_AGENT: Final = "wif-reconciler (python-urllib3)"
+_KNOWN: Final = frozenset(s.value for s in HTTPStatus)
 _DEFAULT_HEADERS: Final = {
     "User-Agent": USER_AGENT,
     "Accept-Encoding": "gzip, deflate",
@@ -51,6 +53,19 @@ class Response:
     @property
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
+
+    # the names requests.Response uses, so that code reading either needs no branch
+    @property
+    def status_code(self) -> int:
+        return self.status
+
+    @property
+    def content(self) -> bytes:
+        return self.body
+
+    @property
+    def reason(self) -> str:
+        return HTTPStatus(self.status).phrase if self.status in _KNOWN else ""
 
 
 class Transport:
