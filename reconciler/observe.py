@@ -33,8 +33,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -79,7 +80,7 @@ def observe(
     policy: RetryPolicy | None = None,
 ) -> LiveState:
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="observe") as pool:
-        reader = _Reader(pool, clock, policy or RetryPolicy())
+        reader = _Reader(pool, clock, policy or RetryPolicy(), window=max(1, workers))
         try:
             raw = _read(services, desired, reader)
         except BaseException:
@@ -95,10 +96,17 @@ def observe(
 class _Reader:
     """Submits reads to the bounded pool, each through the one retry mechanism."""
 
-    def __init__(self, pool: ThreadPoolExecutor, clock: Clock, policy: RetryPolicy) -> None:
+    def __init__(
+        self, pool: ThreadPoolExecutor, clock: Clock, policy: RetryPolicy, *, window: int = 16
+    ) -> None:
         self._pool = pool
         self._clock = clock
         self._policy = policy
+        self._window = window
+        self._lock = threading.Lock()
+        self._lanes: dict[str, deque[tuple[Future[Any], Callable[[], Any]]]] = {}
+        self._turns: deque[str] = deque()
+        self._in_pool = 0
 
     def retry(self, fn: Callable[[], T], /) -> T:
         return call_with_retry(fn, clock=self._clock, policy=self._policy)
@@ -110,6 +118,59 @@ class _Reader:
     def submit_paged(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """A paged list: ``fn`` retries each page on its own with ``retry``."""
         return self._pool.submit(fn, *args, retry=self.retry)
+
+    def submit_fair(self, lane: str, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """A paged list queued in ``lane`` (a subscription) and let into the pool round-robin
+        over the lanes, at most ``window`` at a time.
+
+        A paced request waits for its turn inside its worker. Submitted in arrival order, a
+        whole page of one subscription's credential lists would fill every worker, and the
+        plan would run at that subscription's rate (5/s) while the others' buckets stay full;
+        taken in turns, it runs at the tenant's (15/s)."""
+        outer: Future[T] = Future()
+        with self._lock:
+            queue = self._lanes.setdefault(lane, deque())
+            if not queue:
+                self._turns.append(lane)
+            queue.append((outer, partial(fn, *args, retry=self.retry)))
+        self._pump()
+        return outer
+
+    def _pump(self) -> None:
+        while True:
+            with self._lock:
+                if self._in_pool >= self._window or not self._turns:
+                    return
+                lane = self._turns.popleft()
+                queue = self._lanes[lane]
+                outer, call = queue.popleft()
+                if queue:
+                    self._turns.append(lane)
+                self._in_pool += 1
+            if not outer.set_running_or_notify_cancel():
+                self._release()
+                continue
+            try:
+                inner = self._pool.submit(call)
+            except RuntimeError as exc:  # the pool shut down: a read failed for good
+                outer.set_exception(exc)
+                self._release()
+                continue
+            inner.add_done_callback(partial(self._finished, outer))
+
+    def _release(self) -> None:
+        with self._lock:
+            self._in_pool -= 1
+
+    def _finished(self, outer: Future[Any], inner: Future[Any]) -> None:
+        self._release()
+        if inner.cancelled():
+            outer.set_exception(CancelledError())
+        elif (exc := inner.exception()) is not None:
+            outer.set_exception(exc)
+        else:
+            outer.set_result(inner.result())
+        self._pump()
 
 
 def _subscription_of(scope: str) -> str | None:
@@ -197,8 +258,8 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
                 if key in f_credentials:
                     continue
                 rg, name = _resource_group_of(item["id"]), str(item["name"])
-                f_credentials[key] = reader.submit_paged(
-                    partial(_tolerate_missing, arm.list_credentials), sub, rg, name
+                f_credentials[key] = reader.submit_fair(
+                    sub, partial(_tolerate_missing, arm.list_credentials), sub, rg, name
                 )
 
     def list_identities(sub: str, *, retry: Retry) -> list[dict[str, Any]]:
