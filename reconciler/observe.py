@@ -65,10 +65,16 @@ T = TypeVar("T")
 _MG_PREFIX = "/providers/microsoft.management/managementgroups/"
 
 
+# one encoder for every fingerprint (json.dumps builds one per call); parsed JSON cannot hold
+# a cycle, so the circular-reference check is skipped: the text is the same
+_CANONICAL_JSON = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), default=str, check_circular=False
+)
+
+
 def fingerprint(raw: Any) -> str:
     """Digest of an object as read: a saved plan compares it to tell that the object moved."""
-    text = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL_JSON.encode(raw).encode()).hexdigest()
 
 
 def observe(
@@ -547,7 +553,8 @@ def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
             add(Kind.SERVICE_CONNECTION, key, attrs, marker, obj)
 
     return LiveState(
-        resources=dict(sorted(resources.items())),
+        # address order; a key of (kind, key) sorts the same, without the dataclass __lt__
+        resources=dict(sorted(resources.items(), key=lambda item: (item[0].kind, item[0].key))),
         role_definitions=definitions,
         role_assignment_counts=counts,
         organizations=organizations,
