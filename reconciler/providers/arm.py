@@ -142,21 +142,30 @@ class ArmClient:
             return client
 
     def _call(self, what: str, fn: Callable[[], T], pace: Pace | None = None) -> T:
+        paced = False
         if pace is not None:
+            paced = self.pacer.active(pace.op)
             self.pacer.acquire(pace)
         try:
-            return fn()
+            result = fn()
         except ProviderError as exc:
             error = exc
         except Exception as exc:
             error = translate_error(exc, what)
-        if (
-            pace is not None
-            and isinstance(error, TransientError)
-            and error.status == 429
-            and error.code not in ARM_THROTTLE_CODES
-        ):
-            self.pacer.throttled(pace, error.delay)
+        else:
+            if pace is not None:
+                self.pacer.admitted(pace)
+            return result
+        if pace is not None:
+            if (
+                isinstance(error, TransientError)
+                and error.status == 429
+                and error.code not in ARM_THROTTLE_CODES
+            ):
+                self.pacer.throttled(pace, error.delay, paced=paced)
+            elif error.status:
+                # answered, so let through by the limits (pacing learns from what they admit)
+                self.pacer.admitted(pace)
         raise error
 
     def _url(self, path: str, api_version: str, query: str = "") -> str:

@@ -91,6 +91,67 @@ def test_subscriptions_are_paced_apart(clock: _Time) -> None:
     assert clock.now - start < spent_one  # a fresh subscription bucket is full
 
 
+def test_the_factor_is_learnt_from_what_the_service_admitted(clock: _Time) -> None:
+    pacer = _pacer(clock)
+    # a service ten times faster than documented: 2 writes/s per subscription become 20/s,
+    # so in 0.5 s a full bucket (20) and its refill (10) let 30 writes through
+    for n in range(30):
+        pace = Pace("write", "sub", f"/identity/{n}")
+        pacer.acquire(pace)
+        pacer.admitted(pace)
+        clock.now += 0.5 / 30
+    pacer.throttled(Pace("write", "sub", "/identity/30"), 0.05)
+    assert pacer.scale("write") == pytest.approx(30 / (2 + 2 * 0.5), rel=0.05)
+    start = clock.now
+    for n in range(40):
+        pacer.acquire(Pace("write", "sub", f"/identity/{n + 100}"))
+    assert clock.now - start == pytest.approx(40 / (20 * 0.95), rel=0.05)
+
+
+def test_a_service_as_documented_keeps_the_documented_rates(clock: _Time) -> None:
+    pacer = _pacer(clock)
+    for n in range(3):  # 2 in the bucket, and a little refill
+        pace = Pace("write", "sub", f"/identity/{n}")
+        pacer.acquire(pace)
+        pacer.admitted(pace)
+        clock.now += 0.2
+    pacer.throttled(Pace("write", "sub", "/identity/9"), 0.4)
+    assert pacer.scale("write") == 1.0
+
+
+def test_a_429_while_paced_slows_down(clock: _Time) -> None:
+    pacer = _pacer(clock)
+    for n in range(30):
+        pace = Pace("get", "sub", f"/identity/{n}")
+        pacer.acquire(pace)
+        pacer.admitted(pace)
+    pacer.throttled(Pace("get", "sub", "/identity/x"), 0.01)
+    learnt = pacer.scale("get")
+    assert learnt is not None and learnt > 1
+    pacer.throttled(Pace("get", "sub", "/identity/y"), 0.01)
+    assert pacer.scale("get") == pytest.approx(max(1.0, learnt * 0.9))
+
+
+def test_a_faster_service_is_probed_and_a_documented_one_never(clock: _Time) -> None:
+    fast, documented = _pacer(clock), _pacer(clock)
+    for n in range(30):
+        pace = Pace("write", "sub", f"/identity/{n}")
+        fast.acquire(pace)
+        fast.admitted(pace)
+    fast.throttled(Pace("write", "sub", "/x"), 0.05)
+    documented.throttled(Pace("write", "sub", "/x"), 0.5)
+    learnt = fast.scale("write")
+    assert learnt is not None and learnt > 1
+    clock.now += 2.5
+    fast.acquire(Pace("write", "sub", "/y"))
+    documented.acquire(Pace("write", "sub", "/y"))
+    assert fast.scale("write") == pytest.approx(learnt * 1.1)
+    assert documented.scale("write") == 1.0
+    # a 429 for a request sent before pacing began does not lower the factor
+    fast.throttled(Pace("write", "sub", "/z"), 0.05, paced=False)
+    assert fast.scale("write") == pytest.approx(learnt * 1.1)
+
+
 @pytest.fixture
 def throttled(sim: Simulator) -> Iterator[Simulator]:
     sim.reset(large_seed(8, credentials_per_identity=1, assignments_per_identity=1, owner=OWNER))
