@@ -16,3 +16,15 @@ def test_of_kind_is_address_order_of_that_kind_only() -> None:
         expected = sorted(a for a in addresses if a.kind is kind)
         assert [r.address for r in desired.of_kind(kind)] == expected
         assert [r.address for r in live.of_kind(kind)] == expected
+
+
+def test_address_equality_and_hash() -> None:
+    a = Address(Kind.IDENTITY, "s/rg/mi")
+    assert a == Address(Kind.IDENTITY, "s/rg/mi")
+    assert hash(a) == hash(Address(Kind.IDENTITY, "s/rg/mi"))
+    assert a != Address(Kind.FEDERATED_CREDENTIAL, "s/rg/mi")
+    assert a != Address(Kind.IDENTITY, "s/rg/other")
+    assert a != "identity.s/rg/mi"
+    assert {a: 1}.get(Address(Kind.IDENTITY, "s/rg/mi")) == 1
+    assert len({a, Address(Kind.FEDERATED_CREDENTIAL, "s/rg/mi")}) == 2
+    assert sorted([Address(Kind.IDENTITY, "b"), Address(Kind.IDENTITY, "a")])[0].key == "a"
