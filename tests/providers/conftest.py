@@ -22,7 +22,6 @@ from reconciler.model import (
 )
 from reconciler.providers import Services, connect
 from reconciler.providers.target import load_target
-from reconciler.sim.seed import default_seed
 from reconciler.sim.server import Simulator
 
 SANDBOX = "11111111-1111-1111-1111-111111111111"
@@ -33,21 +32,6 @@ FABRIKAM_ID = "5d3e2c1b-7a9f-4e6d-8c0b-1a2b3c4d5e6f"
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 OWNER = "platform-team"
-
-
-@pytest.fixture(autouse=True)
-def default_world(request: pytest.FixtureRequest) -> Iterator[None]:
-    """``sim.reset()`` restores the last seed loaded, not the default one: tests here load
-    their own worlds, so put the default back before and after each of them."""
-    if "sim" not in request.fixturenames:
-        yield
-        return
-    sim: Simulator = request.getfixturevalue("sim")
-    sim.reset(default_seed())
-    sim.clear_log()
-    yield
-    sim.set_faults(None)
-    sim.reset(default_seed())
 
 
 @pytest.fixture
