@@ -70,3 +70,18 @@ class KindSpec(Protocol):
     def is_destructive(self, action: str) -> bool:
         """Whether this action loses something a user cannot get back by applying again."""
         ...
+
+
+class IdentityChild:
+    """Shared behaviour of kinds that hang off one identity (``attrs["identity"]``)."""
+
+    def dependencies(self, attrs: Mapping[str, Any]) -> tuple[Address, ...]:
+        identity = attrs.get("identity")
+        return (Address(Kind.IDENTITY, identity),) if identity else ()
+
+    def identity_of(self, attrs: Mapping[str, Any]) -> str | None:
+        value = attrs.get("identity")
+        return str(value) if value else None
+
+    def concurrency_key(self, change: ChangeLike) -> str | None:
+        return None

@@ -8,12 +8,12 @@ from typing import Any
 from reconciler import normalize
 from reconciler.kinds.base import (
     CREATE_THEN_DELETE,
-    ChangeLike,
+    IdentityChild,
 )
-from reconciler.model import Address, Kind, role_assignment_key
+from reconciler.model import Kind, role_assignment_key
 
 
-class RoleAssignmentKind:
+class RoleAssignmentKind(IdentityChild):
     kind: Kind = Kind.ROLE_ASSIGNMENT
     # a PUT under the same assignment name updates these; principal, scope and role cannot change
     declared_fields: tuple[str, ...] = ("description", "condition", "conditionVersion")
@@ -34,17 +34,6 @@ class RoleAssignmentKind:
             "condition": normalize.text(attrs.get("condition")),
             "conditionVersion": normalize.text(attrs.get("conditionVersion")),
         }
-
-    def dependencies(self, attrs: Mapping[str, Any]) -> tuple[Address, ...]:
-        identity = attrs.get("identity")
-        return (Address(Kind.IDENTITY, identity),) if identity else ()
-
-    def identity_of(self, attrs: Mapping[str, Any]) -> str | None:
-        value = attrs.get("identity")
-        return str(value) if value else None
-
-    def concurrency_key(self, change: ChangeLike) -> str | None:
-        return None
 
     def is_destructive(self, action: str) -> bool:
         return False

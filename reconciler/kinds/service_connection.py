@@ -13,12 +13,12 @@ from reconciler import normalize
 from reconciler.kinds.base import (
     CREATE_THEN_DELETE,
     LOSING,
-    ChangeLike,
+    IdentityChild,
 )
-from reconciler.model import Address, Kind, connection_key
+from reconciler.model import Kind, connection_key
 
 
-class ServiceConnectionKind:
+class ServiceConnectionKind(IdentityChild):
     kind: Kind = Kind.SERVICE_CONNECTION
     # servicePrincipalId and tenantId are derived from the identity, then compared like the rest
     declared_fields: tuple[str, ...] = (
@@ -50,17 +50,6 @@ class ServiceConnectionKind:
             "servicePrincipalId": normalize.guid(attrs.get("servicePrincipalId")),
             "tenantId": normalize.guid(attrs.get("tenantId")),
         }
-
-    def dependencies(self, attrs: Mapping[str, Any]) -> tuple[Address, ...]:
-        identity = attrs.get("identity")
-        return (Address(Kind.IDENTITY, identity),) if identity else ()
-
-    def identity_of(self, attrs: Mapping[str, Any]) -> str | None:
-        value = attrs.get("identity")
-        return str(value) if value else None
-
-    def concurrency_key(self, change: ChangeLike) -> str | None:
-        return None
 
     def is_destructive(self, action: str) -> bool:
         return action in LOSING
