@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +57,20 @@ class Measured:
     stderr: str
 
 
-def measure(cmd: Sequence[str], *, cwd: Path, timeout: float = 1800.0) -> Measured:
-    """Run ``cmd`` to completion; wall clock, and CPU and peak RSS of that process alone."""
+class SimulatorDied(RuntimeError):
+    pass
+
+
+def measure(
+    cmd: Sequence[str],
+    *,
+    cwd: Path,
+    timeout: float = 1800.0,
+    alive: Callable[[], bool] | None = None,
+) -> Measured:
+    """Run ``cmd`` to completion; wall clock, and CPU and peak RSS of that process alone.
+    ``alive``: polled while it runs; when it turns false (the simulator went away), the
+    command is stopped and ``SimulatorDied`` raised."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
@@ -74,6 +86,10 @@ def measure(cmd: Sequence[str], *, cwd: Path, timeout: float = 1800.0) -> Measur
                 proc.kill()
                 pid, status, usage = os.wait4(proc.pid, 0)
                 break
+            if alive is not None and not alive():
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                raise SimulatorDied(" ".join(cmd[:3]))
             time.sleep(0.005)
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -135,15 +151,18 @@ class SimProcess:
         result: dict[str, Any] = self.admin("GET", "stats")
         return result
 
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def clear(self) -> None:
         self.admin("POST", "requests/clear")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        _, _, usage = os.wait4(self.proc.pid, 0)
-        self.proc.returncode = 0
-        self.cpu_s = usage.ru_utime + usage.ru_stime
+            _, _, usage = os.wait4(self.proc.pid, 0)
+            self.proc.returncode = 0
+            self.cpu_s = usage.ru_utime + usage.ru_stime
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log.close()
@@ -218,6 +237,16 @@ class Bench:
     # -- one scenario ----------------------------------------------------------------------
 
     def run(self, size: int, scenario: str, mode: str) -> dict[str, Any]:
+        """One scenario; run again once if the simulator went away under it (on a shared
+        machine something may kill it)."""
+        for attempt in (1, 2):
+            try:
+                return self._run_once(size, scenario, mode)
+            except SimulatorDied:
+                print(" the simulator went away; " + ("again" if attempt == 1 else "giving up"))
+        raise RuntimeError(f"the simulator kept dying ({scenario}, {size}, {mode})")
+
+    def _run_once(self, size: int, scenario: str, mode: str) -> dict[str, Any]:
         world = self.world(size)
         faults, scale = self.faults(mode, scenario)
         latency_s = self.args.latency_ms / 1000
@@ -233,7 +262,7 @@ class Bench:
                 prof = self.results_dir / f"profile-{scenario}-{size}-{mode}.prof"
                 cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "reconciler"]
                 cmd += tool
-            measured = measure(cmd, cwd=self.workdir)
+            measured = measure(cmd, cwd=self.workdir, alive=sim.alive)
             stats = sim.stats()
             refresh_run = None
             if scenario == "warm" and mode == "latency" and not self.args.no_refresh_run:
@@ -321,6 +350,7 @@ class Bench:
         measured = measure(
             [sys.executable, "-m", "bench.refresh", str(reads), str(sim.connection_file)],
             cwd=ROOT,
+            alive=sim.alive,
         )
         stats = sim.stats()
         api, _, _ = _split_requests(stats)
@@ -387,6 +417,7 @@ class Bench:
                     str(self.args.workers),
                 ],
                 cwd=ROOT,
+                alive=sim.alive,
             )
             stats = sim.stats()
         try:
@@ -685,6 +716,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else (Path(args.results_dir) / "quick.md" if args.quick else ROOT / "bench" / "results.md")
     )
     workdir = Path(tempfile.mkdtemp(prefix="reconciler-bench-"))
+    # an installed tool has its bytecode compiled (pip does it); a source tree under
+    # PYTHONDONTWRITEBYTECODE would otherwise recompile every module on every run
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(ROOT / "reconciler")],
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
     bench = Bench(args, workdir)
     command = "python -m bench.run" + (
         " " + " ".join(shlex.quote(a) for a in argv)
