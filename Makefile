@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python -m reconciler.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests
