@@ -175,7 +175,7 @@ def _check_not_stale(saved: Plan, fresh: Plan, saved_digest: str, fresh_digest: 
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from reconciler.apply import apply_plan, check_destroy, interrupt_on_sigint
+    from reconciler.apply import apply_plan, check_destroy, interrupt_on_sigint, subscription_lane
     from reconciler.operations import ApplyContext, perform
     from reconciler.progress import JsonReporter, Reporter, TextReporter
 
@@ -227,6 +227,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             plan,
             lambda change: perform(change, ctx),
             workers=args.workers,
+            lane=subscription_lane,
             reporter=reporter,
             stop=stop,
         )

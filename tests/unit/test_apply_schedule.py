@@ -5,8 +5,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
-from reconciler.apply import ConcurrencyKey, Status, _Schedule, default_concurrency_key
+from reconciler.apply import (
+    ConcurrencyKey,
+    Status,
+    _Schedule,
+    default_concurrency_key,
+    subscription_lane,
+)
 from reconciler.model import Address, Kind
 from reconciler.plan import Action, Change, Reason
 
@@ -104,3 +111,84 @@ def test_seven_thousand_changes_schedule_in_well_under_a_second() -> None:
     assert done == 7400
     # a full rescan per take needed about 8 s of CPU here
     assert time.process_time() - started < 1.0
+
+
+# -- lanes: the changes of several subscriptions take turns -----------------------------------
+
+
+def _identity(sub: str, name: str, wave: int = 0) -> Change:
+    return Change(
+        Address(Kind.IDENTITY, f"{sub}/rg/{name}"),
+        Action.CREATE,
+        Reason.NEW,
+        after={"subscription": sub, "resourceGroup": "rg", "name": name},
+        wave=wave,
+    )
+
+
+def test_lanes_take_turns_in_plan_order_within_each() -> None:
+    changes = [_identity("a", f"a{n}") for n in range(4)]
+    changes += [_identity("b", f"b{n}") for n in range(2)] + [_identity("c", "c0")]
+    schedule = _Schedule(changes, default_concurrency_key, subscription_lane)
+    taken = schedule.take(7)
+    assert [changes[i].after["name"] for i in taken] == ["a0", "b0", "c0", "a1", "b1", "a2", "a3"]  # type: ignore[index]
+
+
+def test_a_lower_wave_goes_first_whatever_the_lane() -> None:
+    changes = [_identity("a", "a0", wave=1), _identity("b", "b0"), _identity("b", "b1")]
+    schedule = _Schedule(changes, default_concurrency_key, subscription_lane)
+    assert schedule.take(2) == [1, 2]
+    assert schedule.take(2) == [0]
+
+
+def test_without_lanes_the_order_is_plan_order() -> None:
+    changes = [_identity("a", "a0"), _identity("a", "a1"), _identity("b", "b0")]
+    assert _Schedule(changes, default_concurrency_key).take(3) == [0, 1, 2]
+
+
+def test_subscription_lane_of_each_kind() -> None:
+    assert subscription_lane(_identity("Sub-1", "x")) == "subscription:sub-1"
+    credential = Change(
+        Address(Kind.FEDERATED_CREDENTIAL, "sub-2/rg/mi/c"),
+        Action.CREATE,
+        Reason.NEW,
+        after={"identity": "sub-2/rg/mi", "name": "c"},
+    )
+    assert subscription_lane(credential) == "subscription:sub-2"
+    assignment = Change(Address(Kind.ROLE_ASSIGNMENT, "k"), Action.CREATE, Reason.NEW)
+    assert subscription_lane(assignment) is None
+
+
+def test_lanes_keep_dependencies_and_keys() -> None:
+    for seed in range(30):
+        rng = random.Random(seed)
+        changes = _random_plan(rng, rng.randint(5, 150))
+        # spread the identities over three subscriptions
+        changes = [
+            replace(
+                c, after={**(c.after or {}), "subscription": f"s{sum(map(ord, c.address.key)) % 3}"}
+            )
+            if c.address.kind is Kind.IDENTITY
+            else c
+            for c in changes
+        ]
+        schedule = _Schedule(changes, default_concurrency_key, subscription_lane)
+        applied: set[int] = set()
+        running: list[int] = []
+        while True:
+            taken = schedule.take(rng.choice([1, 4, 16]) - len(running))
+            for i in taken:
+                assert all(
+                    j in applied
+                    for j, c in enumerate(changes)
+                    if c.address in changes[i].depends_on
+                )
+            keys = [default_concurrency_key(changes[i]) for i in running + taken]
+            assert len([k for k in keys if k]) == len({k for k in keys if k})
+            running += taken
+            if not running:
+                break
+            i = running.pop(rng.randrange(len(running)))
+            schedule.finish(i, Status.APPLIED)
+            applied.add(i)
+        assert applied == set(range(len(changes)))
