@@ -24,6 +24,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CHANGES = 2
 EXIT_INTERRUPTED = 130
+_CHANGES_PER_WORKER = 4
 
 
 @dataclass
@@ -175,7 +176,7 @@ def _check_not_stale(saved: Plan, fresh: Plan, saved_digest: str, fresh_digest: 
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from reconciler.apply import apply_plan, check_destroy, interrupt_on_sigint, subscription_lane
+    from reconciler.apply import apply_plan, check_destroy, interrupt_on_sigint, service_lane
     from reconciler.operations import ApplyContext, perform
     from reconciler.progress import JsonReporter, Reporter, TextReporter
 
@@ -226,8 +227,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
         result = apply_plan(
             plan,
             lambda change: perform(change, ctx),
-            workers=args.workers,
-            lane=subscription_lane,
+            # more changes in progress than requests in flight (--workers, enforced by the
+            # providers): a change waiting for a rate limit's turn holds a thread, not a request
+            workers=args.workers * _CHANGES_PER_WORKER,
+            lane=service_lane,
             reporter=reporter,
             stop=stop,
         )

@@ -46,7 +46,8 @@ class Services:
 
 def connect(target: Target | None, *, auth: str = "auto", workers: int = 16) -> Services:
     """Clients for ``target`` (None: the real Azure and Azure DevOps) sharing one HTTP pool
-    sized to ``workers``."""
+    sized to ``workers``, and at most ``workers`` requests in flight between them (a request
+    waiting for a rate limit's turn is not in flight)."""
     from reconciler.providers.arm import ArmClient
     from reconciler.providers.auth import DevOpsAuth, discover_tenant, make_credential
     from reconciler.providers.devops import DevOpsClient
@@ -56,8 +57,9 @@ def connect(target: Target | None, *, auth: str = "auto", workers: int = 16) -> 
     chosen = target or AZURE
     credential = make_credential(chosen, auth)
     session = make_session(workers=workers, verify=chosen.ca_bundle or True)
-    arm = ArmClient(chosen, credential, session=session)
-    devops = DevOpsClient(chosen, DevOpsAuth(credential), session=session)
+    slots = threading.BoundedSemaphore(max(1, workers))
+    arm = ArmClient(chosen, credential, session=session, slots=slots)
+    devops = DevOpsClient(chosen, DevOpsAuth(credential), session=session, slots=slots)
     return Services(
         arm,
         devops,

@@ -14,9 +14,11 @@ below retries: ``retry.py`` does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from functools import partial
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -76,8 +78,11 @@ class ArmClient:
         session: requests.Session,
         read_timeout: float = 60.0,
         pacer: Pacer | None = None,
+        slots: threading.BoundedSemaphore | None = None,
     ) -> None:
         self._target = target
+        # requests in flight, shared with the other clients of the run (see connect)
+        self._slots: AbstractContextManager[Any] = slots or contextlib.nullcontext()
         self._credential = credential
         self._session = session
         self._read_timeout = read_timeout
@@ -147,7 +152,8 @@ class ArmClient:
             paced = self.pacer.active(pace.op)
             self.pacer.acquire(pace)
         try:
-            result = fn()
+            with self._slots:
+                result = fn()
         except ProviderError as exc:
             error = exc
         except Exception as exc:

@@ -8,7 +8,10 @@ parse crash. ``X-TFS-FedAuthRedirect: Suppress`` asks for a 401 instead where it
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from contextlib import AbstractContextManager
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlencode
@@ -54,8 +57,11 @@ class DevOpsClient:
         *,
         session: requests.Session,
         timeout: tuple[float, float] = (15.0, 60.0),
+        slots: threading.BoundedSemaphore | None = None,
     ) -> None:
         self._base = target.devops_url.rstrip("/")
+        # requests in flight, shared with the other clients of the run (see connect)
+        self._slots: AbstractContextManager[Any] = slots or contextlib.nullcontext()
         self._auth = auth
         self._session = session
         self._timeout = timeout
@@ -103,9 +109,10 @@ class DevOpsClient:
         }
         if data is not None:
             headers["Content-Type"] = "application/json"
-        return self._rest.request(
-            method, f"{url}?{urlencode(query)}", headers=headers, body=data, what=what
-        )
+        with self._slots:
+            return self._rest.request(
+                method, f"{url}?{urlencode(query)}", headers=headers, body=data, what=what
+            )
 
     def _json(self, method: str, url: str, *, what: str, **kwargs: Any) -> Any:
         response = self._send(method, url, what=what, **kwargs)

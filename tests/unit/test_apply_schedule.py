@@ -12,7 +12,7 @@ from reconciler.apply import (
     Status,
     _Schedule,
     default_concurrency_key,
-    subscription_lane,
+    service_lane,
 )
 from reconciler.model import Address, Kind
 from reconciler.plan import Action, Change, Reason
@@ -129,16 +129,28 @@ def _identity(sub: str, name: str, wave: int = 0) -> Change:
 def test_lanes_take_turns_in_plan_order_within_each() -> None:
     changes = [_identity("a", f"a{n}") for n in range(4)]
     changes += [_identity("b", f"b{n}") for n in range(2)] + [_identity("c", "c0")]
-    schedule = _Schedule(changes, default_concurrency_key, subscription_lane)
+    schedule = _Schedule(changes, default_concurrency_key, service_lane)
     taken = schedule.take(7)
     assert [changes[i].after["name"] for i in taken] == ["a0", "b0", "c0", "a1", "b1", "a2", "a3"]  # type: ignore[index]
 
 
-def test_a_lower_wave_goes_first_whatever_the_lane() -> None:
-    changes = [_identity("a", "a0", wave=1), _identity("b", "b0"), _identity("b", "b1")]
-    schedule = _Schedule(changes, default_concurrency_key, subscription_lane)
-    assert schedule.take(2) == [1, 2]
-    assert schedule.take(2) == [0]
+def test_a_lane_whose_changes_run_long_gets_no_more_workers() -> None:
+    changes = [_identity("a", f"a{n}") for n in range(6)] + [
+        _identity("b", f"b{n}") for n in range(6)
+    ]
+    schedule = _Schedule(changes, default_concurrency_key, service_lane)
+    assert schedule.take(4) == [0, 6, 1, 7]
+    # b's changes finish quickly while a's are still waiting for their turn
+    schedule.finish(6, Status.APPLIED)
+    schedule.finish(7, Status.APPLIED)
+    assert schedule.take(2) == [8, 9]
+    schedule.finish(0, Status.APPLIED)
+    assert schedule.take(1) == [2]
+
+
+def test_within_a_lane_a_lower_wave_goes_first() -> None:
+    changes = [_identity("a", "a0", wave=1), _identity("a", "a1")]
+    assert _Schedule(changes, default_concurrency_key, service_lane).take(2) == [1, 0]
 
 
 def test_without_lanes_the_order_is_plan_order() -> None:
@@ -146,17 +158,19 @@ def test_without_lanes_the_order_is_plan_order() -> None:
     assert _Schedule(changes, default_concurrency_key).take(3) == [0, 1, 2]
 
 
-def test_subscription_lane_of_each_kind() -> None:
-    assert subscription_lane(_identity("Sub-1", "x")) == "subscription:sub-1"
+def test_service_lane_of_each_kind() -> None:
+    assert service_lane(_identity("Sub-1", "x")) == "managed-identity:sub-1"
     credential = Change(
         Address(Kind.FEDERATED_CREDENTIAL, "sub-2/rg/mi/c"),
         Action.CREATE,
         Reason.NEW,
         after={"identity": "sub-2/rg/mi", "name": "c"},
     )
-    assert subscription_lane(credential) == "subscription:sub-2"
+    assert service_lane(credential) == "managed-identity:sub-2"
     assignment = Change(Address(Kind.ROLE_ASSIGNMENT, "k"), Action.CREATE, Reason.NEW)
-    assert subscription_lane(assignment) is None
+    assert service_lane(assignment) == "authorization"
+    connection = Change(Address(Kind.SERVICE_CONNECTION, "o/p/c"), Action.CREATE, Reason.NEW)
+    assert service_lane(connection) == "devops"
 
 
 def test_lanes_keep_dependencies_and_keys() -> None:
@@ -172,7 +186,7 @@ def test_lanes_keep_dependencies_and_keys() -> None:
             else c
             for c in changes
         ]
-        schedule = _Schedule(changes, default_concurrency_key, subscription_lane)
+        schedule = _Schedule(changes, default_concurrency_key, service_lane)
         applied: set[int] = set()
         running: list[int] = []
         while True:
