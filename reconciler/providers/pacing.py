@@ -42,10 +42,15 @@ _MARGIN: Final = 0.95
 # a 429 while paced means the learnt factor was too high
 _BACKOFF: Final = 0.9
 # a factor above 1 was learnt from a service faster than documented, and what it admitted
-# before the first 429 may understate it: try a little faster every few quiet seconds until
-# a paced request is throttled (a service as documented, factor 1, is never probed)
+# before the first 429 may understate it: try a little faster every few quiet seconds; a
+# paced request throttled backs off and rests before probing again (a service as documented,
+# factor 1, is never probed). Stopping for good at the first paced 429 left a 1,000-identity
+# apply against a 10x service paced at 6x: one early 429 decided the whole run.
 _PROBE: Final = 1.1
 _PROBE_EVERY: Final = 2.0
+_REST_AFTER_429: Final = 10.0
+# the requests in flight when a probe overshoots are throttled together: one back-off for them
+_ONE_BACKOFF_PER: Final = 1.0
 # how far back admissions count when the factor is learnt
 _WINDOW: Final = 2.0
 
@@ -128,6 +133,10 @@ class Pacer:
         self._changed: dict[str, float] = {}
         # operation families still looking for their ceiling
         self._probing: set[str] = set()
+        # operation family -> no probing before this time (after a paced 429)
+        self._resting: dict[str, float] = {}
+        # operation family -> when a paced 429 last lowered its factor
+        self._backed_off: dict[str, float] = {}
         self._cells: dict[tuple[str, str, str], _Cell] = {}
         self._admitted: dict[tuple[str, str, str], _Admitted] = {}
 
@@ -152,24 +161,39 @@ class Pacer:
         return cells
 
     def acquire(self, pace: Pace) -> float:
-        """Wait for this request's turn; returns the seconds waited."""
-        with self._lock:
-            now = self._monotonic()
-            for key in pace.buckets():
-                if key not in self._admitted:
-                    self._admitted[key] = _Admitted(now)
-            if pace.op not in self._scale:
-                return 0.0
-            if pace.op in self._probing and now - self._changed[pace.op] >= _PROBE_EVERY:
-                self._retune(pace.op, self._scale[pace.op] * _PROBE, now)
-            cells = self._cells_for(pace, now, empty=False)
-            slot = max(now, *(c.earliest() for c in cells))
-            for cell in cells:
-                cell.take(slot)
-        wait = slot - now
-        if wait > 0:
+        """Wait for this request's turn; returns the seconds waited.
+
+        A turn reckoned before a paced 429 lowered the factor was reckoned too soon: every
+        request asleep at that moment would otherwise wake into the same overshoot (with
+        many changes waiting, dozens of 429s), so such a request takes a new turn."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._monotonic()
+                for key in pace.buckets():
+                    if key not in self._admitted:
+                        self._admitted[key] = _Admitted(now)
+                if pace.op not in self._scale:
+                    return waited
+                if (
+                    pace.op in self._probing
+                    and now - self._changed[pace.op] >= _PROBE_EVERY
+                    and now >= self._resting.get(pace.op, 0.0)
+                ):
+                    self._retune(pace.op, self._scale[pace.op] * _PROBE, now)
+                cells = self._cells_for(pace, now, empty=False)
+                slot = max(now, *(c.earliest() for c in cells))
+                for cell in cells:
+                    cell.take(slot)
+                backed_off = self._backed_off.get(pace.op)
+            wait = slot - now
+            if wait <= 0:
+                return waited
             self._sleep(wait)
-        return max(wait, 0.0)
+            waited += wait
+            with self._lock:
+                if self._backed_off.get(pace.op) == backed_off:
+                    return waited
 
     def admitted(self, pace: Pace) -> None:
         """The service let this request through (whatever it answered, it was not a 429)."""
@@ -213,8 +237,11 @@ class Pacer:
                 self._changed[pace.op] = now
                 if self._scale[pace.op] > 1.0:
                     self._probing.add(pace.op)
-            elif paced:
-                self._probing.discard(pace.op)
+            elif (
+                paced and now - self._backed_off.get(pace.op, -_ONE_BACKOFF_PER) >= _ONE_BACKOFF_PER
+            ):
+                self._backed_off[pace.op] = now
+                self._resting[pace.op] = now + _REST_AFTER_429
                 self._retune(pace.op, max(1.0, self._scale[pace.op] * _BACKOFF), now)
             for cell in self._cells_for(pace, now, empty=first):
                 # which bucket ran dry is not said: a delay longer than a bucket's interval

@@ -174,3 +174,68 @@ def test_a_throttled_plan_paces_instead_of_hammering(throttled: Simulator) -> No
     # pacing learns from; the credential lists that follow keep to 5/s per subscription
     assert throttled.stats()["throttled"] == {"UserAssignedIdentities_ListBySubscription": 1}
     assert services.arm.pacer.active("list")
+
+
+def test_after_a_paced_429_probing_rests_then_resumes(clock: _Time) -> None:
+    pacer = _pacer(clock)
+    for n in range(30):
+        pace = Pace("write", "sub", f"/identity/{n}")
+        pacer.acquire(pace)
+        pacer.admitted(pace)
+    pacer.throttled(Pace("write", "sub", "/x"), 0.05)
+    learnt = pacer.scale("write")
+    assert learnt is not None and learnt > 1
+    pacer.throttled(Pace("write", "sub", "/y"), 0.05)  # paced, so the factor was too high
+    backed_off = pacer.scale("write")
+    assert backed_off == pytest.approx(max(1.0, learnt * 0.9))
+    clock.now += 5.0  # quiet, but still resting
+    pacer.acquire(Pace("write", "sub", "/z1"))
+    assert pacer.scale("write") == backed_off
+    clock.now += 6.0  # rested: probe again
+    pacer.acquire(Pace("write", "sub", "/z2"))
+    assert pacer.scale("write") == pytest.approx(backed_off * 1.1)
+
+
+def test_the_429s_of_one_overshoot_back_off_once(clock: _Time) -> None:
+    pacer = _pacer(clock)
+    for n in range(30):
+        pace = Pace("write", "sub", f"/identity/{n}")
+        pacer.acquire(pace)
+        pacer.admitted(pace)
+    pacer.throttled(Pace("write", "sub", "/x"), 0.05)
+    learnt = pacer.scale("write")
+    assert learnt is not None
+    for n in range(10):  # the requests in flight when the rate was too high
+        pacer.throttled(Pace("write", "sub", f"/y{n}"), 0.05)
+    assert pacer.scale("write") == pytest.approx(max(1.0, learnt * 0.9))
+    clock.now += 1.5
+    pacer.throttled(Pace("write", "sub", "/z"), 0.05)
+    assert pacer.scale("write") == pytest.approx(max(1.0, learnt * 0.81))
+
+
+def test_a_request_asleep_when_the_factor_drops_takes_a_new_turn(clock: _Time) -> None:
+    armed: list[bool] = []
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if armed and not armed[0]:  # the service throttles another paced request meanwhile
+            armed[0] = True
+            pacer.throttled(Pace("write", "sub", "/other"), 0.01)
+
+    pacer = Pacer(monotonic=clock.monotonic, sleep=sleep)
+    for n in range(30):
+        pace = Pace("write", "sub", f"/identity/{n}")
+        pacer.acquire(pace)
+        pacer.admitted(pace)
+    pacer.throttled(Pace("write", "sub", "/x"), 0.05)
+    for n in range(40):  # use up the burst so that the next request has to wait
+        pacer.acquire(Pace("write", "sub", f"/burst/{n}"))
+    learnt = pacer.scale("write")
+    assert learnt is not None
+    before = len(clock.slept)
+    armed.append(False)
+    pacer.acquire(Pace("write", "sub", "/late"))
+    # slept once, woke after the factor dropped, and waited again for a new turn
+    assert armed == [True]
+    assert pacer.scale("write") == pytest.approx(max(1.0, learnt * 0.9))
+    assert len(clock.slept) - before == 2
