@@ -7,6 +7,8 @@ so ``--version``, ``--help`` and ``validate`` start fast.
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import sys
 from collections.abc import Callable, Sequence
 
@@ -219,7 +221,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _own_the_collector() -> None:
+    """Tune the garbage collector for a one-shot run (only when this process is the CLI).
+
+    A plan holds hundreds of thousands of long-lived objects (specs, live state, the plan) and
+    makes almost no reference cycles: collecting every 700 allocations cost ~0.35 s of a
+    1,000-identity plan, and the full collection at interpreter exit another ~0.15 s.
+    """
+    gc.set_threshold(50_000, 20, 100)
+    # whatever is alive at exit stays alive until the process ends: skip scanning it then
+    atexit.register(gc.freeze)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the console script or ``python -m reconciler``: the process is ours
+        _own_the_collector()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler

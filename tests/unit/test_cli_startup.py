@@ -49,3 +49,24 @@ def test_a_plan_without_differences_does_not_import_deepdiff() -> None:
         "assert 'deepdiff' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_collector_is_tuned_only_when_the_cli_owns_the_process(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    assert main(["validate", "specs/walkthrough.yaml"]) == 0
+    assert gc.get_threshold() == before  # called with arguments: a test or a library user
+    code = (
+        "import gc, sys\n"
+        "from reconciler.cli import main\n"
+        "sys.argv = ['reconciler', 'validate', 'specs/walkthrough.yaml']\n"
+        "assert main() == 0\n"
+        "print(gc.get_threshold())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip().splitlines()[-1] == "(50000, 20, 100)"
