@@ -189,12 +189,11 @@ def _reference(
     every = [r for phase in phases for r in phase]
     latency = len(every) / concurrency * latency_s
     rate = 0.0
-    binding = "latency"
+    binding = ""
     if throttle_scale is not None:
         parts = [rate_seconds(phase, throttle_scale) for phase in phases]
         rate = sum(p[0] for p in parts)
-        if rate > latency:
-            binding = max(parts)[1]
+        binding = max(parts)[1]
     return Reference(
         requests=len(every),
         seconds=max(latency, rate + latency_s * len(phases)),

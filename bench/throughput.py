@@ -1,5 +1,6 @@
-"""How many requests per second the simulator serves to the tool's real clients (the Azure SDK
-for ARM, ``requests`` for Azure DevOps), over the providers' shared keep-alive pool.
+"""How many requests per second the simulator serves to real clients over the providers'
+shared keep-alive pool: the Azure management SDK's own client (what apply's writes use), and
+the tool's read path (plain REST over ``rest.Transport``) for ARM and Azure DevOps.
 
 ``python -m bench.throughput CONNECTION.json SUBSCRIPTION RESOURCE_GROUP IDENTITY ORG PROJECT
 [CALLS] [WORKERS]``; prints one JSON line. Run in its own process against a simulator in
@@ -42,14 +43,22 @@ def main(argv: list[str]) -> int:
     workers = int(argv[7]) if len(argv) > 7 else 16
     services = connect(resolve_target(conn), workers=workers)
     arm, devops = services.arm, services.devops
+    # the management SDK's own client (what writes use), over the same pool
+    sdk = arm._msi_client(sub).federated_identity_credentials
+
+    def sdk_list() -> Any:
+        return list(sdk.list(rg, identity))
+
     out = {
-        "arm_sdk_list_credentials": _rate(
+        "arm_sdk_list_credentials": _rate(sdk_list, calls, workers),
+        "arm_sdk_list_credentials_1_worker": _rate(sdk_list, calls // 4, 1),
+        "arm_tool_list_credentials": _rate(
             lambda: arm.list_credentials(sub, rg, identity), calls, workers
         ),
-        "arm_sdk_list_credentials_1_worker": _rate(
+        "arm_tool_list_credentials_1_worker": _rate(
             lambda: arm.list_credentials(sub, rg, identity), calls // 4, 1
         ),
-        "devops_requests_list_endpoints": _rate(
+        "devops_tool_list_endpoints": _rate(
             lambda: devops.list_endpoints(org, project), calls, workers
         ),
     }
