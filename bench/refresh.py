@@ -30,7 +30,8 @@ def _token(session: requests.Session, conn: dict[str, str], scope: str) -> str:
         "client_secret": conn["client_secret"],
         "scope": scope,
     }
-    response = session.post(url, data=form, timeout=30)
+    # verify per request: a session-level CA loses to $REQUESTS_CA_BUNDLE (requests' rule)
+    response = session.post(url, data=form, timeout=30, verify=conn["ca_bundle"])
     response.raise_for_status()
     return str(response.json()["access_token"])
 
@@ -40,7 +41,6 @@ def main(argv: list[str]) -> int:
     conn: dict[str, str] = json.loads(Path(argv[1]).read_text())
     session = requests.Session()
     session.mount("https://", HTTPAdapter(pool_maxsize=WORKERS, max_retries=0))
-    session.verify = conn["ca_bundle"]
     started = time.perf_counter()
     arm = {
         "Authorization": "Bearer " + _token(session, conn, "https://management.azure.com/.default")
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
         url = conn["arm_url"] + read["path"]
         headers = ado if read["cls"] == "ado" else arm
         for _ in range(20):
-            response = session.get(url, headers=headers, timeout=120)
+            response = session.get(url, headers=headers, timeout=120, verify=conn["ca_bundle"])
             if response.status_code != 429:
                 if response.status_code >= 400:
                     failed += 1
