@@ -7,6 +7,7 @@ Azure Pipelines service connection). Azure cannot be reached from CI, so CI skip
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -38,3 +39,4 @@ def test_drift_against_real_azure(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["drift", *SPECS.split(os.pathsep), "--format", "json"])
     out, err = capsys.readouterr()
     assert code in (0, 2), err
+    assert json.loads(out)["mode"] == "drift"
