@@ -21,12 +21,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 lint: $(STAMP)
-	$(BIN)/ruff check reconciler tests
-	$(BIN)/ruff format --check reconciler tests
+	$(BIN)/ruff check reconciler tests bench
+	$(BIN)/ruff format --check reconciler tests bench
 
 format: $(STAMP)
-	$(BIN)/ruff format reconciler tests
-	$(BIN)/ruff check --fix reconciler tests
+	$(BIN)/ruff format reconciler tests bench
+	$(BIN)/ruff check --fix reconciler tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
