@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -240,18 +239,14 @@ def _big_world(identities: int) -> tuple[DesiredState, LiveState]:
     return DesiredState("me", desired), state
 
 
-def test_a_thousand_identities_plan_quickly() -> None:
+def test_a_thousand_identities_plan_in_sync_and_from_nothing() -> None:
+    # speed is measured by `make bench`; this pins the result at that size
     desired, live = _big_world(1000)
-    start = time.perf_counter()
     plan = make_plan(desired, live)
-    elapsed = time.perf_counter() - start
     assert plan.empty and plan.unchanged == len(desired.resources) == 8000
-    assert elapsed < 5, f"planning 8,000 resources took {elapsed:.1f}s"
     empty = LiveState(role_definitions=world_catalogue(), tenant_id=TENANT)
-    start = time.perf_counter()
     plan = make_plan(desired, empty)
     assert len(plan.changes) == 8000 and max(c.wave for c in plan.changes) == 2
-    assert time.perf_counter() - start < 5
 
 
 def test_handmade_credential_for_a_connection_is_kept_under_its_name() -> None:

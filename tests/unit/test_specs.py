@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -519,13 +518,8 @@ def big_spec(identities: int) -> str:
 
 def test_a_thousand_identities(tmp_path: Path) -> None:
     (tmp_path / "big.yaml").write_text(big_spec(1000), encoding="utf-8")
-    started = time.perf_counter()
     desired = load_desired_state([str(tmp_path / "big.yaml")])
-    elapsed = time.perf_counter() - started
     assert describe(desired) == (
         "valid: 1 file, 1000 identities, 3000 federated credentials (1000 implied by service "
         "connections), 2000 role assignments, 1000 service connections"
     )
-    # The command takes about half a second in all; this only catches a return of quadratic
-    # behaviour, with room for a busy machine.
-    assert elapsed < 5
