@@ -119,3 +119,17 @@ def check(instance: Any, schema: dict[str, Any], *, allowed: frozenset[str] = fr
 
 def examples(folder: Path) -> list[Path]:
     return sorted(folder.rglob("*.json"))
+
+
+def spec_examples(*specs: Path) -> list[tuple[str, str, str]]:
+    """(path, method, example file) for every x-ms-example of these specs that is saved
+    (the saved set under apispecs/ is a subset of what the specs reference)."""
+    out = []
+    for spec in specs:
+        for path, ops in load(spec)["paths"].items():
+            for method, op in ops.items():
+                for ref in (op.get("x-ms-examples") or {}).values():
+                    file = (spec.parent / ref["$ref"]).resolve()
+                    if file.exists():
+                        out.append((path, method, str(file)))
+    return out

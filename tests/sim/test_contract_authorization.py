@@ -136,21 +136,9 @@ def test_errors_carry_the_arm_error_shape(
     assert isinstance(error["code"], str) and isinstance(error["message"], str)
 
 
-def _examples() -> list[tuple[str, str, str]]:
-    out = []
-    for spec in (contract.AUTHZ_ASSIGNMENTS, contract.AUTHZ_DEFINITIONS):
-        for path, ops in contract.load(spec)["paths"].items():
-            for method, op in ops.items():
-                for ref in (op.get("x-ms-examples") or {}).values():
-                    file = (spec.parent / ref["$ref"]).resolve()
-                    if file.exists():
-                        out.append((path, method, str(file)))
-    return out
-
-
 @pytest.mark.parametrize(
     ("path", "method", "file"),
-    _examples(),
+    contract.spec_examples(contract.AUTHZ_ASSIGNMENTS, contract.AUTHZ_DEFINITIONS),
     ids=lambda v: v.rsplit("/", 1)[-1] if "/" in str(v) else str(v),
 )
 def test_official_examples_are_accepted(

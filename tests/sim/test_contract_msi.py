@@ -98,21 +98,9 @@ def test_errors_match_the_error_schema(
     contract.check(r.json(), schema(P + "/{resourceName}", "get", "default"))
 
 
-def _examples() -> list[tuple[str, str, str]]:
-    out = []
-    spec = contract.load(contract.MSI)
-    for path, ops in spec["paths"].items():
-        for method, op in ops.items():
-            for ref in (op.get("x-ms-examples") or {}).values():
-                file = (contract.MSI.parent / ref["$ref"]).resolve()
-                if file.exists():
-                    out.append((path, method, str(file)))
-    return out
-
-
 @pytest.mark.parametrize(
     ("path", "method", "file"),
-    _examples(),
+    contract.spec_examples(contract.MSI),
     ids=lambda v: v.rsplit("/", 1)[-1] if "/" in str(v) else str(v),
 )
 def test_official_examples_are_accepted(
