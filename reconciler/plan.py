@@ -413,13 +413,20 @@ class _Planner:
                     )
                 )
         elif address.kind is Kind.FEDERATED_CREDENTIAL and parent in self.adopted:
-            self.notices.append(
-                Notice(
-                    NoticeLevel.WARNING,
-                    f"federated credential {attrs.get('name')} on identity {_short(parent)} "
-                    "is not in the specs: left alone while the identity is adopted; declare "
-                    "it, or a later plan will prune it once the identity is owned",
+            # Once adopted the identity is owned, and an owned identity's credentials are the
+            # ones the specs declare: prune now, in the plan the reviewer sees, rather than in
+            # the next plan (which would also make this apply fail to converge).
+            if current.fingerprint:
+                self.fingerprints[str(address)] = current.fingerprint
+            self._add(
+                Change(
                     address,
+                    Action.DELETE,
+                    Reason.NOT_IN_SPEC,
+                    "its identity is adopted; declare it to keep it",
+                    before=attrs,
+                    ownership=ownership,
+                    destructive=spec.is_destructive(Action.DELETE),
                 )
             )
 

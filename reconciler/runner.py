@@ -71,13 +71,13 @@ def _make_plan(session: Session, live: LiveState, *, force: bool) -> Plan:
     return replace(plan, spec_digest=session.spec_digest)
 
 
-def _document(plan: Plan, session: Session | None, mode: str) -> dict[str, Any]:
+def _document(plan: Plan, session: Session, mode: str, *, force: bool = False) -> dict[str, Any]:
     from reconciler.render.document import to_document
 
     document = to_document(plan, mode=mode)
-    if session is not None:
-        # where the plan came from, so that `apply FILE` can re-read and re-check the same specs
-        document["spec_paths"] = session.paths
+    # where the plan came from and how, so that `apply FILE` re-checks it the same way
+    document["spec_paths"] = session.paths
+    document["forced"] = force
     return document
 
 
@@ -97,8 +97,9 @@ def _write_document(path: str, document: dict[str, Any]) -> None:
 def _plan_command(args: argparse.Namespace, mode: str) -> int:
     session = _open_session(args, args.paths)
     live = _observe(session)
-    plan = _make_plan(session, live, force=getattr(args, "force", False))
-    document = _document(plan, session, mode)
+    force = bool(getattr(args, "force", False))
+    plan = _make_plan(session, live, force=force)
+    document = _document(plan, session, mode, force=force)
     if args.out:
         _write_document(args.out, document)
     sys.stdout.write(_render(document, args.format, color=_use_color(args, sys.stdout)))
@@ -191,14 +192,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.paths[0]}: the saved plan does not name its spec files")
         session = _open_session(args, [str(p) for p in spec_paths])
         live = _observe(session)
-        fresh = _make_plan(session, live, force=args.force or saved_forced(document))
+        force = args.force or bool(document.get("forced", False))
+        fresh = _make_plan(session, live, force=force)
         _check_not_stale(saved, fresh, saved.spec_digest, session.spec_digest)
         plan = saved
     else:
         session = _open_session(args, args.paths)
         live = _observe(session)
-        plan = _make_plan(session, live, force=args.force)
-        document = _document(plan, session, "plan")
+        force = args.force
+        plan = _make_plan(session, live, force=force)
+        document = _document(plan, session, "plan", force=force)
 
     if args.format == "json":
         sys.stdout.write(json.dumps({"event": "plan", "document": document}, sort_keys=True) + "\n")
@@ -239,22 +242,18 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if not result.ok:
         return EXIT_FAILED
-    return _check_converged(args, session)
+    return _check_converged(args, session, force=force)
 
 
-def saved_forced(document: dict[str, Any]) -> bool:
-    return bool(document.get("forced", False))
-
-
-def _check_converged(args: argparse.Namespace, session: Session) -> int:
+def _check_converged(args: argparse.Namespace, session: Session, *, force: bool) -> int:
     """Observe and plan again: anything left means apply did not converge."""
     live = _observe(session)
-    again = _make_plan(session, live, force=args.force)
+    again = _make_plan(session, live, force=force)
     if again.empty:
         if args.format != "json":
             print("Converged: a fresh plan shows no changes.")
         return EXIT_OK
-    document = _document(again, session, "plan")
+    document = _document(again, session, "plan", force=force)
     sys.stderr.write(_render(document, "text", color=False))
     raise ReconcilerError(
         f"apply did not converge: {len(again.changes)} differences remain (shown above)"

@@ -156,8 +156,13 @@ def test_foreign_owner_is_an_error_naming_it_unless_forced(
     code, _, err = run(capsys, "plan", str(spec), *target(sim))
     assert code == 1
     assert "data-team" in err and "steal.yaml:4" in err
-    code, out, _ = run(capsys, "plan", str(spec), *target(sim), "--force")
+    saved = tmp_path / "forced.json"
+    code, out, _ = run(capsys, "plan", str(spec), *target(sim), "--force", "--out", str(saved))
     assert code == 0 and "data-team" in out
+    # the saved plan remembers --force: applying it needs no second --force
+    code, out, err = run(capsys, "apply", str(saved), *target(sim), "--auto-approve")
+    assert code == 0, out + err
+    assert run(capsys, "plan", str(spec), *target(sim), "--detailed-exitcode")[0] == 0
 
 
 def test_bad_target_file_is_a_clear_error(

@@ -137,13 +137,20 @@ def test_prune_touches_only_owned_objects() -> None:
     assert {c.address.key.split("/")[2] for c in plan.changes} == {"old-mi"}
 
 
-def test_adoption_adds_the_marker_and_reports_what_it_leaves() -> None:
+def test_adoption_adds_the_marker_and_prunes_undeclared_credentials_at_once() -> None:
     plan = _plan("adoption_of_unmarked_objects")
+    (credential,) = _by_kind(plan, Kind.FEDERATED_CREDENTIAL)
+    # an adopted identity's credentials follow the specs in this plan, not only in the next
+    # one (which would make the apply that adopts it fail its convergence check)
+    assert credential.action is Action.DELETE and credential.reason is Reason.NOT_IN_SPEC
+    assert "adopted" in credential.detail
     for change in plan.changes:
+        if change is credential:
+            continue
         assert change.reason is Reason.ADOPTION and change.ownership is Ownership.UNMARKED
         assert any(f.path == "owner" and f.after == "platform-team" for f in change.fields)
-    assert len(plan.notices) == 2
-    assert not _by_kind(plan, Kind.FEDERATED_CREDENTIAL)
+    # the foreign-made role assignment is still only reported
+    assert len(plan.notices) == 1 and "reported, not removed" in plan.notices[0].message
 
 
 def test_foreign_owner_is_an_error_unless_forced() -> None:
