@@ -38,6 +38,11 @@ class PlanError(ReconcilerError):
     """The plan cannot be made or used: ownership conflicts, limits, stale saved plans."""
 
 
+class ReachError(ReconcilerError):
+    """A place where the owner's objects may live cannot be read, so the plan could miss a
+    delete (and drift could say "in sync" while an owned object is left): fail instead."""
+
+
 class ConfigError(ReconcilerError):
     """Bad command-line use, target file or credentials configuration."""
 

@@ -119,10 +119,22 @@ class Resource:
 
 
 @dataclass(frozen=True)
+class Reach:
+    """Places the specs ask to search for the owner's objects besides those found by
+    discovery (``reach`` in the specs): subscription ids (lower-case), management group scopes
+    (``/providers/Microsoft.Management/managementGroups/{name}``) and organisation names."""
+
+    subscriptions: tuple[str, ...] = ()
+    management_groups: tuple[str, ...] = ()
+    organizations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DesiredState:
     owner: str
     resources: Mapping[Address, Resource]
     files: tuple[str, ...] = ()
+    reach: Reach = field(default_factory=Reach)
 
     def of_kind(self, kind: Kind) -> list[Resource]:
         # in address order; within one kind that is key order (sorting only the kind's own
@@ -172,6 +184,9 @@ class LiveState:
     pipelines: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     # Entra tenant the target lives in (for new connections' tenantid parameter)
     tenant_id: str = ""
+    # (issuer, subject) -> keys of the live service connections that sign in with that pair:
+    # every connection read, owned or not (a credential they use must not vanish silently)
+    federations: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
     def of_kind(self, kind: Kind) -> list[LiveResource]:
         found = [r for a, r in self.resources.items() if a.kind is kind]

@@ -25,6 +25,17 @@ page (a retry resumes at the failed page). Under throttling the Managed Identity
 paced to the documented limits by the providers (``providers/pacing.py``), so a large plan runs
 at the rate the limits allow instead of into a storm of 429s.
 
+Reach (where the owner's objects may be, beyond what the specs name; README "Safety"): two
+Azure Resource Graph queries, sent before anything else and answered while the lists above
+run, find every identity carrying the owner tag and every role assignment carrying the owner
+marker in every subscription the principal can read; the subscriptions and management groups
+they name are then read like those of the specs. Every federated credential read names, in
+its issuer or subject, the Azure DevOps organisation of the connection it serves; an
+organisation id the specs do not name is resolved to its name with the accounts API (two
+requests, only when such an id appears) and read like the others. ``reach`` in the specs
+adds places to read. A place that cannot be read raises ``ReachError``: a plan that might
+miss a delete is never shown as complete.
+
 Plan never writes: every call here is a read.
 """
 
@@ -32,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -40,7 +52,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from reconciler.errors import NotFoundError, PermanentError
+from reconciler.errors import NotFoundError, PermanentError, ProviderError, ReachError
 from reconciler.model import (
     Address,
     DesiredState,
@@ -53,7 +65,7 @@ from reconciler.model import (
     identity_key,
     role_assignment_key,
 )
-from reconciler.ownership import read_description, read_tags
+from reconciler.ownership import OWNER_TAG, mark_description, read_description, read_tags
 from reconciler.retry import SYSTEM_CLOCK, Clock, RetryPolicy, call_with_retry
 
 if TYPE_CHECKING:
@@ -63,6 +75,45 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _MG_PREFIX = "/providers/microsoft.management/managementgroups/"
+_GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# Azure DevOps issuer: https://vstoken.dev.azure.com/{organisation id} (azure-contracts §3.4)
+_VSTOKEN_ISSUER = re.compile(rf"^https://vstoken\.[^/]+/({_GUID})/?$", re.IGNORECASE)
+# Entra issuer: the subject ends in /sc/{organisation id}/{service connection id}
+_ENTRA_SUBJECT = re.compile(rf"^/eid1/.*/sc/({_GUID})/{_GUID}$", re.IGNORECASE)
+
+
+def kql_string(text: str) -> str:
+    """``text`` as a KQL single-quoted string literal: a backslash and a quote are escaped,
+    so no value can end the literal early [doc: Kusto "The string data type"]. Line breaks
+    and NUL are refused outright (owner names never hold them: the schema's pattern)."""
+    if any(c in text for c in "\r\n\0"):
+        raise ValueError(f"refusing to put {text!r} into a Resource Graph query")
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def owned_identities_query(owner: str) -> str:
+    """Resource Graph: every user-assigned identity whose owner tag names ``owner`` (tags are
+    indexed; ``=~`` compares case-insensitively, observe then compares exactly)."""
+    return (
+        "resources | where type =~ 'microsoft.managedidentity/userassignedidentities' "
+        f"| where tags['{OWNER_TAG}'] =~ {kql_string(owner)} | project id, subscriptionId"
+    )
+
+
+def owned_assignments_query(owner: str) -> str:
+    """Resource Graph: every role assignment whose description ends with the owner marker."""
+    return (
+        "authorizationresources | where type =~ 'microsoft.authorization/roleassignments' "
+        f"| where properties.description endswith {kql_string(mark_description(None, owner))} "
+        "| project id, subscriptionId, scope = tostring(properties.scope)"
+    )
+
+
+def organization_of(issuer: Any, subject: Any) -> str | None:
+    """The Azure DevOps organisation id a federated credential names, if it serves a service
+    connection: the legacy issuer names it, the Entra subject carries it (lower-case)."""
+    found = _VSTOKEN_ISSUER.match(str(issuer or "")) or _ENTRA_SUBJECT.match(str(subject or ""))
+    return found.group(1).lower() if found else None
 
 
 # one encoder for every fingerprint (json.dumps builds one per call); parsed JSON cannot hold
@@ -218,10 +269,31 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
     arm = services.arm
     devops = services.devops
     raw = _Raw()
+    reach = desired.reach
 
     identities = desired.of_kind(Kind.IDENTITY)
     assignments = desired.of_kind(Kind.ROLE_ASSIGNMENT)
     connections = desired.of_kind(Kind.SERVICE_CONNECTION)
+
+    # phase 0: where else the owner's objects are (answered while phase 1 runs)
+    f_graph = {
+        what: reader.submit_paged(partial(arm.query_resource_graph, query, what=what))
+        for what, query in (
+            ("searching for identities", owned_identities_query(desired.owner)),
+            ("searching for role assignments", owned_assignments_query(desired.owner)),
+        )
+    }
+
+    def graph(what: str) -> list[dict[str, Any]]:
+        try:
+            return f_graph[what].result()
+        except ProviderError as exc:
+            raise ReachError(
+                f"cannot search every readable subscription for objects of owner "
+                f"'{desired.owner}' with Azure Resource Graph ({what}): {exc}. Without that "
+                "search an owned object outside the specs' subscriptions could be missed, so "
+                "no plan is made"
+            ) from None
 
     # desired resource groups per subscription, for the 403 fallback
     groups: dict[str, dict[str, str]] = {}
@@ -237,7 +309,12 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
             management_groups[scope.lower()] = scope
         elif (scope_sub := _subscription_of(scope)) is not None:
             scope_subscriptions.add(scope_sub)
-    assignment_subscriptions = scope_subscriptions | set(groups)
+    identity_subscriptions = set(groups) | {s.lower() for s in reach.subscriptions}
+    assignment_subscriptions = scope_subscriptions | identity_subscriptions
+    # role names resolve only where the specs assign; reach only adds places to search
+    assigned_groups = dict(management_groups)
+    for scope in reach.management_groups:
+        management_groups.setdefault(scope.rstrip("/").lower(), scope.rstrip("/"))
 
     orgs: dict[str, str] = {}
     permission_projects: dict[tuple[str, str], tuple[str, str]] = {}
@@ -247,6 +324,8 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
         if res.attrs.get("pipelinePermissions") is not None:
             project = str(res.attrs["project"])
             permission_projects.setdefault((org.lower(), project.lower()), (org, project))
+    for org in reach.organizations:
+        orgs.setdefault(org.lower(), org)
 
     # phase 1: the lists that need nothing but the specs
     # credentials of desired or owned identities, listed as each page of identities arrives
@@ -275,9 +354,20 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
         except PermanentError as exc:
             if exc.status != 403:
                 raise
-        # only some resource groups readable: read the ones the specs name
+            refused = exc
+        # only some resource groups readable: read the ones the specs name and the ones
+        # holding an owned identity (Resource Graph named them)
+        wanted = dict(groups.get(sub, {}))
+        for row in graph("searching for identities"):
+            if str(row.get("subscriptionId") or "").lower() == sub:
+                rg = _resource_group_of(str(row.get("id") or ""))
+                wanted.setdefault(rg.lower(), rg)
+        if not wanted:
+            raise ReachError(
+                f"cannot list the identities of subscription {sub}: {refused}"
+            ) from None
         found: list[dict[str, Any]] = []
-        for rg in sorted(groups.get(sub, {}).values()):
+        for rg in sorted(wanted.values()):
             try:
                 found.extend(arm.list_identities(sub, rg, retry=retry, on_page=on_page))
             except NotFoundError:
@@ -287,7 +377,9 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
     def management_group(scope: str, *, retry: Retry) -> list[dict[str, Any]]:
         return arm.list_role_assignments_for_scope(scope, at_scope=True, retry=retry)
 
-    f_identities = {sub: reader.submit_paged(list_identities, sub) for sub in groups}
+    f_identities = {
+        sub: reader.submit_paged(list_identities, sub) for sub in sorted(identity_subscriptions)
+    }
     f_assignments: dict[str, Future[list[dict[str, Any]]]] = {
         sub: reader.submit_paged(arm.list_role_assignments, sub)
         for sub in sorted(assignment_subscriptions)
@@ -298,7 +390,7 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
         sub: reader.submit_paged(arm.list_role_definitions, f"/subscriptions/{sub}")
         for sub in sorted(scope_subscriptions)
     }
-    for key, scope in sorted(management_groups.items()):
+    for key, scope in sorted(assigned_groups.items()):
         f_definitions[key] = reader.submit_paged(arm.list_role_definitions, scope)
     f_orgs = {org: reader.submit(devops.connection_data, org) for org in orgs.values()}
     f_projects = {org: reader.submit_paged(devops.list_projects, org) for org in orgs.values()}
@@ -306,6 +398,22 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
         key: reader.submit_paged(partial(_tolerate_missing, devops.list_pipelines), org, project)
         for key, (org, project) in sorted(permission_projects.items())
     }
+
+    # the places Resource Graph found, read like the specs' own
+    for row in graph("searching for identities"):
+        sub = str(row.get("subscriptionId") or "").lower()
+        if sub and sub not in f_identities:
+            f_identities[sub] = reader.submit_paged(list_identities, sub)
+        if sub and sub not in f_assignments:
+            f_assignments[sub] = reader.submit_paged(arm.list_role_assignments, sub)
+    for row in graph("searching for role assignments"):
+        scope = str(row.get("scope") or "").rstrip("/")
+        sub = str(row.get("subscriptionId") or "").lower() or (_subscription_of(scope) or "")
+        if sub:
+            if sub not in f_assignments:
+                f_assignments[sub] = reader.submit_paged(arm.list_role_assignments, sub)
+        elif _is_management_group(scope) and scope.lower() not in f_assignments:
+            f_assignments[scope.lower()] = reader.submit_paged(management_group, scope)
 
     raw.identities = {sub: f.result() for sub, f in f_identities.items()}
     raw.organizations = {org: str(f.result()["instanceId"]) for org, f in f_orgs.items()}
@@ -324,6 +432,26 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
     raw.definitions = {key: f.result() for key, f in f_definitions.items()}
     raw.pipelines = {key: f.result() for key, f in f_pipelines.items()}
     raw.credentials = {key: f.result() for key, f in f_credentials.items()}
+
+    # organisations the credentials name that the specs do not: read them too
+    extra = _organizations_to_resolve(raw)
+    if extra:
+        names = _resolve_organizations(reader.retry, devops, extra, desired.owner)
+        f_extra = {name: reader.submit_paged(devops.list_projects, name) for name in sorted(names)}
+        for name, future in f_extra.items():
+            try:
+                projects = future.result()
+            except ProviderError as exc:
+                raise ReachError(
+                    f"cannot read Azure DevOps organisation {name} ({names[name]}), named by "
+                    f"{extra[names[name]]}: {exc}"
+                ) from None
+            raw.organizations[name] = names[name]
+            raw.projects[name] = projects
+            for item in projects:
+                f_endpoints[(name, str(item["name"]))] = reader.submit(
+                    _tolerate_missing, devops.list_endpoints, name, str(item["name"])
+                )
     raw.endpoints = {key: f.result() for key, f in f_endpoints.items()}
 
     # phase 3: pipeline permissions of the connections whose specs manage them
@@ -344,6 +472,52 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
             )
     raw.permissions = {key: f.result() for key, f in f_permissions.items()}
     return raw
+
+
+def _organizations_to_resolve(raw: _Raw) -> dict[str, str]:
+    """Organisation ids named by the credentials read that no organisation read has, each
+    with the first credential naming it (for messages)."""
+    known = {org_id.lower() for org_id in raw.organizations.values()}
+    found: dict[str, str] = {}
+    for identity, creds in sorted(raw.credentials.items()):
+        for cred in creds:
+            props = cred.get("properties") or {}
+            org_id = organization_of(props.get("issuer"), props.get("subject"))
+            if org_id is not None and org_id not in known:
+                name = str(cred.get("name", "")).rsplit("/", 1)[-1]
+                found.setdefault(
+                    org_id,
+                    f"federated credential {name} on identity {identity.rsplit('/', 1)[-1]}",
+                )
+    return found
+
+
+def _resolve_organizations(
+    retry: Callable[[Callable[[], Any]], Any], devops: Any, ids: Mapping[str, str], owner: str
+) -> dict[str, str]:
+    """Names for organisation ids (name -> id) from the organisations the signed-in identity
+    belongs to; ``ReachError`` naming every id that cannot be resolved."""
+    try:
+        accounts = retry(devops.list_member_organizations)
+    except ProviderError as exc:
+        listed = ", ".join(f"{org_id} (named by {where})" for org_id, where in sorted(ids.items()))
+        raise ReachError(
+            f"cannot find which Azure DevOps organisations these ids are: {listed}; the list of "
+            f"organisations the signed-in identity belongs to cannot be read: {exc}. A "
+            f"service connection of owner '{owner}' may be there, so no plan is made"
+        ) from None
+    by_id = {
+        str(a.get("accountId") or "").lower(): str(a.get("accountName") or "") for a in accounts
+    }
+    missing = sorted(org_id for org_id in ids if not by_id.get(org_id))
+    if missing:
+        listed = ", ".join(f"{org_id} (named by {ids[org_id]})" for org_id in missing)
+        raise ReachError(
+            f"cannot read Azure DevOps organisation {listed}: the signed-in identity is not a "
+            f"member of it. A service connection of owner '{owner}' may be there, so no plan "
+            "is made; give the signed-in identity access to it"
+        )
+    return {by_id[org_id]: org_id for org_id in sorted(ids)}
 
 
 def _tolerate_missing(
@@ -552,6 +726,19 @@ def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
             )
             add(Kind.SERVICE_CONNECTION, key, attrs, marker, obj)
 
+    # every connection read, owned or not: the pairs they sign in with
+    federations: dict[tuple[str, str], set[str]] = {}
+    for (org, _project), endpoints in raw.endpoints.items():
+        for endpoint in endpoints:
+            owning = _owning_project(endpoint)
+            params = (endpoint.get("authorization") or {}).get("parameters") or {}
+            issuer = params.get("workloadIdentityFederationIssuer")
+            subject = params.get("workloadIdentityFederationSubject")
+            if owning is not None and issuer and subject:
+                federations.setdefault((str(issuer), str(subject)), set()).add(
+                    connection_key(org, owning, str(endpoint.get("name") or ""))
+                )
+
     return LiveState(
         # address order; a key of (kind, key) sorts the same, without the dataclass __lt__
         resources=dict(sorted(resources.items(), key=lambda item: (item[0].kind, item[0].key))),
@@ -561,6 +748,7 @@ def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
         projects=projects,
         pipelines=pipelines,
         tenant_id=tenant_id,
+        federations={pair: tuple(sorted(keys)) for pair, keys in sorted(federations.items())},
     )
 
 

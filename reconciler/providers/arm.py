@@ -53,6 +53,8 @@ _CONCURRENT_WRITE_DELAY: Final = 0.5
 # the api-versions the management clients default to (sdk-notes.md)
 MSI_API_VERSION: Final = "2024-11-30"
 AUTHZ_API_VERSION: Final = "2022-04-01"
+GRAPH_API_VERSION: Final = "2021-03-01"
+_MAX_GRAPH_PAGES: Final = 1000
 _MSI: Final = "providers/Microsoft.ManagedIdentity/userAssignedIdentities"
 _AUTHZ: Final = "providers/Microsoft.Authorization"
 
@@ -239,6 +241,69 @@ class ArmClient:
         if on_page is not None and held:
             on_page(held.pop())
         return items
+
+    # -- Azure Resource Graph --------------------------------------------------------------
+
+    def _post(self, url: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        """One POST with a JSON body, the answer parsed; an error status raised as ours."""
+        token = self._credential.get_token(ARM_SCOPE).token
+        response = self._rest.request(
+            "POST",
+            url,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            body=json.dumps(body).encode(),
+            what=what,
+        )
+        if response.status >= 400:
+            raise response_error(response, what)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise PermanentError(
+                f"Azure Resource Graph sent an answer that is not an object while {what}",
+                code="InvalidResponse",
+                status=response.status,
+            )
+        return answer
+
+    def query_resource_graph(
+        self, query: str, *, what: str, retry: Retry = once
+    ) -> list[dict[str, Any]]:
+        """Every row of a Resource Graph query over all subscriptions the caller can read.
+
+        ``POST {arm}/providers/Microsoft.ResourceGraph/resources?api-version=2021-03-01`` with
+        no ``subscriptions`` (the service then covers every subscription the caller can read),
+        1,000 rows a page, following ``$skipToken`` [doc: learn.microsoft.com/rest/api/
+        azureresourcegraph/resourcegraph/resources/resources; estate-and-ci.md §4]. Each page
+        is retried on its own. Raises ``PermanentError`` when the service says the answer is
+        truncated (it then covers fewer subscriptions than the caller can read)."""
+        url = self._url("providers/Microsoft.ResourceGraph/resources", GRAPH_API_VERSION)
+        rows: list[dict[str, Any]] = []
+        skip: str | None = None
+        for _ in range(_MAX_GRAPH_PAGES):
+            options: dict[str, Any] = {"$top": 1000, "resultFormat": "objectArray"}
+            if skip:
+                options["$skipToken"] = skip
+            body = {"query": query, "options": options}
+            page = retry(partial(self._call, what, partial(self._post, url, body, what)))
+            if str(page.get("resultTruncated", "false")).lower() == "true":
+                raise PermanentError(
+                    f"Azure Resource Graph truncated its answer while {what}",
+                    code="ResultTruncated",
+                )
+            data = page.get("data")
+            if not isinstance(data, list):
+                raise PermanentError(
+                    f"Azure Resource Graph sent no row list while {what}",
+                    code="InvalidResponse",
+                )
+            rows.extend(r for r in data if isinstance(r, dict))
+            skip = page.get("$skipToken") or None
+            if not skip:
+                return rows
+        raise PermanentError(f"too many pages while {what}", code="InvalidResponse")
 
     # -- identities ----------------------------------------------------------------------
 

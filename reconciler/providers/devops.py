@@ -38,6 +38,8 @@ API_VERSION: Final = "7.1"
 # connectionData is a preview-only resource: the real service refuses a plain "7.1"
 CONNECTION_DATA_API_VERSION: Final = "7.1-preview"
 PIPELINE_PERMISSIONS_API_VERSION: Final = "7.1-preview.1"
+# the profile resource is preview-only in 7.1 [doc: rest/api/azure/devops/profile/profiles/get]
+PROFILE_API_VERSION: Final = "7.1-preview.3"
 DUPLICATE_CONNECTION: Final = "DuplicateServiceConnectionException"
 _DELETE_REFUSED_TEXT: Final = "cannot delete this service connection while federated credentials"
 _MAX_PAGES: Final = 1000
@@ -60,6 +62,7 @@ class DevOpsClient:
         slots: threading.BoundedSemaphore | None = None,
     ) -> None:
         self._base = target.devops_url.rstrip("/")
+        self._vssps = target.vssps_url.rstrip("/")
         # requests in flight, shared with the other clients of the run (see connect)
         self._slots: AbstractContextManager[Any] = slots or contextlib.nullcontext()
         self._auth = auth
@@ -181,6 +184,39 @@ class DevOpsClient:
             what=f"listing pipelines of {org}/{project}",
             retry=retry,
         )
+
+    # -- organisations the caller belongs to (app.vssps.visualstudio.com) ------------------
+
+    def list_member_organizations(self) -> list[dict[str, Any]]:
+        """Every organisation the signed-in identity is a member of, as
+        ``{"accountId", "accountName", ...}``: its profile id from
+        ``GET {vssps}/_apis/profile/profiles/me``, then ``GET {vssps}/_apis/accounts?memberId=``
+        [spec: apispecs/devops/account/7.1; azure-contracts.md §3.4]. Two requests.
+
+        Raises ``PermanentError`` (code ``NoVsspsUrl``) when the target names no such host."""
+        if not self._vssps:
+            raise PermanentError(
+                "the target names no Azure DevOps accounts host (vssps_url in the connection "
+                "file), so organisations cannot be listed",
+                code="NoVsspsUrl",
+            )
+        what = "reading the signed-in identity's Azure DevOps profile"
+        profile = self._json(
+            "GET",
+            f"{self._vssps}/_apis/profile/profiles/me",
+            what=what,
+            api_version=PROFILE_API_VERSION,
+        )
+        member = profile.get("id") if isinstance(profile, dict) else None
+        if not member:
+            raise PermanentError(f"{what}: no id in the profile", code="InvalidResponse")
+        what = "listing the Azure DevOps organisations the signed-in identity belongs to"
+        body = self._json(
+            "GET", f"{self._vssps}/_apis/accounts", what=what, params={"memberId": str(member)}
+        )
+        if not isinstance(body, dict):
+            raise PermanentError(f"{what}: the answer is not an object", code="InvalidResponse")
+        return [a for a in body.get("value") or [] if isinstance(a, dict)]
 
     # -- service endpoints -----------------------------------------------------------------
 

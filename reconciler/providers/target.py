@@ -31,6 +31,9 @@ class Target:
     ca_bundle: str | None
     # "azure" for the real services, else the connection file's path
     name: str
+    # Azure DevOps' organisation-independent host (profile, accounts); "" when a connection
+    # file names none, and then organisations cannot be resolved from their ids
+    vssps_url: str = ""
 
     @property
     def is_azure(self) -> bool:
@@ -46,6 +49,7 @@ AZURE: Final = Target(
     client_secret="",
     ca_bundle=None,
     name=AZURE_NAME,
+    vssps_url="https://app.vssps.visualstudio.com",
 )
 
 
@@ -86,6 +90,9 @@ def load_target(path: Path, *, origin: str = "--target") -> Target:
         if not values[name].startswith("https://"):
             raise ConfigError(f"{where}: field {name!r} must be an https:// URL")
         values[name] = values[name].rstrip("/")
+    vssps = data.get("vssps_url")
+    if vssps is not None and (not isinstance(vssps, str) or not vssps.startswith("https://")):
+        raise ConfigError(f"{where}: field 'vssps_url' must be an https:// URL")
     ca = Path(values["ca_bundle"])
     if not ca.is_absolute():
         ca = path.parent / ca
@@ -100,4 +107,5 @@ def load_target(path: Path, *, origin: str = "--target") -> Target:
         client_secret=values["client_secret"],
         ca_bundle=str(ca),
         name=str(path),
+        vssps_url=(vssps or "").strip().rstrip("/"),
     )

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from reconciler.sim.faults import Faults
+from reconciler.sim.graph import GRAPH_VERSIONS, ResourceGraph
 from reconciler.sim.protocol import ApiError, Request, Response, arm_error
 from reconciler.sim.world import (
     FIC_TYPE,
@@ -105,6 +106,7 @@ class Arm:
         # identity keys with a federated credential write in progress
         self._fic_writers: set[str] = set()
         self._fic_lock = threading.Lock()
+        self.graph = ResourceGraph(world)
 
     # --- routing ---------------------------------------------------------------------------
 
@@ -114,6 +116,10 @@ class Arm:
         m = req.method
         cls = _op_class(m)
         sub = seg[1] if len(seg) > 1 and low[0] == "subscriptions" else None
+
+        if low == ["providers", "microsoft.resourcegraph", "resources"] and m == "POST":
+            # a query, not a write: ARM counts it as a read
+            return Route("Resources", self.graph.resources, GRAPH_VERSIONS, "reads", None)
 
         # Microsoft.Authorization at any scope: the last provider segment decides.
         for i in range(len(low) - 2, -1, -1):

@@ -2,7 +2,7 @@
 
 One TLS port on loopback serves everything: the Entra token endpoint and discovery
 (``/{tenant}/...``), ARM (``/subscriptions/...``, ``/providers/...``), Azure DevOps
-(``/devops/{org}/...``) and the admin API (``/_sim/...``, no token, loopback only, not
+(``/devops/{org}/...``), its organisation-independent host (``/vssps/...``) and the admin API (``/_sim/...``, no token, loopback only, not
 reachable through any Azure path).
 
     sim = start(seed=None, state_dir=tmp_path)       # port 0: a free port
@@ -26,13 +26,14 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from reconciler.sim import arm as arm_mod
+from reconciler.sim import devops as devops_mod
 from reconciler.sim.arm import Arm
 from reconciler.sim.auth import (
     TokenStore,
@@ -47,6 +48,7 @@ from reconciler.sim.faults import FaultDice, Faults, faults_to_dict, make_faults
 from reconciler.sim.protocol import ApiError, Request, Response, ado_body, arm_error
 from reconciler.sim.seed import SeedSource, build_world, load_seed, snapshot
 from reconciler.sim.throttle import ThrottleModel, Verdict
+from reconciler.sim.vssps import Vssps
 from reconciler.sim.world import PermissionSet, Principal, World, identity_key, iso, norm_scope
 
 LOG_LIMIT = 200_000
@@ -68,6 +70,7 @@ class App:
         self.throttle = ThrottleModel(faults.throttle_scale, enforce=faults.throttle)
         self.arm = Arm(self.world, lambda: self._faults)
         self.devops = DevOps(self.world, lambda: self._faults)
+        self.vssps = Vssps(self.world)
         self.base_url = ""
         self._log_lock = threading.Lock()
         self._log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
@@ -155,6 +158,8 @@ class App:
         try:
             if low[:1] == ["devops"]:
                 return self._serve_devops(req, faults)
+            if low[:1] == ["vssps"]:
+                return self._serve_devops(req, faults, self.vssps.route)
             if len(low) == 4 and low[1:] == ["oauth2", "v2.0", "token"] and req.method == "POST":
                 req.op = "Token"
                 self._sleep(req, faults)
@@ -297,7 +302,12 @@ class App:
             body = ado_body(verdict.message, "RequestBlockedException")
         return ApiError(Response(429, body, headers))
 
-    def _serve_devops(self, req: Request, faults: Faults) -> tuple[Response, str | None]:
+    def _serve_devops(
+        self,
+        req: Request,
+        faults: Faults,
+        router: Callable[[Request], devops_mod.Route] | None = None,
+    ) -> tuple[Response, str | None]:
         headers = {
             "ActivityId": str(uuid.uuid4()),
             "X-TFS-Session": str(uuid.uuid4()),
@@ -306,7 +316,7 @@ class App:
         fault = None
         try:
             try:
-                route = self.devops.route(req)
+                route = (router or self.devops.route)(req)
             except ApiError:
                 req.op = "Unknown"
                 self._sleep(req, faults)
@@ -782,6 +792,7 @@ class Simulator:
         self.connection: dict[str, str] = {
             "arm_url": base,
             "devops_url": f"{base}/devops",
+            "vssps_url": f"{base}/vssps",
             "authority": f"{self.host}:{self.port}",
             "tenant_id": app.world.tenant_id,
             "client_id": client.client_id,
@@ -807,6 +818,10 @@ class Simulator:
     @property
     def devops_url(self) -> str:
         return self.connection["devops_url"]
+
+    @property
+    def vssps_url(self) -> str:
+        return self.connection["vssps_url"]
 
     @property
     def authority(self) -> str:

@@ -148,11 +148,12 @@ class Portal:
 
 
 def writes(sim: Simulator) -> list[dict[str, Any]]:
-    """Requests that change state (token requests are POSTs that change nothing)."""
+    """Requests that change state (token requests and Resource Graph queries are POSTs that
+    change nothing)."""
     return [
         r
         for r in sim.request_log()
-        if r["method"] in ("PUT", "POST", "PATCH", "DELETE") and r["op"] != "Token"
+        if r["method"] in ("PUT", "POST", "PATCH", "DELETE") and r["op"] not in ("Token", "Resources")
     ]
 
 

@@ -183,9 +183,12 @@ def test_example_specs_on_the_default_world(sim: Simulator, services: Services) 
     assert live.pipelines["contoso/platform"] == {"infra-deploy": 1, "app-ci": 2}
     assert live.tenant_id == TENANT
 
-    # plan never writes: only reads (and the token requests)
+    # plan never writes: only reads (the token requests and Resource Graph queries are POSTs)
     log = sim.request_log()
-    assert {(e["method"], e["op"]) for e in log if e["method"] != "GET"} == {("POST", "Token")}
+    assert {(e["method"], e["op"]) for e in log if e["method"] != "GET"} == {
+        ("POST", "Token"),
+        ("POST", "Resources"),
+    }
     api_versions = {e["op"]: e["query"].get("api-version") for e in log}
     assert api_versions["UserAssignedIdentities_ListBySubscription"] == "2024-11-30"
     assert api_versions["RoleAssignments_ListForSubscription"] == "2022-04-01"
@@ -371,6 +374,8 @@ def test_requests_grow_with_identities_and_connections_only(
         # one per identity or connection; never one per credential or assignment
         "FederatedIdentityCredentials_List": identities,
         "PipelinePermissions_Get": connections,
+        # reach: one Resource Graph query for identities, one for role assignments
+        "Resources": 2,
     }
 
 

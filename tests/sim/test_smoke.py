@@ -17,6 +17,7 @@ def test_connection_file_has_the_contract_fields(sim: Simulator) -> None:
     assert set(data) == {
         "arm_url",
         "devops_url",
+        "vssps_url",
         "authority",
         "tenant_id",
         "client_id",
@@ -25,6 +26,7 @@ def test_connection_file_has_the_contract_fields(sim: Simulator) -> None:
         "connection_file",
     }
     assert data["devops_url"] == data["arm_url"] + "/devops"
+    assert data["vssps_url"] == data["arm_url"] + "/vssps"
     assert data["arm_url"].startswith("https://127.0.0.1:")
 
 
