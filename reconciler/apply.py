@@ -118,7 +118,8 @@ def check_destroy(plan: Plan, allow_destroy: bool) -> None:
     count = len(destructive)
     noun = "change deletes or replaces" if count == 1 else "changes delete or replace"
     raise PlanError(
-        f"refusing to apply: {count} {noun} an identity or a service connection; "
+        f"refusing to apply: {count} {noun} an identity or a service connection, or a "
+        "federated credential a live connection signs in with; "
         "nothing was changed. Re-run with --allow-destroy to permit:\n" + "\n".join(lines)
     )
 

@@ -68,6 +68,9 @@ class Reason(StrEnum):
     IMMUTABLE_CHANGED = "immutable field changed"
     DEPENDENCY_REPLACED = "dependency replaced"
     ADOPTION = "adoption"
+    # a federated credential on an identity the specs keep (declared or adopted) that the specs
+    # do not declare and that no service connection of this owner uses: someone added it
+    OUT_OF_BAND = "added out of band"
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,8 @@ class Change:
     depends_on: tuple[Address, ...] = ()
     # position in the apply order: every change of wave N may run once waves < N are done
     wave: int = 0
-    # deletes or replaces an identity or a service connection: needs --allow-destroy
+    # deletes or replaces an identity or a service connection, or deletes a federated
+    # credential a live service connection signs in with: needs --allow-destroy
     destructive: bool = False
 
 
@@ -382,19 +386,25 @@ class _Planner:
         )
         if ownership is Ownership.OWNED:
             detail = ""
+            reason = Reason.NOT_IN_SPEC
+            destructive = spec.is_destructive(Action.DELETE)
             if address.kind is Kind.ROLE_ASSIGNMENT and parent is None:
                 detail = f"its identity no longer exists (principal {attrs.get('principalId')})"
+            if address.kind is Kind.FEDERATED_CREDENTIAL:
+                reason, detail, destructive = self._credential_delete(
+                    attrs, kept=parent_desired, destructive=destructive
+                )
             if current.fingerprint:
                 self.fingerprints[str(address)] = current.fingerprint
             self._add(
                 Change(
                     address,
                     Action.DELETE,
-                    Reason.NOT_IN_SPEC,
+                    reason,
                     detail,
                     before=attrs,
                     ownership=ownership,
-                    destructive=spec.is_destructive(Action.DELETE),
+                    destructive=destructive,
                 )
             )
             return
@@ -418,17 +428,81 @@ class _Planner:
             # the next plan (which would also make this apply fail to converge).
             if current.fingerprint:
                 self.fingerprints[str(address)] = current.fingerprint
+            reason, detail, destructive = self._credential_delete(
+                attrs,
+                kept=True,
+                destructive=spec.is_destructive(Action.DELETE),
+                adopted="its identity is adopted; declare it to keep it",
+            )
             self._add(
                 Change(
                     address,
                     Action.DELETE,
-                    Reason.NOT_IN_SPEC,
-                    "its identity is adopted; declare it to keep it",
+                    reason,
+                    detail,
                     before=attrs,
                     ownership=ownership,
-                    destructive=spec.is_destructive(Action.DELETE),
+                    destructive=destructive,
                 )
             )
+
+    def _credential_delete(
+        self,
+        attrs: Mapping[str, Any],
+        *,
+        kept: bool,
+        destructive: bool,
+        adopted: str | None = None,
+    ) -> tuple[Reason, str, bool]:
+        """Reason, detail and destructiveness of deleting a live-only federated credential.
+
+        "added out of band" when its identity stays (``kept``: declared or adopted), no
+        service connection of this owner uses it (by issuer and subject, or by the name the
+        tool gives a connection's credential) and the specs do not declare its issuer and
+        subject on that identity under another name (a rename); otherwise "not in spec" (it
+        goes with its identity, with a connection that left the specs, or it is renamed).
+        The tool keeps no record of past specs, so a credential removed from the specs of a
+        kept identity also shows as "added out of band". Destructive whenever a live
+        connection that was read (owned or not) signs in with its issuer and subject: that
+        connection would stop working."""
+        reason = Reason.NOT_IN_SPEC
+        detail = "" if adopted is None else adopted
+        if kept and not (self._made_for_owned_connection(attrs) or self._renamed(attrs)):
+            reason = Reason.OUT_OF_BAND
+            detail = detail or "the specs do not declare it and no connection of this owner uses it"
+        users = self.live.federations.get((str(attrs.get("issuer")), str(attrs.get("subject"))))
+        if users:
+            noun = "service connection" if len(users) == 1 else "service connections"
+            verb = "signs" if len(users) == 1 else "sign"
+            used = f"{noun} {', '.join(users)} {verb} in with it and would stop working"
+            detail = f"{detail}; {used}" if detail else used
+            destructive = True
+        return reason, detail, destructive
+
+    def _renamed(self, attrs: Mapping[str, Any]) -> bool:
+        identity = attrs.get("identity")
+        pair = (attrs.get("issuer"), attrs.get("subject"))
+        return any(
+            r.attrs.get("identity") == identity
+            and (r.attrs.get("issuer"), r.attrs.get("subject")) == pair
+            for r in self.desired_of[Kind.FEDERATED_CREDENTIAL]
+        )
+
+    def _made_for_owned_connection(self, attrs: Mapping[str, Any]) -> bool:
+        pair = (attrs.get("issuer"), attrs.get("subject"))
+        name = str(attrs.get("name") or "").lower()
+        for connection in self.live_of[Kind.SERVICE_CONNECTION]:
+            if connection.owner != self.owner:
+                continue
+            c = connection.attrs
+            if c.get("issuer") and (c.get("issuer"), c.get("subject")) == pair:
+                return True
+            implied = implied_credential_name(
+                str(c.get("organization")), str(c.get("project")), str(c.get("name"))
+            )
+            if implied.lower() == name:
+                return True
+        return False
 
     # -- attribute helpers ----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from reconciler.errors import PlanError
 from reconciler.model import UNKNOWN, Address, Ownership, Source
 from reconciler.plan import Action, Change, FieldChange, Notice, NoticeLevel, Plan, Reason
 
-FORMAT_VERSION: Final = "1.0"
+FORMAT_VERSION: Final = "1.1"
 UNKNOWN_TEXT: Final = "(known after apply)"
 MODES: Final = ("plan", "drift")
 

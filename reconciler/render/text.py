@@ -258,7 +258,8 @@ def render_text(document: Mapping[str, Any], *, color: bool = False) -> str:
             lines.append(
                 style.alarm(
                     f"{destructive} destructive change{'s' if destructive != 1 else ''} "
-                    "(deleting or replacing an identity or a service connection): "
+                    "(deleting or replacing an identity or a service connection, or a "
+                    "federated credential a live connection signs in with): "
                     "apply needs --allow-destroy."
                 )
             )

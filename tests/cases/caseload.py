@@ -4,7 +4,8 @@ A resource is ``{"address": "kind.key", "attrs": {...}}`` or ``{"kind": "...", "
 (the key is then the kind's natural key). Desired resources may carry ``source`` ({file, line})
 and ``depends_on``; without ``depends_on`` they get what the spec loader gives them (the
 identity; a connection's implied credential also its connection). Live resources carry
-``owner`` and ``fingerprint`` (default: derived from the address). ``"(known after apply)"``
+``owner`` and ``fingerprint`` (default: derived from the address); ``federations`` lists
+the (issuer, subject) of connections read but not kept as live resources. ``"(known after apply)"``
 is UNKNOWN, as in the plan document. Without ``role_definitions``, live gets the world's
 catalogue (built-in roles and "Identity Auditor" in both subscriptions).
 """
@@ -110,7 +111,20 @@ def load_live(data: dict[str, Any]) -> LiveState:
             for sub, defs in catalogue.items()
         }
     )
+    # the pairs live connections sign in with: those of the live connections above, plus
+    # "federations" ([{issuer, subject, connection}]) for connections observe read but did not
+    # keep (another owner's, or unmarked and undeclared)
+    federations: dict[tuple[str, str], set[str]] = {}
+    for resource in resources.values():
+        attrs = resource.attrs
+        if resource.address.kind is Kind.SERVICE_CONNECTION and attrs.get("issuer"):
+            pair = (str(attrs["issuer"]), str(attrs.get("subject")))
+            federations.setdefault(pair, set()).add(resource.address.key)
+    for item in data.get("federations", []):
+        pair = (str(item["issuer"]), str(item["subject"]))
+        federations.setdefault(pair, set()).add(str(item["connection"]).lower())
     return LiveState(
+        federations={pair: tuple(sorted(keys)) for pair, keys in federations.items()},
         resources=resources,
         role_definitions=definitions,
         role_assignment_counts=data.get("role_assignment_counts", {}),

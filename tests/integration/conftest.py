@@ -153,7 +153,8 @@ def writes(sim: Simulator) -> list[dict[str, Any]]:
     return [
         r
         for r in sim.request_log()
-        if r["method"] in ("PUT", "POST", "PATCH", "DELETE") and r["op"] not in ("Token", "Resources")
+        if r["method"] in ("PUT", "POST", "PATCH", "DELETE")
+        and r["op"] not in ("Token", "Resources")
     ]
 
 

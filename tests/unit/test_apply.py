@@ -570,7 +570,8 @@ def test_check_destroy_refuses_listing_every_destructive_change() -> None:
     with pytest.raises(PlanError) as info:
         check_destroy(destructive_plan(), allow_destroy=False)
     assert str(info.value) == (
-        "refusing to apply: 2 changes delete or replace an identity or a service connection; "
+        "refusing to apply: 2 changes delete or replace an identity or a service connection, "
+        "or a federated credential a live connection signs in with; "
         "nothing was changed. Re-run with --allow-destroy to permit:\n"
         "  - service_connection.contoso/platform/old-conn: delete (not in spec)\n"
         "  -/+ identity.s/rg/mi: delete-then-create "

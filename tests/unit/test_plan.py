@@ -127,7 +127,9 @@ def test_connection_goes_after_its_credential_and_before_its_identity() -> None:
     identity = _one(plan, Kind.IDENTITY, Action.DELETE)
     assert credential.address in connection.depends_on
     assert {credential.address, connection.address} <= set(identity.depends_on)
-    assert connection.destructive and identity.destructive and not credential.destructive
+    # the connection signs in with the credential: deleting it is destructive too
+    assert connection.destructive and identity.destructive and credential.destructive
+    assert "contoso/platform/ado-pipeline-mi signs in with it" in credential.detail
 
 
 def test_prune_touches_only_owned_objects() -> None:
@@ -142,7 +144,8 @@ def test_adoption_adds_the_marker_and_prunes_undeclared_credentials_at_once() ->
     (credential,) = _by_kind(plan, Kind.FEDERATED_CREDENTIAL)
     # an adopted identity's credentials follow the specs in this plan, not only in the next
     # one (which would make the apply that adopts it fail its convergence check)
-    assert credential.action is Action.DELETE and credential.reason is Reason.NOT_IN_SPEC
+    # made before the identity was adopted, so never by these specs
+    assert credential.action is Action.DELETE and credential.reason is Reason.OUT_OF_BAND
     assert "adopted" in credential.detail
     for change in plan.changes:
         if change is credential:

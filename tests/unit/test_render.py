@@ -32,7 +32,8 @@ def test_in_sync_says_no_changes() -> None:
 def test_summary_line_counts_each_action() -> None:
     text = render_text(_document("service_connection_move_creates_first"))
     assert "Plan: 2 to create, 0 to update, 0 to replace, 2 to delete." in text
-    assert "1 destructive change" in text and "--allow-destroy" in text
+    # the old connection, and the credential it signs in with
+    assert "2 destructive changes" in text and "--allow-destroy" in text
 
 
 def test_colour_only_when_asked() -> None:
