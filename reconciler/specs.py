@@ -45,6 +45,7 @@ from reconciler.model import (
     Address,
     DesiredState,
     Kind,
+    Reach,
     Resource,
     Source,
     connection_key,
@@ -641,6 +642,8 @@ class _Builder:
         self.bad: dict[str, set[tuple[str | int, ...]]] = {}
         self.files_skipped = False
         self.owner_unknown = False  # an owner was given but has a problem
+        # reach of every file: subscriptions (lower), management group scopes, organisations
+        self.reach: tuple[dict[str, str], dict[str, str], dict[str, str]] = ({}, {}, {})
 
     def problem(self, file: str, root: Any, path: list[str | int], message: str) -> None:
         line, column = mark_at(root, path)
@@ -712,12 +715,29 @@ class _Builder:
             self.owner_unknown = True
         elif owner is not None:
             self.owners.append((owner, doc.file, root.value_marks["owner"]))
+        self.add_reach(root, bad)
         if ("identities",) in bad:
             return
         defaults = self.defaults(root, bad)
         for i, spec in enumerate(root.get("identities") or ()):
             if ("identities", i) not in bad:
                 self.identity(doc.file, root, i, spec, defaults, bad)
+
+    def add_reach(self, root: MarkedMap, bad: set[tuple[str | int, ...]]) -> None:
+        given = root.get("reach")
+        if not isinstance(given, dict) or ("reach",) in bad:
+            return
+        subscriptions, groups, organizations = self.reach
+        for i, sub in enumerate(given.get("subscriptions") or ()):
+            if ("reach", "subscriptions", i) not in bad:
+                subscriptions.setdefault(str(sub).lower(), str(sub).lower())
+        for i, name in enumerate(given.get("managementGroups") or ()):
+            if ("reach", "managementGroups", i) not in bad:
+                scope = f"/providers/Microsoft.Management/managementGroups/{name}"
+                groups.setdefault(scope.lower(), scope)
+        for i, org in enumerate(given.get("organizations") or ()):
+            if ("reach", "organizations", i) not in bad:
+                organizations.setdefault(str(org).lower(), str(org))
 
     def defaults(self, root: MarkedMap, bad: set[tuple[str | int, ...]]) -> dict[str, Any]:
         """The file's usable defaults; a default with a problem maps to None (already reported)."""
@@ -1106,7 +1126,13 @@ def build_desired_state(documents: Sequence[Document]) -> DesiredState:
     owner = builder.owner(documents)
     if builder.problems:
         raise SpecError(builder.problems)
-    return DesiredState(owner, builder.resources, tuple(d.file for d in documents))
+    subscriptions, groups, organizations = builder.reach
+    reach = Reach(
+        tuple(sorted(subscriptions.values())),
+        tuple(sorted(groups.values(), key=str.lower)),
+        tuple(sorted(organizations.values(), key=str.lower)),
+    )
+    return DesiredState(owner, builder.resources, tuple(d.file for d in documents), reach)
 
 
 # --- summary ------------------------------------------------------------------------------

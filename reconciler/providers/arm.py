@@ -255,7 +255,7 @@ class ArmClient:
             what=what,
         )
         if response.status >= 400:
-            raise response_error(response, what)
+            raise _graph_error(response, what)
         try:
             answer = response.json()
         except ValueError:
@@ -593,6 +593,31 @@ def translate_error(exc: Exception, what: str) -> ProviderError:
     code, message = _error_parts(exc)
     headers = dict(response.headers) if response is not None else {}
     return status_error(status, code, message, headers, what)
+
+
+def _graph_error(response: Response, what: str) -> ProviderError:
+    """Resource Graph's error: its top message is only a support reference, the reason is in
+    ``details`` (``InvalidQuery``, ``ParserFailure``, ...), so those are named too."""
+    error = response_error(response, what)
+    try:
+        body = response.json()
+    except ValueError:
+        return error
+    details = ((body or {}).get("error") or {}).get("details") if isinstance(body, dict) else None
+    if not isinstance(details, list) or not details:
+        return error
+    said = "; ".join(
+        f"{d.get('code')}: {d.get('message')}".rstrip(". ")
+        for d in details
+        if isinstance(d, dict) and d.get("code")
+    )
+    return status_error(
+        response.status,
+        error.code,
+        f"{said} ({str(error).rstrip('. ')})",
+        response.headers,
+        what,
+    )
 
 
 def response_error(response: Response, what: str) -> ProviderError:

@@ -188,8 +188,10 @@ def _drift_block(change: Mapping[str, Any], style: _Style) -> list[str]:
         )
     elif action == "delete":
         owner = change.get("ownership")
+        # a credential someone added says so first (plan-format.md: added out of band)
+        added = "added out of band: " if change.get("reason") == "added out of band" else ""
         lines.append(
-            "      live has it, the specs do not declare it"
+            f"      {added}live has it, the specs do not declare it"
             + (f" (marked {owner})" if owner else "")
             + (f": {change['detail']}" if change.get("detail") else "")
         )

@@ -105,6 +105,36 @@ class Portal:
         r.raise_for_status()
         return r.json()
 
+    def _arm_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token('https://management.azure.com/.default')}"}
+
+    def put_credential(self, identity_id: str, name: str, issuer: str, subject: str) -> Any:
+        """A federated credential added by hand (in the portal)."""
+        r = self.session.put(
+            f"{self.sim.arm_url}{identity_id}/federatedIdentityCredentials/{name}",
+            params={"api-version": "2024-11-30"},
+            headers=self._arm_headers(),
+            json={
+                "properties": {
+                    "issuer": issuer,
+                    "subject": subject,
+                    "audiences": ["api://AzureADTokenExchange"],
+                }
+            },
+        )
+        r.raise_for_status()
+        return r.json()
+
+    def resource_graph(self, query: str, *, expect: int = 200) -> Any:
+        r = self.session.post(
+            f"{self.sim.arm_url}/providers/Microsoft.ResourceGraph/resources",
+            params={"api-version": "2021-03-01"},
+            headers=self._arm_headers(),
+            json={"query": query, "options": {"resultFormat": "objectArray"}},
+        )
+        assert r.status_code == expect, r.text
+        return r.json()
+
     def identity(self, rg: str, name: str, sub: str = SANDBOX) -> Any:
         return self.arm(
             f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
