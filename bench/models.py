@@ -17,6 +17,9 @@ The minimum reads for a plan, and why none of them can go:
 - role assignments: one paged list per subscription the assignments or identities touch;
 - role definitions: one list per subscription of a declared scope (names resolve against the
   roles assignable there);
+- reach: two Azure Resource Graph queries (the owner's identities and role assignments in
+  every readable subscription), whatever the number of subscriptions; prune cannot prove it
+  found every owned object without them (README "Safety");
 - Azure DevOps: the organisation id and the project list once per organisation, the
   connections once per project (no organisation-wide list; prune must see every project), the
   pipelines once per project whose connections name pipelines, and pipeline permissions once
@@ -75,7 +78,7 @@ def _pages(count: int, size: int) -> int:
 
 def plan_reads(world: BenchWorld, live: bool) -> list[Request]:
     """The minimum reads of one plan; ``live``: the declared objects exist (warm, drift)."""
-    reqs: list[Request] = []
+    reqs: list[Request] = [Request("Resources", "graph"), Request("Resources", "graph")]
     subs = sorted({i.subscription for i in world.identities})
     for sub in subs:
         here = sum(1 for i in world.identities if i.subscription == sub) if live else 0

@@ -44,6 +44,8 @@ PLAN_SCENARIOS = ("cold", "warm", "drift")
 SCENARIOS = (*PLAN_SCENARIOS, "apply")
 MODES = ("latency", "throttle")
 # where a throttled run must be within 1.3x of the floor: the rate limits, not latency, bind
+# the requests that find where the owner's objects are (README "Safety")
+REACH_OPS = ("Resources", "Profiles_Get", "Accounts_List")
 RATE_BOUND_S = 10.0
 
 
@@ -636,6 +638,11 @@ def markdown(report: dict[str, Any]) -> str:
         for op in ops:
             lines.append(f"| {op} | {r['by_op'].get(op, 0)} | {r['floor']['by_op'].get(op, 0)} |")
         lines.append(f"| **total** | **{r['requests']}** | **{r['floor']['requests']}** |")
+        reach = sum(r["by_op"].get(op, 0) for op in REACH_OPS)
+        lines.append(
+            f"\nDiscovering reach (Resource Graph, and the accounts API when a credential names "
+            f"an organisation the specs do not): {reach} of these {r['requests']} requests."
+        )
         if r["refresh"]:
             lines.append(
                 f"\nPer-resource refresh of the same spec: {r['refresh']['requests']:,} GETs."

@@ -184,11 +184,14 @@ def test_resource_graph_refusal_fails_plan_and_drift_naming_it(
     monkeypatch.setattr(
         observe_module, "owned_identities_query", lambda owner: "resources | parse id with *"
     )
-    for command in ("plan", "drift"):
-        code, out, err = run(capsys, command, str(spec), *target(sim))
+    sim.clear_log()
+    for command in ("plan", "drift", "apply"):
+        flags = ["--auto-approve"] if command == "apply" else []
+        code, out, err = run(capsys, command, str(spec), *target(sim), *flags)
         assert code == 1, out
         assert "Azure Resource Graph" in err and "InvalidQuery" in err
         assert "in sync" not in out.lower() and "no changes" not in out.lower()
+    assert writes(sim) == []
 
 
 def test_an_organisation_that_cannot_be_resolved_fails_plan_and_drift_naming_it(
@@ -206,10 +209,22 @@ def test_an_organisation_that_cannot_be_resolved_fails_plan_and_drift_naming_it(
         f"https://vstoken.dev.azure.com/{unknown_org}",
         "sc://gone-org/app/old-connection",
     )
-    for command in ("plan", "drift"):
-        code, out, err = run(capsys, command, str(spec), *target(sim))
+    sim.clear_log()
+    for command in ("plan", "drift", "apply"):
+        flags = ["--auto-approve"] if command == "apply" else []
+        code, out, err = run(capsys, command, str(spec), *target(sim), *flags)
         assert code == 1, out
         assert unknown_org in err and "old-connection" in err
+    assert [w["op"] for w in writes(sim)] == []
+
+    # without the accounts host (a connection file that names none) it cannot be resolved either
+    connection = json.loads(sim.connection_file.read_text())
+    del connection["vssps_url"]
+    no_vssps = tmp_path / "no-vssps.json"
+    no_vssps.write_text(json.dumps(connection))
+    code, out, err = run(capsys, "drift", str(spec), "--target", str(no_vssps))
+    assert code == 1, out
+    assert unknown_org in err and "vssps_url" in err
 
 
 def test_reach_adds_an_organisation_to_read(
