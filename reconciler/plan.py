@@ -189,6 +189,8 @@ class _Planner:
         self.created: set[str] = set()  # identity keys created by this plan
         self.replaced: set[str] = set()  # identity keys replaced by this plan
         self.adopted: set[str] = set()  # identity keys taken over (unmarked or forced)
+        # (identity, issuer, subject) of every declared credential, built on first use
+        self._declared_pairs: set[tuple[Any, Any, Any]] | None = None
         # indexed once: DesiredState/LiveState.of_kind sort everything on every call
         self.desired_of: dict[Kind, list[Resource]] = _by_kind(desired.resources)
         self.live_of: dict[Kind, list[LiveResource]] = _by_kind(live.resources)
@@ -480,13 +482,16 @@ class _Planner:
         return reason, detail, destructive
 
     def _renamed(self, attrs: Mapping[str, Any]) -> bool:
-        identity = attrs.get("identity")
-        pair = (attrs.get("issuer"), attrs.get("subject"))
-        return any(
-            r.attrs.get("identity") == identity
-            and (r.attrs.get("issuer"), r.attrs.get("subject")) == pair
-            for r in self.desired_of[Kind.FEDERATED_CREDENTIAL]
-        )
+        if self._declared_pairs is None:
+            self._declared_pairs = {
+                (r.attrs.get("identity"), r.attrs.get("issuer"), r.attrs.get("subject"))
+                for r in self.desired_of[Kind.FEDERATED_CREDENTIAL]
+            }
+        return (
+            attrs.get("identity"),
+            attrs.get("issuer"),
+            attrs.get("subject"),
+        ) in self._declared_pairs
 
     def _made_for_owned_connection(self, attrs: Mapping[str, Any]) -> bool:
         pair = (attrs.get("issuer"), attrs.get("subject"))

@@ -158,7 +158,10 @@ def _plan_block(change: Mapping[str, Any], style: _Style) -> list[str]:
         lines.append(
             "      "
             + style.alarm(
-                "!! DESTRUCTIVE: this loses ids, grants or pipeline permissions; "
+                # a credential is destructive only when a live connection signs in with it
+                "!! DESTRUCTIVE: a service connection stops working; apply needs --allow-destroy"
+                if change.get("kind") == "federated_credential"
+                else "!! DESTRUCTIVE: this loses ids, grants or pipeline permissions; "
                 "apply needs --allow-destroy"
             )
         )
