@@ -337,3 +337,28 @@ def test_the_sim_answers_the_tools_queries_and_refuses_others(
     assert body["error"]["code"] == "BadRequest"
     assert body["error"]["details"][0]["code"] == "InvalidQuery"
     assert json.dumps(body).count("Please provide below info when asking for support") == 1
+
+
+def test_management_group_grant_left_out_of_the_specs_is_found_and_pruned(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], portal: Portal, tmp_path: Path
+) -> None:
+    group = "/providers/Microsoft.Management/managementGroups/contoso-root"
+    granted = HEAD + MI_1 + f"    roleAssignments:\n      - role: Reader\n        scope: {group}\n"
+    _apply(capsys, sim, _spec(tmp_path, "granted.yaml", granted))
+    principal = portal.identity("identities-rg", "mi-1")["properties"]["principalId"]
+
+    def grants() -> list[Any]:
+        page = portal.arm(
+            f"{group}/providers/Microsoft.Authorization/roleAssignments?$filter=atScope()",
+            "2022-04-01",
+        )
+        return [a for a in page["value"] if a["properties"]["principalId"] == principal]
+
+    assert len(grants()) == 1
+    # the specs no longer name the management group anywhere
+    only_identity = _spec(tmp_path, "identity.yaml", HEAD + MI_1)
+    (change,) = plan_document(capsys, sim, tmp_path, [only_identity])["changes"]
+    assert change["kind"] == "role_assignment" and change["action"] == "delete"
+    assert change["before"]["scope"].lower() == group.lower()
+    _apply(capsys, sim, only_identity)
+    assert grants() == []
