@@ -37,7 +37,14 @@ from typing import TYPE_CHECKING, Any
 from reconciler.errors import PlanError, ReconcilerError, TransientError
 from reconciler.model import Address, Kind
 from reconciler.plan import Change, Plan
-from reconciler.retry import SYSTEM_CLOCK, Clock, RetryPolicy, SystemClock, call_with_retry
+from reconciler.retry import (
+    SYSTEM_CLOCK,
+    Clock,
+    RetryPolicy,
+    SystemClock,
+    call_with_retry,
+    steps_completed,
+)
 
 if TYPE_CHECKING:
     from reconciler.progress import Reporter
@@ -74,6 +81,10 @@ class Outcome:
     skipped_because: Address | None = None
     # the service's message alone, for displays that show the address and source themselves
     message: str = ""
+    # a multi-request change that failed: the steps that were done (they stay done, and the
+    # next apply starts from them) and the step that failed
+    completed_steps: tuple[str, ...] = ()
+    failed_step: str = ""
 
 
 @dataclass(frozen=True)
@@ -496,16 +507,25 @@ class _Engine:
 
         try:
             self.reporter.started(change)
+            # a retry resumes the change at the step that failed (see operations): each step
+            # gets the whole retry budget of its own
             result = call_with_retry(
-                attempt, clock=self.clock, policy=self.policy, rng=self.rng, on_retry=on_retry
+                attempt,
+                clock=self.clock,
+                policy=self.policy,
+                rng=self.rng,
+                on_retry=on_retry,
+                progress=steps_completed,
             )
-        except Interrupted:
+        except Interrupted as exc:
+            cause = exc.__context__
             return Outcome(
                 change,
                 Status.NOT_STARTED,
                 error="interrupted while waiting to retry",
                 attempts=attempts,
                 seconds=elapsed(),
+                completed_steps=tuple(getattr(cause, "completed", ()) or ()),
             )
         except Exception as exc:
             if not isinstance(exc, ReconcilerError):
@@ -522,5 +542,7 @@ class _Engine:
                 attempts=attempts,
                 seconds=elapsed(),
                 message=message,
+                completed_steps=tuple(getattr(exc, "completed", ()) or ()),
+                failed_step=str(getattr(exc, "step", "") or ""),
             )
         return Outcome(change, Status.APPLIED, attempts=attempts, seconds=elapsed(), result=result)

@@ -48,7 +48,16 @@ class ConfigError(ReconcilerError):
 
 
 class ProviderError(ReconcilerError):
-    """A service call failed. Raised only by providers (translated SDK/HTTP errors) and kinds."""
+    """A service call failed. Raised only by providers (translated SDK/HTTP errors) and kinds.
+
+    ``step`` names the step of a multi-request change that failed (``""`` when the change is
+    one request) and ``completed`` the steps before it that are done, in order (see
+    ``operations``); the apply engine reports both and restarts its retry budget when a retry
+    got further than the attempt before.
+    """
+
+    step: str = ""
+    completed: tuple[str, ...] = ()
 
     def __init__(self, message: str, *, code: str = "", status: int = 0) -> None:
         self.code = code
@@ -80,3 +89,38 @@ class TransientError(ProviderError):
 
 class PermanentError(ProviderError):
     """Retrying will not help: bad request, forbidden, validation failure."""
+
+
+class StepTransientError(TransientError):
+    """A later step of a change failed for a reason worth retrying; earlier steps are done."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step: str,
+        completed: tuple[str, ...],
+        code: str = "",
+        status: int = 0,
+        delay: float = 1.0,
+    ) -> None:
+        super().__init__(message, code=code, status=status, delay=delay)
+        self.step = step
+        self.completed = completed
+
+
+class StepPermanentError(PermanentError):
+    """A later step of a change failed for good; earlier steps are done and stay done."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step: str,
+        completed: tuple[str, ...],
+        code: str = "",
+        status: int = 0,
+    ) -> None:
+        super().__init__(message, code=code, status=status)
+        self.step = step
+        self.completed = completed

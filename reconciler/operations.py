@@ -20,13 +20,15 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from reconciler.errors import (
     ConflictError,
     NotFoundError,
     PermanentError,
     ProviderError,
+    StepPermanentError,
+    StepTransientError,
     TransientError,
 )
 from reconciler.model import UNKNOWN, Address, Kind, LiveState
@@ -68,8 +70,13 @@ class ApplyContext:
     delete_refusal_wait: float = 60.0
     # the delay suggested to the engine between two looks at a waiting condition
     wait_delay: float = 2.0
+    # how long a deleted connection may still be returned by Azure DevOps (asynchronous delete)
+    delete_timeout: float = 120.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _windows: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
+    # the steps of each change (by identity: one object per planned change) that are done,
+    # with what they returned (see ``_step``)
+    _steps: dict[int, tuple[Change, dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     def record(self, address: Address, attrs: Mapping[str, Any]) -> None:
         with self._lock:
@@ -88,6 +95,17 @@ class ApplyContext:
         with self._lock:
             return principal_id.lower() in self.created_principals
 
+    def steps_done(self, change: Change) -> dict[str, Any]:
+        """The steps of ``change`` done in this run, in order, with what they returned."""
+        with self._lock:
+            found = self._steps.get(id(change))
+            return dict(found[1]) if found is not None else {}
+
+    def step_done(self, change: Change, step: str, value: Any) -> None:
+        with self._lock:
+            # the change is kept with its steps so that its id() is not reused meanwhile
+            self._steps.setdefault(id(change), (change, {}))[1][step] = value
+
     def within(self, what: str, key: str, budget: float) -> bool:
         """True while ``budget`` seconds have not passed since ``what`` first failed for ``key``."""
         now = self.clock.monotonic()
@@ -103,6 +121,61 @@ def perform(change: Change, ctx: ApplyContext) -> dict[str, Any]:
     if result:
         ctx.record(change.address, result)
     return result
+
+
+# -- steps ---------------------------------------------------------------------------------
+
+# how a done step reads in a failure message ("created; set pipeline permissions failed: ...")
+_DONE_AS: Final = {
+    "create": "created",
+    "wait until ready": "ready",
+    "read": "read",
+    "update": "updated",
+    "share": "shared",
+    "set pipeline permissions": "pipeline permissions set",
+    "delete": "deleted",
+    "wait until deleted": "gone",
+    "delete old": "old one deleted",
+    "wait until old deleted": "old one gone",
+    "create new": "new one created",
+}
+
+
+def _step(ctx: ApplyContext, change: Change, step: str, fn: Callable[[], T]) -> T:
+    """Run one step of a multi-request change once per change.
+
+    A step already done in this run returns what it returned then, so that the engine's retry
+    of the change resumes at the step that failed. A failure carries the step's name and the
+    steps done before it (``ProviderError.step``, ``.completed``); once something is done, the
+    message says so: ``created, ready; set pipeline permissions failed: ...``. The error keeps
+    its nature (transient or not), code and status.
+    """
+    done = ctx.steps_done(change)
+    if step in done:
+        return cast(T, done[step])
+    try:
+        value = fn()
+    except ProviderError as exc:
+        completed = tuple(done)
+        if not completed:
+            exc.step = step
+            raise
+        said = ", ".join(_DONE_AS.get(name, name) for name in completed)
+        message = f"{said}; {step} failed: {exc}"
+        if isinstance(exc, TransientError):
+            raise StepTransientError(
+                message,
+                step=step,
+                completed=completed,
+                code=exc.code,
+                status=exc.status,
+                delay=exc.delay,
+            ) from exc
+        raise StepPermanentError(
+            message, step=step, completed=completed, code=exc.code, status=exc.status
+        ) from exc
+    ctx.step_done(change, step, value)
+    return value
 
 
 # -- shared helpers ------------------------------------------------------------------------
@@ -174,7 +247,8 @@ def _perform_identity(change: Change, ctx: ApplyContext) -> dict[str, Any]:
         return {}
     if action.is_replace:
         # same name: the old one has to go first whichever replace the plan names
-        _delete_identity(change.before or {}, ctx)
+        _step(ctx, change, "delete old", lambda: _delete_identity(change.before or {}, ctx))
+        return _step(ctx, change, "create new", lambda: _put_identity(change, ctx, created=True))
     return _put_identity(change, ctx, created=action is not Action.UPDATE)
 
 
@@ -217,11 +291,14 @@ def _perform_credential(change: Change, ctx: ApplyContext) -> dict[str, Any]:
         _delete_credential(change.before or {}, ctx)
         return {}
     if action is Action.DELETE_THEN_CREATE:
-        _delete_credential(change.before or {}, ctx)
-    result = _put_credential(change, ctx)
+        _step(ctx, change, "delete old", lambda: _delete_credential(change.before or {}, ctx))
+        return _step(ctx, change, "create new", lambda: _put_credential(change, ctx))
     if action is Action.CREATE_THEN_DELETE and change.before is not None:
-        _delete_credential(change.before, ctx)
-    return result
+        before = change.before
+        result = _step(ctx, change, "create new", lambda: _put_credential(change, ctx))
+        _step(ctx, change, "delete old", lambda: _delete_credential(before, ctx))
+        return result
+    return _put_credential(change, ctx)
 
 
 def _issuer_and_subject(change: Change, ctx: ApplyContext) -> tuple[str, str]:
@@ -304,20 +381,19 @@ def _perform_assignment(change: Change, ctx: ApplyContext) -> dict[str, Any]:
     if action is Action.DELETE:
         _delete_assignment(change.before or {}, ctx)
         return {}
-    if action is Action.DELETE_THEN_CREATE and change.before is not None:
-        _delete_assignment(change.before, ctx)
-    if action is Action.UPDATE and change.before is not None and change.before.get("name"):
-        result = _put_assignment(change, ctx, existing=change.before)
-    else:
-        result = _put_assignment(change, ctx, existing=None)
     old = change.before
+    if action is Action.DELETE_THEN_CREATE and old is not None:
+        _step(ctx, change, "delete old", lambda: _delete_assignment(old, ctx))
+        return _step(ctx, change, "create new", lambda: _put_assignment(change, ctx, existing=None))
+    if action is Action.UPDATE and old is not None and old.get("name"):
+        return _put_assignment(change, ctx, existing=old)
+    if action is not Action.CREATE_THEN_DELETE or old is None:
+        return _put_assignment(change, ctx, existing=None)
+    # create the new one before deleting the old, so that access never lapses
+    result = _step(ctx, change, "create new", lambda: _put_assignment(change, ctx, existing=None))
     # the same triple lands on the same deterministic name: nothing old left to delete
-    if (
-        action is Action.CREATE_THEN_DELETE
-        and old is not None
-        and str(old.get("name") or "").lower() != str(result.get("name")).lower()
-    ):
-        _delete_assignment(old, ctx)
+    if str(old.get("name") or "").lower() != str(result.get("name")).lower():
+        _step(ctx, change, "delete old", lambda: _delete_assignment(old, ctx))
     return result
 
 
@@ -484,21 +560,25 @@ def _delete_assignment(before: Mapping[str, Any], ctx: ApplyContext) -> None:
 
 
 # -- service connections -------------------------------------------------------------------
+#
+# A connection change is several requests. Each is a step (``_step``): done steps are kept in
+# the context, so a retry of the change resumes at the step that failed instead of creating
+# the connection again, and a failure says what was done.
 
 
 def _perform_connection(change: Change, ctx: ApplyContext) -> dict[str, Any]:
     action = change.action
     if action is Action.DELETE:
-        _delete_connection(change.before or {}, ctx)
+        _delete_connection(change, ctx, change.before or {})
         return {}
     if action is Action.DELETE_THEN_CREATE and change.before is not None:
-        _delete_connection(change.before, ctx)
+        _delete_connection(change, ctx, change.before, old=True)
     if action is Action.UPDATE and change.before is not None and change.before.get("id"):
         result = _update_connection(change, ctx, str(change.before["id"]))
     else:
         result = _create_connection(change, ctx)
     if action is Action.CREATE_THEN_DELETE and change.before is not None:
-        _delete_connection(change.before, ctx)
+        _delete_connection(change, ctx, change.before, old=True)
     return result
 
 
@@ -513,6 +593,10 @@ def _project_id(ctx: ApplyContext, org: str, project: str) -> str:
         f"project {project!r} does not exist in Azure DevOps organisation {org!r}",
         code="ProjectNotFound",
     )
+
+
+def _ref_project_id(ref: Mapping[str, Any]) -> str:
+    return str((ref.get("projectReference") or {}).get("id") or "").lower()
 
 
 def _principal_and_tenant(change: Change, ctx: ApplyContext) -> tuple[str, str]:
@@ -532,57 +616,50 @@ def _principal_and_tenant(change: Change, ctx: ApplyContext) -> tuple[str, str]:
     return str(client_id), str(tenant)
 
 
-def _apply_desired(
-    endpoint: dict[str, Any],
-    change: Change,
-    ctx: ApplyContext,
+def connection_body(
+    current: Mapping[str, Any],
+    after: Mapping[str, Any],
+    owner: str,
     client_id: str,
     tenant: str,
     project_id: str,
 ) -> dict[str, Any]:
-    """``endpoint`` (as read, or empty) with every declared field set; the rest is kept."""
-    after = change.after or {}
-    description = mark_description(after.get("description"), ctx.owner)
-    authorization = dict(endpoint.get("authorization") or {})
-    authorization["scheme"] = "WorkloadIdentityFederation"
-    params = dict(authorization.get("parameters") or {})
-    params["serviceprincipalid"] = client_id
-    params["tenantid"] = tenant
+    """The POST or PUT body of a workload identity connection: only what the tool manages.
+
+    Like Terraform's azuredevops provider (``doBaseExpansion`` + ``expandServiceEndpointAzureRM``)
+    and nothing the service generates (``createdBy``, ``isReady``, ``isShared``,
+    ``operationStatus``, the ``workloadIdentityFederation*`` parameters), whatever ``current``
+    (the connection as read, or empty) holds; only its ``url``, ``type``, ``owner`` and
+    ``data.environment`` carry over. The one project reference is the owning project's (by id);
+    the service keeps the other projects' references of an update as they are.
+    """
+    description = mark_description(after.get("description"), owner)
+    name = str(after["name"])
+    params = {"serviceprincipalid": client_id, "tenantid": tenant}
     if after.get("scope"):
         params["scope"] = str(after["scope"])
-    else:
-        params.pop("scope", None)
-    authorization["parameters"] = params
-    data = dict(endpoint.get("data") or {})
-    data.update(
-        {
+    environment = (current.get("data") or {}).get("environment") or "AzureCloud"
+    return {
+        "name": name,
+        "type": current.get("type") or "azurerm",
+        "url": current.get("url") or ARM_ENDPOINT_URL,
+        "owner": current.get("owner") or "library",
+        "description": description,
+        "authorization": {"scheme": "WorkloadIdentityFederation", "parameters": params},
+        "data": {
             "subscriptionId": str(after["subscriptionId"]),
             "subscriptionName": str(after.get("subscriptionName") or ""),
-            "environment": data.get("environment") or "AzureCloud",
+            "environment": environment,
             "scopeLevel": "Subscription",
             "creationMode": "Manual",
-        }
-    )
-    refs = [dict(r) for r in endpoint.get("serviceEndpointProjectReferences") or []]
-    owning = {
-        "projectReference": {"id": project_id, "name": str(after["project"])},
-        "name": str(after["name"]),
-        "description": description,
-    }
-    if refs:
-        refs[0] = {**refs[0], "name": str(after["name"]), "description": description}
-    else:
-        refs = [owning]
-    return {
-        **endpoint,
-        "name": str(after["name"]),
-        "type": endpoint.get("type") or "azurerm",
-        "url": endpoint.get("url") or ARM_ENDPOINT_URL,
-        "owner": endpoint.get("owner") or "library",
-        "description": description,
-        "authorization": authorization,
-        "data": data,
-        "serviceEndpointProjectReferences": refs,
+        },
+        "serviceEndpointProjectReferences": [
+            {
+                "projectReference": {"id": project_id, "name": str(after["project"])},
+                "name": name,
+                "description": description,
+            }
+        ],
     }
 
 
@@ -590,27 +667,40 @@ def _create_connection(change: Change, ctx: ApplyContext) -> dict[str, Any]:
     after = change.after or {}
     org, project, name = str(after["organization"]), str(after["project"]), str(after["name"])
     devops = ctx.services.devops
-    client_id, tenant = _principal_and_tenant(change, ctx)
-    project_id = _project_id(ctx, org, project)
-    body = _apply_desired({}, change, ctx, client_id, tenant, project_id)
-    try:
-        created = devops.create_endpoint(org, body)
-    except ConflictError as exc:
-        if exc.code != "DuplicateServiceConnectionException":
-            raise
-        # a create whose answer was lost, or one made by hand since the plan: update it
-        existing = _find_by_name(ctx, org, project, name)
-        if existing is None:
-            raise
-        created = devops.update_endpoint(
-            org,
-            str(existing["id"]),
-            _apply_desired(existing, change, ctx, client_id, tenant, project_id),
-        )
+
+    def create() -> dict[str, Any]:
+        client_id, tenant = _principal_and_tenant(change, ctx)
+        project_id = _project_id(ctx, org, project)
+        body = connection_body({}, after, ctx.owner, client_id, tenant, project_id)
+        try:
+            return devops.create_endpoint(org, body)
+        except ConflictError as exc:
+            if exc.code != "DuplicateServiceConnectionException":
+                raise
+            # a create whose answer was lost, or one made by hand since the plan: update it
+            existing = _find_by_name(ctx, org, project, name)
+            if existing is None:
+                raise
+            return devops.update_endpoint(
+                org,
+                str(existing["id"]),
+                {
+                    **connection_body(existing, after, ctx.owner, client_id, tenant, project_id),
+                    "id": str(existing["id"]),
+                },
+            )
+
+    created = _step(ctx, change, "create", create)
     endpoint_id = str(created["id"])
-    ready = _wait_ready(ctx, org, project, endpoint_id, created)
-    _share(ctx, org, endpoint_id, ready, after)
-    _set_permissions(ctx, org, project, endpoint_id, after.get("pipelinePermissions"))
+    ready = _step(
+        ctx,
+        change,
+        "wait until ready",
+        lambda: _wait_ready(ctx, org, project, endpoint_id, created),
+    )
+    # from here on the connection exists: its issuer and subject are final
+    ctx.record(change.address, _connection_result(ready, after, ctx))
+    _connection_finish(change, ctx, endpoint_id, ready)
     return _connection_result(ready, after, ctx)
 
 
@@ -618,26 +708,59 @@ def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> d
     after = change.after or {}
     org, project = str(after["organization"]), str(after["project"])
     devops = ctx.services.devops
-    client_id, tenant = _principal_and_tenant(change, ctx)
-    try:
-        current = devops.get_endpoint(org, project, endpoint_id)
-    except NotFoundError as exc:
-        raise _lagging(ctx, exc, endpoint_id, f"service connection {endpoint_id}") from None
-    project_id = _project_id(ctx, org, project)
-    updated = devops.update_endpoint(
-        org, endpoint_id, _apply_desired(current, change, ctx, client_id, tenant, project_id)
-    )
-    _share(ctx, org, endpoint_id, updated, after)
-    _set_permissions(ctx, org, project, endpoint_id, after.get("pipelinePermissions"))
-    # the PUT's answer carries the issuer and subject, which an update never changes
+
+    def read() -> dict[str, Any]:
+        try:
+            return devops.get_endpoint(org, project, endpoint_id)
+        except NotFoundError as exc:
+            raise _lagging(ctx, exc, endpoint_id, f"service connection {endpoint_id}") from None
+
+    current = _step(ctx, change, "read", read)
+
+    def update() -> dict[str, Any]:
+        client_id, tenant = _principal_and_tenant(change, ctx)
+        project_id = _project_id(ctx, org, project)
+        body = connection_body(current, after, ctx.owner, client_id, tenant, project_id)
+        return devops.update_endpoint(org, endpoint_id, {**body, "id": endpoint_id})
+
+    updated = _step(ctx, change, "update", update)
+    # a rename in an organisation on the legacy issuer changes the subject: the PUT's answer
+    # carries the values the implied credential must have
+    ctx.record(change.address, _connection_result(updated, after, ctx))
+    _connection_finish(change, ctx, endpoint_id, updated)
     return _connection_result(updated, after, ctx)
+
+
+def _connection_finish(
+    change: Change, ctx: ApplyContext, endpoint_id: str, endpoint: Mapping[str, Any]
+) -> None:
+    after = change.after or {}
+    org, project = str(after["organization"]), str(after["project"])
+    _step(ctx, change, "share", lambda: _share(ctx, org, endpoint_id, endpoint, after))
+    _step(
+        ctx,
+        change,
+        "set pipeline permissions",
+        lambda: _set_permissions(ctx, org, project, endpoint_id, after.get("pipelinePermissions")),
+    )
 
 
 def _find_by_name(ctx: ApplyContext, org: str, project: str, name: str) -> dict[str, Any] | None:
     for item in ctx.services.devops.list_endpoints(org, project, names=[name]):
-        if str(item.get("name", "")).lower() == name.lower():
+        if str(item.get("name", "")).lower() == name.lower() and not endpoint_gone(item):
             return item
     return None
+
+
+def endpoint_gone(endpoint: Any) -> bool:
+    """True for what Azure DevOps answers about a deleted connection while the delete settles:
+    ``null``, or a partial object whose ``id`` or ``authorization`` is null (Terraform's
+    azuredevops provider, ``isServiceEndpointDeleted``)."""
+    return (
+        not isinstance(endpoint, Mapping)
+        or not endpoint.get("id")
+        or not endpoint.get("authorization")
+    )
 
 
 def _wait_ready(
@@ -673,10 +796,18 @@ def _wait_ready(
 def _share(
     ctx: ApplyContext, org: str, endpoint_id: str, endpoint: Mapping[str, Any], after: Any
 ) -> None:
-    """Make the connection's project references match ``sharedWith``."""
+    """Make the connection's project references match ``sharedWith``.
+
+    The owning project's reference is found by its project id, wherever the service lists it.
+    """
+    owning_id = _project_id(ctx, org, str(after["project"])).lower()
     wanted = {str(p).lower(): str(p) for p in after.get("sharedWith") or []}
     refs = endpoint.get("serviceEndpointProjectReferences") or []
-    present = {str((r.get("projectReference") or {}).get("name", "")).lower(): r for r in refs[1:]}
+    present = {
+        str((r.get("projectReference") or {}).get("name", "")).lower(): r
+        for r in refs
+        if _ref_project_id(r) != owning_id
+    }
     owning = str(after["project"]).lower()
     to_add = [name for low, name in sorted(wanted.items()) if low not in present and low != owning]
     to_remove = [low for low in sorted(present) if low not in wanted and low != owning]
@@ -696,11 +827,7 @@ def _share(
             ],
         )
     if to_remove:
-        ids = [
-            str((present[low].get("projectReference") or {}).get("id") or "")
-            or _project_id(ctx, org, low)
-            for low in to_remove
-        ]
+        ids = [_ref_project_id(present[low]) or _project_id(ctx, org, low) for low in to_remove]
         devops.delete_endpoint(org, endpoint_id, ids)
 
 
@@ -783,25 +910,52 @@ def _connection_result(
     }
 
 
-def _delete_connection(before: Mapping[str, Any], ctx: ApplyContext) -> None:
-    endpoint_id = before.get("id")
+def _delete_connection(
+    change: Change, ctx: ApplyContext, before: Mapping[str, Any], *, old: bool = False
+) -> None:
+    """Delete, then wait until Azure DevOps no longer returns the connection (the delete is
+    asynchronous): two steps, ``delete`` and ``wait until deleted`` (``... old`` in a replace)."""
     org, project = str(before["organization"]), str(before["project"])
-    if not endpoint_id:
+    suffix = " old" if old else ""
+
+    def locate() -> str | None:
+        endpoint_id = before.get("id")
+        if endpoint_id:
+            return str(endpoint_id)
         found = _find_by_name(ctx, org, project, str(before["name"]))
-        if found is None:
-            return
-        endpoint_id = found["id"]
+        return str(found["id"]) if found is not None else None
+
+    endpoint_id = _step(
+        ctx, change, f"delete{suffix}", lambda: _delete_endpoint(ctx, before, locate())
+    )
+    if endpoint_id is None:
+        return
+    _step(
+        ctx,
+        change,
+        f"wait until{suffix} deleted",
+        lambda: _wait_gone(ctx, org, project, endpoint_id, str(before.get("name") or "")),
+    )
+
+
+def _delete_endpoint(
+    ctx: ApplyContext, before: Mapping[str, Any], endpoint_id: str | None
+) -> str | None:
+    """The DELETE itself; the id deleted, or None when there was nothing to delete."""
+    if endpoint_id is None:
+        return None
+    org, project = str(before["organization"]), str(before["project"])
     projects = [project, *(before.get("sharedWith") or [])]
     ids = [_project_id(ctx, org, p) for p in projects]
     try:
-        ctx.services.devops.delete_endpoint(org, str(endpoint_id), ids)
+        ctx.services.devops.delete_endpoint(org, endpoint_id, ids)
     except NotFoundError:
-        return
+        return endpoint_id
     except ProviderError as exc:
         if _DELETE_REFUSED_TEXT not in str(exc).lower():
             raise
         # Azure DevOps sees the removed credential only after a moment
-        if ctx.within("delete-refused", str(endpoint_id), ctx.delete_refusal_wait):
+        if ctx.within("delete-refused", endpoint_id, ctx.delete_refusal_wait):
             raise TransientError(
                 f"Azure DevOps still refuses to delete service connection {before.get('name')}"
                 f" (its federated credential was just removed): {exc}",
@@ -810,6 +964,28 @@ def _delete_connection(before: Mapping[str, Any], ctx: ApplyContext) -> None:
                 delay=ctx.wait_delay,
             ) from None
         raise
+    return endpoint_id
+
+
+def _wait_gone(ctx: ApplyContext, org: str, project: str, endpoint_id: str, name: str) -> None:
+    """Poll the connection until it is gone: 404, ``null`` or a partial object (``endpoint_gone``),
+    within ``ctx.delete_timeout`` seconds on ``ctx.clock``."""
+    devops = ctx.services.devops
+    deadline = ctx.clock.monotonic() + ctx.delete_timeout
+    while True:
+        try:
+            current: Any = devops.get_endpoint(org, project, endpoint_id)
+        except NotFoundError:
+            return
+        if endpoint_gone(current):
+            return
+        if ctx.clock.monotonic() >= deadline:
+            raise PermanentError(
+                f"service connection {name or endpoint_id} was deleted but Azure DevOps still "
+                f"returns it after {ctx.delete_timeout:.0f}s",
+                code="ServiceConnectionNotDeleted",
+            )
+        ctx.clock.sleep(ctx.readiness_interval)
 
 
 _HANDLERS: Final[dict[Kind, Callable[[Change, ApplyContext], dict[str, Any]]]] = {

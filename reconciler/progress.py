@@ -248,13 +248,18 @@ class TextReporter:
             where = f" ({change.source})" if change.source else ""
             message = _one_line(outcome.message or outcome.error)
             cross = self._paint(self._cross, "red")
-            return f"  {cross} {name} {change.action} failed: {code}{message}{where}"
+            # the message of a change that got part of the way names what was done
+            verb = "partly done" if outcome.completed_steps else "failed"
+            return f"  {cross} {name} {change.action} {verb}: {code}{message}{where}"
         if outcome.status is Status.SKIPPED:
             failed = outcome.skipped_because
             because = display(failed, labels=self._labels) if failed else "?"
             return self._paint(f"  - skipped: {name} (depends on failed {because})", "dim")
         if outcome.attempts:
-            return self._paint(f"  ! {name} interrupted while waiting to retry", "yellow")
+            done = (
+                f" ({', '.join(outcome.completed_steps)} done)" if outcome.completed_steps else ""
+            )
+            return self._paint(f"  ! {name} interrupted while waiting to retry{done}", "yellow")
         return None
 
     def summary(self, result: ApplyResult) -> None:
@@ -330,6 +335,9 @@ class JsonReporter:
                 "code": outcome.code,
                 "error": outcome.error,
                 "skipped_because": str(because) if because else None,
+                # a multi-request change: the steps done (they stay done) and the one that failed
+                "completed_steps": list(outcome.completed_steps),
+                "failed_step": outcome.failed_step or None,
             }
         )
 
@@ -345,7 +353,13 @@ class JsonReporter:
                 "not_started": len(result.not_started),
                 "interrupted": result.interrupted,
                 "failures": [
-                    {"address": str(o.change.address), "code": o.code, "error": o.error}
+                    {
+                        "address": str(o.change.address),
+                        "code": o.code,
+                        "error": o.error,
+                        "completed_steps": list(o.completed_steps),
+                        "failed_step": o.failed_step or None,
+                    }
                     for o in result.failed
                 ],
             }

@@ -80,31 +80,45 @@ def call_with_retry(
     rng: random.Random | None = None,
     classify: Callable[[Exception], float | None] | None = None,
     on_retry: Callable[[Exception, float], None] | None = None,
+    progress: Callable[[Exception], int] | None = None,
 ) -> T:
     """Call ``fn`` until it succeeds, a non-transient error is raised, or the budget is spent.
 
     ``classify(exc)`` returns the delay to wait before the next try, or None when ``exc`` is
     permanent. By default only ``TransientError`` is retried, after the larger of its
     server-given delay and the jittered backoff.
+
+    ``progress(exc)`` (optional) counts the steps a failed try had completed: ``fn`` resumes
+    where the last try stopped, so when a try gets further than every try before, the step it
+    failed at starts with the whole budget (attempts and waiting) of its own.
     """
     rng = rng or random.Random()
     waited = 0.0
     attempt = 0
+    base = 0  # attempts spent before the current step
+    reached = 0
     while True:
         attempt += 1
         try:
             return fn()
         except Exception as exc:
+            if progress is not None and (done := progress(exc)) > reached:
+                reached, base, waited = done, attempt - 1, 0.0
             delay = classify(exc) if classify is not None else _default_classify(exc)
-            if delay is None or attempt >= policy.attempts:
+            if delay is None or attempt - base >= policy.attempts:
                 raise
-            delay = max(delay, backoff(attempt, policy, rng))
+            delay = max(delay, backoff(attempt - base, policy, rng))
             if waited + delay > policy.budget:
                 raise
             if on_retry is not None:
                 on_retry(exc, delay)
             clock.sleep(delay)
             waited += delay
+
+
+def steps_completed(exc: Exception) -> int:
+    """How many steps of a multi-request change were done when ``exc`` was raised."""
+    return len(getattr(exc, "completed", ()) or ())
 
 
 def _default_classify(exc: Exception) -> float | None:

@@ -270,6 +270,8 @@ def test_json_reporter_events() -> None:
             "code": "",
             "error": "",
             "skipped_because": None,
+            "completed_steps": [],
+            "failed_step": None,
         }
         return {**event, **kw}
 
@@ -323,6 +325,8 @@ def test_json_reporter_events() -> None:
                     "address": f"service_connection.{CONN}",
                     "code": "AccessDenied",
                     "error": CONN_ERROR,
+                    "completed_steps": [],
+                    "failed_step": None,
                 }
             ],
         },
@@ -382,3 +386,41 @@ def test_identities_sharing_a_name_are_told_apart() -> None:
         "  + identity team-a-rg/deploy-mi created (0.0s)\n"
         "  ✗ identity team-b-rg/deploy-mi create failed: X: m\n"
     )
+
+
+def test_a_change_that_got_part_of_the_way_says_what_was_done() -> None:
+    """Text and JSON name the steps that are done and the one that failed."""
+    from reconciler.errors import StepPermanentError
+
+    conn = Address(Kind.SERVICE_CONNECTION, CONN)
+    change = Change(conn, Action.CREATE, Reason.NEW, after={"name": "ado-pipeline-mi"})
+    plan = Plan(owner="platform-team", changes=(change,))
+
+    def perform(_: Change) -> Mapping[str, Any]:
+        raise StepPermanentError(
+            "created, ready; set pipeline permissions failed: pipeline(s) nope not found",
+            step="set pipeline permissions",
+            completed=("create", "wait until ready"),
+            code="PipelineNotFound",
+        )
+
+    text, lines = io.StringIO(), io.StringIO()
+    for reporter in (TextReporter(text), JsonReporter(lines)):
+        result = apply_plan(plan, perform, workers=1, clock=FakeClock(), reporter=reporter)
+        reporter.summary(result)
+    (outcome,) = result.failed
+    assert outcome.completed_steps == ("create", "wait until ready")
+    assert outcome.failed_step == "set pipeline permissions"
+    assert text.getvalue().splitlines()[0] == (
+        "  ✗ service connection contoso/platform/ado-pipeline-mi create partly done: "
+        "PipelineNotFound: created, ready; set pipeline permissions failed: "
+        "pipeline(s) nope not found"
+    )
+    events = [json.loads(line) for line in lines.getvalue().splitlines()]
+    finish = next(e for e in events if e["event"] == "finish")
+    assert finish["status"] == "failed"
+    assert finish["completed_steps"] == ["create", "wait until ready"]
+    assert finish["failed_step"] == "set pipeline permissions"
+    (failure,) = events[-1]["failures"]
+    assert failure["completed_steps"] == ["create", "wait until ready"]
+    assert failure["failed_step"] == "set pipeline permissions"
