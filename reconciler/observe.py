@@ -46,13 +46,14 @@ import json
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler.errors import NotFoundError, PermanentError, ProviderError, ReachError
+from reconciler.kinds.service_connection import endpoint_gone
 from reconciler.model import (
     Address,
     DesiredState,
@@ -459,9 +460,13 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
         res.address.key for res in connections if res.attrs.get("pipelinePermissions") is not None
     }
     f_permissions: dict[str, Future[dict[str, Any]]] = {}
-    for (org, _project), endpoints in raw.endpoints.items():
+    declared = {res.address.key for res in connections}
+    for (org, project), endpoints in sorted(raw.endpoints.items()):
+        names = _project_names(raw.projects.get(org) or [])
         for endpoint in endpoints:
-            owning = _owning_project(endpoint)
+            if endpoint_gone(endpoint):
+                continue
+            owning = _owning_project(endpoint, org, project, names, declared)
             endpoint_id = str(endpoint.get("id") or "").lower()
             if owning is None or not endpoint_id or endpoint_id in f_permissions:
                 continue
@@ -554,14 +559,55 @@ def _identity_key_of(item: Mapping[str, Any], subscription: str) -> str:
     return identity_key(subscription, _resource_group_of(str(item["id"])), str(item["name"]))
 
 
-def _owning_project(endpoint: Mapping[str, Any]) -> str | None:
-    """A connection shared into several projects belongs to its first project reference."""
-    refs = endpoint.get("serviceEndpointProjectReferences") or []
-    for ref in refs:
-        name = (ref.get("projectReference") or {}).get("name")
+def _project_names(projects: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Project id (lower case) -> name, from an organisation's project list."""
+    return {str(p.get("id") or "").lower(): str(p.get("name") or "") for p in projects}
+
+
+def _ref_names(endpoint: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, str]:
+    """The connection's projects: project id (lower case) -> project name, from the project
+    list (the reference's own name only when the list does not know the id)."""
+    out: dict[str, str] = {}
+    for ref in endpoint.get("serviceEndpointProjectReferences") or []:
+        project = ref.get("projectReference") or {}
+        pid = str(project.get("id") or "").lower()
+        name = names.get(pid) or str(project.get("name") or "")
         if name:
-            return str(name)
-    return None
+            out[pid or name.lower()] = name
+    return out
+
+
+def _owning_project(
+    endpoint: Mapping[str, Any],
+    org: str,
+    listed_under: str,
+    names: Mapping[str, str],
+    declared: Collection[str],
+) -> str | None:
+    """The project a connection belongs to, found by project id and never by the position of
+    its reference (the service promises no order): the declared connection's project when one
+    of its projects has one of that name; else, for the Azure DevOps issuer, the project named
+    in the subject (``sc://{org}/{project}/{name}``, the project it was created in); else the
+    project it was listed under (the first in name order of the connection's projects, since
+    ``_canonical`` reads the listings in that order). None when it is in no project."""
+    projects = _ref_names(endpoint, names)
+    if not projects:
+        return None
+    name = str(endpoint.get("name") or "")
+    for project in sorted(projects.values(), key=str.lower):
+        if connection_key(org, project, name) in declared:
+            return project
+    params = (endpoint.get("authorization") or {}).get("parameters") or {}
+    subject = str(params.get("workloadIdentityFederationSubject") or "")
+    if subject.startswith("sc://"):
+        parts = subject[len("sc://") :].split("/")
+        for project in projects.values():
+            if len(parts) == 3 and parts[1].lower() == project.lower():
+                return project
+    for project in projects.values():
+        if project.lower() == listed_under.lower():
+            return project
+    return sorted(projects.values(), key=str.lower)[0]
 
 
 def _guid_of(role_definition_id: str | None) -> str | None:
@@ -709,20 +755,25 @@ def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
 
     desired_connections = {r.address.key: r for r in desired.of_kind(Kind.SERVICE_CONNECTION)}
     seen_endpoints: set[str] = set()
-    for (org, _project), endpoints in sorted(raw.endpoints.items()):
+    owning_of: dict[str, str] = {}  # endpoint id -> its project
+    for (org, listed_under), endpoints in sorted(raw.endpoints.items()):
+        names = _project_names(raw.projects.get(org) or [])
         for endpoint in sorted(endpoints, key=lambda e: str(e.get("id", "")).lower()):
+            if endpoint_gone(endpoint):
+                continue  # a connection being deleted: what Azure DevOps returns meanwhile
             endpoint_id = str(endpoint.get("id") or "").lower()
-            owning = _owning_project(endpoint)
+            owning = _owning_project(endpoint, org, listed_under, names, desired_connections)
             if not endpoint_id or owning is None or endpoint_id in seen_endpoints:
                 continue
             seen_endpoints.add(endpoint_id)
+            owning_of[endpoint_id] = owning
             name = str(endpoint.get("name") or "")
             key = connection_key(org, owning, name)
             description, marker = read_description(endpoint.get("description"))
             if key not in desired_connections and marker != owner:
                 continue
             attrs, obj = _connection_attrs(
-                endpoint, org, owning, description, by_client, raw.permissions, pipelines
+                endpoint, org, owning, description, by_client, raw.permissions, pipelines, names
             )
             add(Kind.SERVICE_CONNECTION, key, attrs, marker, obj)
 
@@ -730,7 +781,7 @@ def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
     federations: dict[tuple[str, str], set[str]] = {}
     for (org, _project), endpoints in raw.endpoints.items():
         for endpoint in endpoints:
-            owning = _owning_project(endpoint)
+            owning = owning_of.get(str(endpoint.get("id") or "").lower())
             params = (endpoint.get("authorization") or {}).get("parameters") or {}
             issuer = params.get("workloadIdentityFederationIssuer")
             subject = params.get("workloadIdentityFederationSubject")
@@ -760,18 +811,14 @@ def _connection_attrs(
     by_client: Mapping[str, str],
     permissions: Mapping[str, Mapping[str, Any]],
     pipelines: Mapping[str, Mapping[str, int]],
+    names: Mapping[str, str],
 ) -> tuple[dict[str, Any], Any]:
     authorization = endpoint.get("authorization") or {}
     params = authorization.get("parameters") or {}
     data = endpoint.get("data") or {}
-    refs = endpoint.get("serviceEndpointProjectReferences") or []
+    # every project but the owning one, wherever the service lists it
     shared = sorted(
-        {
-            str((ref.get("projectReference") or {}).get("name"))
-            for ref in refs[1:]
-            if (ref.get("projectReference") or {}).get("name")
-        }
-        - {owning},
+        {p for p in _ref_names(endpoint, names).values() if p.lower() != owning.lower()},
         key=str.lower,
     )
     client_id = params.get("serviceprincipalid")

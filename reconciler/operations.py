@@ -31,6 +31,7 @@ from reconciler.errors import (
     StepTransientError,
     TransientError,
 )
+from reconciler.kinds.service_connection import endpoint_gone
 from reconciler.model import UNKNOWN, Address, Kind, LiveState
 from reconciler.ownership import mark_description, mark_tags, read_description
 from reconciler.plan import Action, Change
@@ -750,17 +751,6 @@ def _find_by_name(ctx: ApplyContext, org: str, project: str, name: str) -> dict[
         if str(item.get("name", "")).lower() == name.lower() and not endpoint_gone(item):
             return item
     return None
-
-
-def endpoint_gone(endpoint: Any) -> bool:
-    """True for what Azure DevOps answers about a deleted connection while the delete settles:
-    ``null``, or a partial object whose ``id`` or ``authorization`` is null (Terraform's
-    azuredevops provider, ``isServiceEndpointDeleted``)."""
-    return (
-        not isinstance(endpoint, Mapping)
-        or not endpoint.get("id")
-        or not endpoint.get("authorization")
-    )
 
 
 def _wait_ready(

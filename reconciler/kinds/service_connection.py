@@ -56,3 +56,15 @@ class ServiceConnectionKind(IdentityChild):
 
 
 KIND = ServiceConnectionKind()
+
+
+def endpoint_gone(endpoint: Any) -> bool:
+    """True for what Azure DevOps answers about a deleted connection while the asynchronous
+    delete settles: ``null``, or a partial object whose ``id`` or ``authorization`` is null.
+    Such an answer means gone, never a live connection (Terraform's azuredevops provider,
+    ``isServiceEndpointDeleted`` in ``serviceendpoint/commons.go``)."""
+    return (
+        not isinstance(endpoint, Mapping)
+        or not endpoint.get("id")
+        or not endpoint.get("authorization")
+    )

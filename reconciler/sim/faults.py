@@ -6,7 +6,8 @@ depends only on (seed, fault, method, path, n), not on how requests from other p
 
 CLI/``POST /_sim/faults`` spec strings (``--fault SPEC``): ``429:P``, ``5xx:P``, ``drop:P``
 (probabilities), ``lag:MS`` (a new resource 404s on GET for MS ms), ``principal-window:S``
-(principals younger than S seconds are not found, even with principalType), ``throttle`` or
+(principals younger than S seconds are not found, even with principalType), ``delete-lag:S``
+(deleted service connections stay visible for S seconds), ``throttle`` or
 ``throttle:SCALE`` (the documented ARM, Managed Identity and Azure DevOps limits, every rate and
 bucket multiplied by SCALE), ``latency:MS``, ``jitter:MS``, ``seed:N``, and any other field
 below by its name with dashes (``fic-write-ms:50``, ``ready-after-ms:200``, ``ops:A,B``...).
@@ -36,6 +37,7 @@ _ALIASES = {
     "fic-delete-lag": "fic_delete_lag_ms",
     "retry-after": "retry_after_ms",
     "max": "max_faults",
+    "delete-lag": "delete_lag_s",
 }
 
 
@@ -69,6 +71,17 @@ class Faults:
     ready_after_ms: float = 0.0
     # Azure DevOps keeps refusing a WIF connection delete this long after its FIC is gone
     fic_delete_lag_ms: float = 0.0
+    # Azure DevOps deletes a connection asynchronously: for this long after the DELETE, GET and
+    # list still return it, whole for the first half and as a partial object (``authorization``
+    # null) for the second (sim README, "delete-lag")
+    delete_lag_s: float = 0.0
+    # return ``serviceEndpointProjectReferences`` in reverse order (the owning project last):
+    # the service promises no order
+    reverse_references: bool = False
+    # refuse (400) a service connection update whose body carries a field the service
+    # generates (createdBy, isReady, isShared, operationStatus, workloadIdentityFederation*);
+    # off: they are ignored, as the service is observed to do
+    strict_update: bool = False
     throttle: bool = False
     throttle_scale: float = 1.0
     # Azure DevOps: TSTUs charged per request, and the longest delay before blocking

@@ -331,6 +331,7 @@ def _clear(world: World, tenant: str) -> None:
     ):
         table.clear()
     world.deleted_fics.clear()
+    world.deleted_endpoints.clear()
 
 
 def _seed_endpoint(world: World, org: Organization, e: Mapping[str, Any], now: float) -> None:

@@ -500,7 +500,17 @@ class App:
                         del w.permissions[gone]
                     w.touch()
                     return None
-                for attr in ("name", "description", "url", "owner", "type", "scheme"):
+                if "name" in patch and str(patch["name"]) != e.name:
+                    # the portal's rename: the references that carried the old name follow, and
+                    # a legacy (Azure DevOps issuer) subject, which holds the name, changes
+                    old_name, e.name = e.name, str(patch["name"])
+                    for ref in e.project_refs:
+                        if ref.get("name") == old_name:
+                            ref["name"] = e.name
+                    org = w.organizations.get(e.organization)
+                    if org is not None:
+                        self.devops.regenerate_legacy_subject(org, e)
+                for attr in ("description", "url", "owner", "type", "scheme"):
                     if attr in patch:
                         setattr(e, attr, str(patch[attr]))
                 if "data" in patch:
@@ -518,6 +528,25 @@ class App:
                     e.created = float(patch["createdAt"])
                 w.touch()
                 return self.devops.endpoint_json(e, None, time.time())
+            if kind == "project":
+                # "org/project" (name or id); patch {"name": NEW}: renames the project, and with
+                # it the legacy subject of every connection created in it
+                org_name, _, project_ref = object_id.partition("/")
+                org = w.organizations[org_name.lower()]
+                project = org.project(project_ref)
+                if project is None:
+                    raise KeyError(object_id)
+                if "name" in patch:
+                    org.projects.pop(project.name.lower(), None)
+                    project.name = str(patch["name"])
+                    org.projects[project.name.lower()] = project
+                    for e in w.endpoints_of(org.name):
+                        for ref in e.project_refs:
+                            if str(ref["projectReference"]["id"]).lower() == project.id.lower():
+                                ref["projectReference"]["name"] = project.name
+                        self.devops.regenerate_legacy_subject(org, e)
+                w.touch()
+                return {"id": project.id, "name": project.name}
             if kind == "pipeline_permissions":
                 org_name, project_ref, rtype, rid = object_id.split("/", 3)
                 org = w.organizations[org_name.lower()]
@@ -556,7 +585,7 @@ class App:
                 )
                 return {"id": object_id}
         raise ValueError(
-            f"unknown kind {kind!r} (identity, federated_credential, role_assignment, service_endpoint, pipeline_permissions, principal)"
+            f"unknown kind {kind!r} (identity, federated_credential, role_assignment, service_endpoint, project, pipeline_permissions, principal)"
         )
 
 

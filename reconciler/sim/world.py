@@ -252,6 +252,8 @@ class World:
     permissions: dict[tuple[str, str, str, str], PermissionSet] = field(default_factory=dict)
     # (issuer, subject, deleted at) of recently deleted credentials, for fic_delete_lag_ms
     deleted_fics: list[tuple[str, str, float]] = field(default_factory=list)
+    # connections deleted within delete_lag_s, still visible: lower id -> (endpoint, deleted at)
+    deleted_endpoints: dict[str, tuple[Endpoint, float]] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
     lock: threading.RLock = field(default_factory=threading.RLock)
     version: int = 0
