@@ -314,7 +314,9 @@ class DevOps:
         """A connection being deleted: as it was for the first half of the window, then the
         partial object the service is reported to return (``authorization`` null)."""
         whole = self.endpoint_json(e, project, now)
-        if age < self.faults().delete_lag_s / 2:
+        faults = self.faults()
+        whole_for = faults.delete_whole_s
+        if age < (faults.delete_lag_s / 2 if whole_for is None else whole_for):
             return whole
         return {
             "id": e.id,

@@ -38,6 +38,7 @@ _ALIASES = {
     "retry-after": "retry_after_ms",
     "max": "max_faults",
     "delete-lag": "delete_lag_s",
+    "delete-whole": "delete_whole_s",
 }
 
 
@@ -75,6 +76,8 @@ class Faults:
     # list still return it, whole for the first half and as a partial object (``authorization``
     # null) for the second (sim README, "delete-lag")
     delete_lag_s: float = 0.0
+    # how long of that window the connection is still returned whole (None: half of it)
+    delete_whole_s: float | None = None
     # return ``serviceEndpointProjectReferences`` in reverse order (the owning project last):
     # the service promises no order
     reverse_references: bool = False
@@ -109,6 +112,8 @@ def _coerce(name: str, value: Any) -> Any:
         return tuple(value)
     if name == "max_faults":
         return None if value in (None, "", "none") else int(value)
+    if name == "delete_whole_s":
+        return None if value in (None, "", "none") else float(value)
     if isinstance(current, bool):
         return (
             value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
