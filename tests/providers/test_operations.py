@@ -3,8 +3,6 @@ simulator's own state and request log (not through the tool)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import threading
 import time
 import uuid
@@ -557,7 +555,7 @@ def test_connection_create_over_a_duplicate_updates_it(sim: Simulator, services:
     )
     first = perform(change, ctx)
     # the answer was lost, so the create step was never recorded as done: it runs again
-    second = perform(dataclasses.replace(change), ctx)
+    second = perform(replace(change), ctx)
     assert second["id"] == first["id"]
     assert len(_state_endpoints(sim)) == 1
     assert ("ServiceEndpoints_Create", 409) in {(e["op"], e["status"]) for e in sim.request_log()}
