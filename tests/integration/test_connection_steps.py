@@ -212,8 +212,8 @@ def test_delete_waits_until_the_connection_is_gone_and_partial_objects_count_as_
     (conn,) = [
         c for c in portal.connections("contoso", "platform") if c["name"] == "ado-pipeline-mi"
     ]
-    # Azure DevOps keeps a deleted connection for a while: whole for a second, then partial
-    sim.set_faults(["delete-lag:600", "delete-whole:1"])
+    # Azure DevOps keeps a deleted connection for a while: whole for 3 s, then partial
+    sim.set_faults(["delete-lag:600", "delete-whole:3"])
     sim.clear_log()
     spec = _without_connection(tmp_path)
     code, out, err = run(
