@@ -109,6 +109,8 @@ def plan_reads(world: BenchWorld, live: bool) -> list[Request]:
         for _ in range(_pages(here, _PAGES.role_assignment_page_size)):
             reqs.append(Request("RoleAssignments_ListForSubscription", "reads", sub))
         reqs.append(Request("RoleDefinitions_List", "reads", sub))
+        # whether the resource groups (and the subscription) the specs name exist: one list
+        reqs.append(Request("ResourceGroups_List", "reads", sub))
     reqs.append(Request("ConnectionData", "ado"))
     reqs.append(Request("Projects_List", "ado"))
     reqs.extend(Request("ServiceEndpoints_List", "ado") for _ in world.project_names)

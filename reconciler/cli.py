@@ -57,9 +57,11 @@ class _VersionAction(argparse.Action):
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from reconciler.specs import describe, load_desired_state
+    from reconciler.specs import describe, load_desired_state, role_warnings
 
     desired = load_desired_state(args.paths)
+    for warning in role_warnings(desired):
+        print(warning, file=sys.stderr)
     print(describe(desired, verbose=args.verbose))
     return EXIT_OK
 

@@ -43,6 +43,12 @@ class ReachError(ReconcilerError):
     delete (and drift could say "in sync" while an owned object is left): fail instead."""
 
 
+class LiveReferenceError(SpecError, PlanError):
+    """The specs name what live state shows does not exist or cannot be read (an organisation,
+    project, pipeline, role, subscription or resource group): located problems found at plan
+    time, each with the closest existing name when one is close."""
+
+
 class ConfigError(ReconcilerError):
     """Bad command-line use, target file or credentials configuration."""
 

@@ -116,6 +116,10 @@ class Resource:
     attrs: Mapping[str, Any]
     source: Source | None = None
     depends_on: tuple[Address, ...] = ()
+    # where single fields were written, for errors only live state can find (a misspelt project,
+    # pipeline, role or resource group): "project", "role", "scope", "sharedWith/{name lower}",
+    # "pipelinePermissions/{name lower}", ... A value taken from `defaults` points there.
+    fields: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,15 @@ class LiveState:
     # (issuer, subject) -> keys of the live service connections that sign in with that pair:
     # every connection read, owned or not (a credential they use must not vanish silently)
     federations: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    # subscription (lower) -> names of its resource groups the caller can read, for every
+    # subscription whose resource group list was read (absent: not read, nothing to check)
+    resource_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # subscription (lower) -> why it could not be read ("SubscriptionNotFound", 403, ...)
+    subscription_errors: Mapping[str, str] = field(default_factory=dict)
+    # organisation (lower) -> names of its projects as Azure DevOps spells them
+    project_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # organisation (lower) -> why it could not be read (it does not exist, or no access)
+    organization_errors: Mapping[str, str] = field(default_factory=dict)
 
     def of_kind(self, kind: Kind) -> list[LiveResource]:
         found = [r for a, r in self.resources.items() if a.kind is kind]

@@ -114,7 +114,8 @@ def pipeline_permissions(value: Any) -> Any:
     return name_set(value)
 
 
-def _catalogue(live: LiveState, scope_text: str) -> tuple[RoleDefinition, ...]:
+def catalogue(live: LiveState, scope_text: str) -> tuple[RoleDefinition, ...]:
+    """The role definitions assignable at a scope, as observed (its subscription's list)."""
     sub = subscription_of(scope_text)
     if sub is not None:
         return tuple(live.role_definitions.get(sub, ()))
@@ -137,7 +138,7 @@ def resolve_role(resource: Resource, live: LiveState) -> str:
     if by_reference is not None:
         return by_reference
     scope_text = str(attrs.get("scope") or "")
-    matches = {d.guid for d in _catalogue(live, scope_text) if d.name.lower() == role.lower()}
+    matches = {d.guid for d in catalogue(live, scope_text) if d.name.lower() == role.lower()}
     where = f"{resource.source}: " if resource.source else ""
     if len(matches) == 1:
         return matches.pop().lower()

@@ -13,7 +13,14 @@ with federated credentials or role assignments:
   (it returns everything at or below it); one ``atScope()`` list per management-group scope
   (all principals at once, which also gives the count the 500 limit needs).
 - role definitions: one list per subscription (or management group) of a desired scope, cached.
-- Azure DevOps: connectionData and the project list once per organisation; service connections
+- resource groups: one list per subscription the specs name (identities, scopes, connections),
+  so that plan can tell a misspelt resource group or subscription before apply meets it. A
+  subscription that does not exist (404), or that refuses the group list and its other lists
+  (403), is recorded, not raised; those lists then count as empty, and the planner reports it
+  where the specs name it. A 403 on the group list alone (a caller with access to some resource
+  groups only) leaves the groups unjudged.
+- Azure DevOps: connectionData and the project list once per organisation (one that does not
+  exist is recorded for the planner to report, not raised); service connections
   once per project of each organisation the specs use. Every project, not only the desired
   ones: an owned connection may live in a project the specs no longer name, and prune must
   find it; Azure DevOps has no organisation-wide endpoint list. Pipelines once per project
@@ -264,6 +271,12 @@ class _Raw:
     pipelines: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     # endpoint id (lower) -> pipeline permissions
     permissions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # subscription (lower) -> resource groups, for the subscriptions whose list could be read
+    resource_groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # subscription (lower) -> why its resource groups could not be listed
+    subscription_errors: dict[str, str] = field(default_factory=dict)
+    # org (as the specs spell it) -> why it could not be read
+    organization_errors: dict[str, str] = field(default_factory=dict)
 
 
 def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
@@ -319,7 +332,9 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
 
     orgs: dict[str, str] = {}
     permission_projects: dict[tuple[str, str], tuple[str, str]] = {}
+    group_subscriptions = set(groups) | scope_subscriptions
     for res in connections:
+        group_subscriptions.add(str(res.attrs["subscriptionId"]).lower())
         org = str(res.attrs["organization"])
         orgs.setdefault(org.lower(), org)
         if res.attrs.get("pipelinePermissions") is not None:
@@ -378,23 +393,49 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
     def management_group(scope: str, *, retry: Retry) -> list[dict[str, Any]]:
         return arm.list_role_assignments_for_scope(scope, at_scope=True, retry=retry)
 
+    # first: the other lists of a subscription that turns out missing wait for its verdict
+    f_groups = {
+        sub: reader.submit_paged(_readable, arm.list_resource_groups, sub)
+        for sub in sorted(group_subscriptions)
+    }
+
+    unreadable: set[str] = set()  # subscriptions where a list other than groups failed too
+
+    def guarded(sub: str, fn: Callable[..., T], *args: Any, retry: Retry) -> T | list[Any]:
+        """``fn``'s list; empty if the subscription itself is missing or unreadable."""
+        try:
+            return fn(*args, retry=retry)
+        except (NotFoundError, PermanentError) as exc:
+            if exc.status not in (403, 404) or sub not in f_groups:
+                raise  # a place reach adds: ReachError's to tell
+            if f_groups[sub].result()[1] == 200:
+                raise
+            unreadable.add(sub)
+            return []
+
     f_identities = {
-        sub: reader.submit_paged(list_identities, sub) for sub in sorted(identity_subscriptions)
+        sub: reader.submit_paged(guarded, sub, list_identities, sub)
+        for sub in sorted(identity_subscriptions)
     }
     f_assignments: dict[str, Future[list[dict[str, Any]]]] = {
-        sub: reader.submit_paged(arm.list_role_assignments, sub)
+        sub: reader.submit_paged(guarded, sub, arm.list_role_assignments, sub)
         for sub in sorted(assignment_subscriptions)
     }
     for key, scope in sorted(management_groups.items()):
         f_assignments[key] = reader.submit_paged(management_group, scope)
     f_definitions: dict[str, Future[list[dict[str, Any]]]] = {
-        sub: reader.submit_paged(arm.list_role_definitions, f"/subscriptions/{sub}")
+        sub: reader.submit_paged(guarded, sub, arm.list_role_definitions, f"/subscriptions/{sub}")
         for sub in sorted(scope_subscriptions)
     }
     for key, scope in sorted(assigned_groups.items()):
         f_definitions[key] = reader.submit_paged(arm.list_role_definitions, scope)
-    f_orgs = {org: reader.submit(devops.connection_data, org) for org in orgs.values()}
-    f_projects = {org: reader.submit_paged(devops.list_projects, org) for org in orgs.values()}
+    f_orgs = {
+        org: reader.submit(_organization, devops.connection_data, org) for org in orgs.values()
+    }
+    f_projects = {
+        org: reader.submit_paged(partial(_tolerate_missing, devops.list_projects), org)
+        for org in orgs.values()
+    }
     f_pipelines = {
         key: reader.submit_paged(partial(_tolerate_missing, devops.list_pipelines), org, project)
         for key, (org, project) in sorted(permission_projects.items())
@@ -417,8 +458,22 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
             f_assignments[scope.lower()] = reader.submit_paged(management_group, scope)
 
     raw.identities = {sub: f.result() for sub, f in f_identities.items()}
-    raw.organizations = {org: str(f.result()["instanceId"]) for org, f in f_orgs.items()}
-    raw.projects = {org: f.result() for org, f in f_projects.items()}
+    forbidden: dict[str, str] = {}
+    for sub, f_group in f_groups.items():
+        found, status, reason = f_group.result()
+        if status == 200:
+            raw.resource_groups[sub] = found
+        elif status == 404:
+            raw.subscription_errors[sub] = reason
+        else:
+            forbidden[sub] = reason
+    for org, f_org in f_orgs.items():
+        data, missing = f_org.result()
+        if missing is None:
+            raw.organizations[org] = str(data["instanceId"])
+        else:
+            raw.organization_errors[org] = missing
+    raw.projects = {org: f.result() for org, f in f_projects.items() if org in raw.organizations}
 
     # phase 2: connections of every project (credentials started with the identity pages)
     f_endpoints = {
@@ -454,6 +509,11 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
                     _tolerate_missing, devops.list_endpoints, name, str(item["name"])
                 )
     raw.endpoints = {key: f.result() for key, f in f_endpoints.items()}
+    # 403 on the group list alone is a caller with access to some resource groups only (the
+    # identity lists fell back to those): nothing to judge. Unreadable only if the rest failed too.
+    raw.subscription_errors.update(
+        {sub: reason for sub, reason in forbidden.items() if sub in unreadable}
+    )
 
     # phase 3: pipeline permissions of the connections whose specs manage them
     wanted = {
@@ -534,6 +594,30 @@ def _tolerate_missing(
         return fn(*args, **kwargs)
     except NotFoundError:
         return []
+
+
+def _readable(
+    fn: Callable[..., list[dict[str, Any]]], *args: str, retry: Retry
+) -> tuple[list[dict[str, Any]], int, str]:
+    """A subscription-level list and 200, or the status (404, 403) and why it failed."""
+    try:
+        return fn(*args, retry=retry), 200, ""
+    except NotFoundError as exc:
+        return [], 404, f"{exc.code or 'NotFound'}: {exc}"
+    except PermanentError as exc:
+        if exc.status != 403:
+            raise
+        return [], 403, f"{exc.code or 'Forbidden'}: {exc}"
+
+
+def _organization(
+    fn: Callable[[str], dict[str, Any]], org: str
+) -> tuple[dict[str, Any], str | None]:
+    """connectionData of an organisation, or why it does not answer (it does not exist)."""
+    try:
+        return fn(org), None
+    except NotFoundError as exc:
+        return {}, str(exc)
 
 
 def _permissions_or_empty(devops: Any, org: str, project: str, endpoint_id: str) -> dict[str, Any]:
@@ -752,6 +836,14 @@ def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
         f"{org}/{project}": {str(p["name"]): int(p["id"]) for p in items}
         for (org, project), items in raw.pipelines.items()
     }
+    project_names = {
+        org.lower(): tuple(sorted(str(p["name"]) for p in items))
+        for org, items in raw.projects.items()
+    }
+    resource_groups = {
+        sub: tuple(sorted(str(g.get("name") or "") for g in items))
+        for sub, items in raw.resource_groups.items()
+    }
 
     desired_connections = {r.address.key: r for r in desired.of_kind(Kind.SERVICE_CONNECTION)}
     seen_endpoints: set[str] = set()
@@ -800,6 +892,10 @@ def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
         pipelines=pipelines,
         tenant_id=tenant_id,
         federations={pair: tuple(sorted(keys)) for pair, keys in sorted(federations.items())},
+        project_names=project_names,
+        resource_groups=resource_groups,
+        subscription_errors=dict(raw.subscription_errors),
+        organization_errors={o.lower(): why for o, why in raw.organization_errors.items()},
     )
 
 

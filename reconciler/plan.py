@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from reconciler import graph, normalize
-from reconciler.errors import PlanError
+from reconciler.errors import LiveReferenceError, PlanError
 from reconciler.kinds import REGISTRY, KindSpec
 from reconciler.model import (
     MAX_CREDENTIALS_PER_IDENTITY,
@@ -30,6 +30,7 @@ from reconciler.model import (
     implied_credential_name,
 )
 from reconciler.ownership import classify
+from reconciler.references import check_references
 
 
 class Action(StrEnum):
@@ -164,9 +165,14 @@ def make_plan(
 ) -> Plan:
     """Diff the specs against live state into an ordered plan. Pure: no I/O.
 
-    Raises ``PlanError`` for an unknown role name, an object another owner marked (unless
+    Raises ``LiveReferenceError`` (a ``PlanError``) listing every organisation, project,
+    pipeline, role, subscription or resource group the specs name that live state lacks;
+    ``PlanError`` for an ambiguous role name, an object another owner marked (unless
     ``force``), a hard Azure limit the plan would exceed, or an order that cannot exist.
     """
+    problems = check_references(desired, live)
+    if problems:
+        raise LiveReferenceError(problems)
     planner = _Planner(normalize.resolve_roles(desired, live), live, force=force)
     return planner.run(spec_digest)
 

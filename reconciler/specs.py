@@ -55,6 +55,7 @@ from reconciler.model import (
     role_assignment_key,
 )
 from reconciler.ownership import OWNER_TAG
+from reconciler.references import closest
 from reconciler.yamlload import Mark, MarkedMap, MarkedSeq, YamlSyntaxError, load_yaml, mark_at
 
 if TYPE_CHECKING:
@@ -62,21 +63,36 @@ if TYPE_CHECKING:
 
 SPEC_SUFFIXES: Final = (".yaml", ".yml")
 
-# Built-in roles have the same GUID in every tenant; other role names resolve from the live
-# catalogue at plan time.
-BUILTIN_ROLES: Final[Mapping[str, str]] = {
-    "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
-    "Contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
-    "Reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
-    "User Access Administrator": "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
-    "Role Based Access Control Administrator": "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
-    "Managed Identity Operator": "f1a07417-d97a-45cb-824c-7a7467783830",
-    "Managed Identity Contributor": "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59",
-    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
-    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
-}
-_BUILTIN_BY_NAME: Final = {name.lower(): guid for name, guid in BUILTIN_ROLES.items()}
-_BUILTIN_BY_GUID: Final = {guid: name for name, guid in BUILTIN_ROLES.items()}
+# Built-in roles have the same GUID in every tenant, so their names resolve offline; other role
+# names resolve from the live catalogue at plan time. The catalogue is Azure's, committed as data
+# with its source and date (the simulator serves its own copy of the same file).
+BUILTIN_ROLES_FILE: Final = "azure-builtin-roles.json"
+
+
+@functools.cache
+def builtin_roles() -> Mapping[str, str]:
+    """Azure's built-in role names -> role definition GUIDs (lower-case).
+
+    From ``reconciler/schema/azure-builtin-roles.json`` (Microsoft Learn's "Azure built-in roles"
+    tables; the file names its commit and date). Raises ``ConfigError`` if the file is missing.
+    """
+    path = Path(__file__).resolve().parent / "schema" / BUILTIN_ROLES_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"built-in role catalogue not found ({path}): {exc}") from None
+    return {str(r["roleName"]): str(r["id"]).lower() for r in data["roles"]}
+
+
+@functools.cache
+def _builtin_by_name() -> dict[str, str]:
+    return {name.lower(): guid for name, guid in builtin_roles().items()}
+
+
+@functools.cache
+def _builtin_by_guid() -> dict[str, str]:
+    return {guid: name for name, guid in builtin_roles().items()}
+
 
 _GUID_RE: Final = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I
@@ -626,7 +642,7 @@ def _role_definition(role: str) -> tuple[str | None, str | None]:
         return guid.lower(), None
     if _GUIDISH_RE.match(role) and len(role) >= 20:
         return None, f"malformed role definition GUID '{_short(role)}'"
-    return _BUILTIN_BY_NAME.get(role.lower()), None
+    return _builtin_by_name().get(role.lower()), None
 
 
 class _Builder:
@@ -654,6 +670,18 @@ class _Builder:
         """Where the entry ``spec`` (a MarkedMap found at ``path``) starts."""
         line, column = spec.mark
         return Source(file, line, column, _path_text(path))
+
+    @staticmethod
+    def at(file: str, root: Any, path: list[str | int]) -> Source:
+        """Where the value at ``path`` was written."""
+        line, column = mark_at(root, path)
+        return Source(file, line, column, _path_text(path))
+
+    def given(
+        self, file: str, root: Any, path: list[str | int], spec: Mapping[str, Any], name: str
+    ) -> Source:
+        """Where field ``name`` of the entry at ``path`` was written: there, or in defaults."""
+        return self.at(file, root, [*path, name] if name in spec else ["defaults", name])
 
     def add(
         self, resource: Resource, label: str, file: str, root: Any, path: list[str | int]
@@ -814,6 +842,10 @@ class _Builder:
                 "tags": {k: v for k, v in tags.items() if k.lower() != OWNER_TAG},
             },
             source,
+            fields={
+                name: self.given(file, root, path, spec, name)
+                for name in ("subscription", "resourceGroup")
+            },
         )
         if not self.add(resource, f"identity {key}", file, root, path):
             return
@@ -918,6 +950,12 @@ class _Builder:
             },
             self.source(file, spec, path),
             (identity.address,),
+            fields={
+                "role": self.at(file, root, [*path, "role"]),
+                "scope": self.at(
+                    file, root, [*path, "scope" if "scope" in spec else "resourceGroup"]
+                ),
+            },
         )
         label = f"role assignment of {role} at {scope} to identity {identity.key}"
         self.add(resource, label, file, root, path)
@@ -1033,6 +1071,7 @@ class _Builder:
             },
             source,
             (identity.address,),
+            fields=self.connection_fields(file, root, path, spec),
         )
         label = f"service connection {key} (names compare case-insensitively)"
         if not self.add(resource, label, file, root, path):
@@ -1063,6 +1102,22 @@ class _Builder:
             return
         self.resources[implied.address] = implied
         identity.implied.append(key)
+
+    def connection_fields(
+        self, file: str, root: Any, path: list[str | int], spec: Mapping[str, Any]
+    ) -> dict[str, Source]:
+        fields = {
+            name: self.given(file, root, path, spec, name) for name in ("organization", "project")
+        }
+        for name in ("subscription", "resourceGroup"):
+            if name in spec:
+                fields[name] = self.at(file, root, [*path, name])
+        for name in ("sharedWith", "pipelinePermissions"):
+            values = spec.get(name)
+            if isinstance(values, list):
+                for j, value in enumerate(values):
+                    fields[f"{name}/{str(value).lower()}"] = self.at(file, root, [*path, name, j])
+        return fields
 
     # whole state -----------------------------------------------------------------------
 
@@ -1135,6 +1190,39 @@ def build_desired_state(documents: Sequence[Document]) -> DesiredState:
     return DesiredState(owner, builder.resources, tuple(d.file for d in documents), reach)
 
 
+def role_warnings(desired: DesiredState) -> list[Problem]:
+    """Role names that are not built-in but close to one (``role: Contributer``): each a
+    ``Problem`` at the ``role`` value whose message starts with ``warning:`` and names the
+    built-in role meant.
+
+    A warning, not an error: a custom role may have any name, and only the live catalogue knows
+    it, so ``plan`` decides (it refuses a name its scope's role definitions lack). Offline, a
+    name within ``references.SUGGESTION_CUTOFF`` of a built-in one is most likely a typo of it.
+    """
+    found: list[Problem] = []
+    for resource in desired.of_kind(Kind.ROLE_ASSIGNMENT):
+        attrs = resource.attrs
+        role = str(attrs.get("role") or "")
+        if attrs.get("roleDefinitionId") or not role or role.startswith("/"):
+            continue
+        suggestion = closest(role, builtin_roles())
+        where = resource.fields.get("role") or resource.source
+        if suggestion is None or where is None:
+            continue
+        found.append(
+            Problem(
+                where.file,
+                where.line,
+                where.column,
+                where.path,
+                f"warning: '{role}' is not an Azure built-in role; did you mean "
+                f"'{suggestion}'? (if it is a custom role, plan checks it against the live "
+                "role definitions)",
+            )
+        )
+    return sorted(found, key=lambda p: (p.file, p.line, p.column))
+
+
 # --- summary ------------------------------------------------------------------------------
 
 
@@ -1202,7 +1290,7 @@ def describe(desired: DesiredState, verbose: bool = False) -> str:
             if guid is None:
                 role = f"{r['role']} (resolved from the live role catalogue)"
             else:
-                role = _BUILTIN_BY_GUID.get(guid) or (
+                role = _builtin_by_guid().get(guid) or (
                     guid if r["role"].startswith("/") else r["role"]
                 )
                 role = f"{role} ({guid})" if role.lower() != guid else role

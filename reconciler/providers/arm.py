@@ -55,6 +55,8 @@ MSI_API_VERSION: Final = "2024-11-30"
 AUTHZ_API_VERSION: Final = "2022-04-01"
 GRAPH_API_VERSION: Final = "2021-03-01"
 _MAX_GRAPH_PAGES: Final = 1000
+# Microsoft.Resources ResourceGroups_List; any version lists the same names
+RESOURCES_API_VERSION: Final = "2021-04-01"
 _MSI: Final = "providers/Microsoft.ManagedIdentity/userAssignedIdentities"
 _AUTHZ: Final = "providers/Microsoft.Authorization"
 
@@ -474,6 +476,24 @@ class ArmClient:
     def delete_role_assignment(self, scope: str, name: str) -> None:
         ops = self._authz_client(_subscription_of(scope)).role_assignments
         self._call(f"deleting role assignment {name}", lambda: ops.delete(_scope_path(scope), name))
+
+    # -- resource groups ------------------------------------------------------------------
+
+    def list_resource_groups(
+        self, subscription: str, *, retry: Retry = once
+    ) -> list[dict[str, Any]]:
+        """The subscription's resource groups the caller may read (ResourceGroups_List, ARM
+        filters the list by read permission): ``[{"id", "name", "location", ...}]``.
+
+        Raises ``NotFoundError`` (code ``SubscriptionNotFound``) for a subscription that does
+        not exist, ``PermanentError`` with status 403 (``AuthorizationFailed``) for one the
+        caller may not read."""
+        return self._paged(
+            f"listing resource groups of subscription {subscription}",
+            self._url(f"subscriptions/{_q(subscription)}/resourcegroups", RESOURCES_API_VERSION),
+            None,  # not a Managed Identity call: ARM's own throttling, answered with Retry-After
+            retry,
+        )
 
     # -- role definitions -----------------------------------------------------------------
 

@@ -8,12 +8,14 @@ format (see ``seed.py``), so a persisted state file is itself a valid seed.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 DEVOPS_RESOURCE: Final = "499b84ac-1321-427f-aa17-267ca6975798"
@@ -22,7 +24,9 @@ DEVOPS_APP_SEGMENT: Final = "rISbSSETf0KqFyZ8ppdXmA"  # b64url(bytes_le) of DEVO
 MSI_TYPE: Final = "Microsoft.ManagedIdentity/userAssignedIdentities"
 FIC_TYPE: Final = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials"
 
-BUILTIN_ROLES: Final = {
+# Descriptions the simulator gives its best-known built-in roles (Microsoft Learn's wording);
+# the others carry an empty description (the tool never reads them).
+_KNOWN: Final = {
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": (
         "Owner",
         "Grants full access to manage all resources, including the ability to assign roles in Azure RBAC.",
@@ -57,6 +61,25 @@ BUILTIN_ROLES: Final = {
         "Perform any action on the secrets of a key vault, except manage permissions.",
     ),
 }
+
+# Azure's built-in role catalogue (names and GUIDs, the same in every tenant): Microsoft Learn's
+# "Azure built-in roles" tables, committed with their commit and date in data/. A public file of
+# Azure's facts; the tool keeps its own copy for offline validation, and a test holds the two equal.
+BUILTIN_ROLES_FILE: Final = Path(__file__).resolve().parent / "data" / "azure-builtin-roles.json"
+
+
+def _load_builtin_roles() -> dict[str, tuple[str, str]]:
+    data = json.loads(BUILTIN_ROLES_FILE.read_text(encoding="utf-8"))
+    roles = {
+        str(r["id"]).lower(): (str(r["roleName"]), _KNOWN.get(str(r["id"]).lower(), ("", ""))[1])
+        for r in data["roles"]
+    }
+    roles.update(_KNOWN)  # the source's spelling of the best-known ones is the same
+    return roles
+
+
+# role definition GUID -> (roleName, description)
+BUILTIN_ROLES: Final = _load_builtin_roles()
 
 
 def iso(ts: float) -> str:

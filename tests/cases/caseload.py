@@ -1,8 +1,8 @@
 """Loading planner cases: ``desired.json`` and ``live.json`` in the flattened model form.
 
 A resource is ``{"address": "kind.key", "attrs": {...}}`` or ``{"kind": "...", "attrs": {...}}``
-(the key is then the kind's natural key). Desired resources may carry ``source`` ({file, line})
-and ``depends_on``; without ``depends_on`` they get what the spec loader gives them (the
+(the key is then the kind's natural key). Desired resources may carry ``source`` ({file, line}),
+``fields`` ({name: {file, line, column, path}}) and ``depends_on``; without ``depends_on`` they get what the spec loader gives them (the
 identity; a connection's implied credential also its connection). Live resources carry
 ``owner`` and ``fingerprint`` (default: derived from the address); ``federations`` lists
 the (issuer, subject) of connections read but not kept as live resources. ``"(known after apply)"``
@@ -85,6 +85,10 @@ def load_desired(data: dict[str, Any]) -> DesiredState:
             tuple(Address.parse(d) for d in depends)
             if depends is not None
             else _default_depends(address, attrs),
+            fields={
+                name: Source(f["file"], f["line"], f.get("column", 1), f.get("path", ""))
+                for name, f in item.get("fields", {}).items()
+            },
         )
     return DesiredState(data["owner"], resources, tuple(data.get("files", ())))
 
@@ -132,6 +136,10 @@ def load_live(data: dict[str, Any]) -> LiveState:
         projects=data.get("projects", {}),
         pipelines=data.get("pipelines", {}),
         tenant_id=data.get("tenant_id", TENANT),
+        resource_groups={k: tuple(v) for k, v in data.get("resource_groups", {}).items()},
+        subscription_errors=data.get("subscription_errors", {}),
+        project_names={k: tuple(v) for k, v in data.get("project_names", {}).items()},
+        organization_errors=data.get("organization_errors", {}),
     )
 
 

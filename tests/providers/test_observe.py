@@ -193,6 +193,7 @@ def test_example_specs_on_the_default_world(sim: Simulator, services: Services) 
     assert api_versions["UserAssignedIdentities_ListBySubscription"] == "2024-11-30"
     assert api_versions["RoleAssignments_ListForSubscription"] == "2022-04-01"
     assert api_versions["RoleDefinitions_List"] == "2022-04-01"
+    assert api_versions["ResourceGroups_List"] == "2021-04-01"
     assert api_versions["ServiceEndpoints_List"] == "7.1"
     assert api_versions["Projects_List"] == "7.1"
     assert all(e["status"] == 200 for e in log)
@@ -367,6 +368,8 @@ def test_requests_grow_with_identities_and_connections_only(
         "UserAssignedIdentities_ListBySubscription": 1,
         "RoleAssignments_ListForSubscription": 1,
         "RoleDefinitions_List": 1,
+        # the one extra read that lets plan tell a missing resource group or subscription
+        "ResourceGroups_List": 1,
         "ConnectionData": 1,
         "Projects_List": 1,
         "ServiceEndpoints_List": 3,  # contoso's three projects

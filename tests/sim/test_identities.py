@@ -300,3 +300,24 @@ def test_overlapping_credential_writes_conflict(sim: Simulator, msi: Any) -> Non
     msi.federated_identity_credentials.create_or_update(
         "identities-rg", "busy-mi", "three-cred", fic("three")
     )
+
+
+def test_resource_group_list_follows_the_documented_shape(sim: Simulator, http: Http) -> None:
+    # ResourceGroups_List (Microsoft.Resources; resources.json is not under apispecs: the shape
+    # is the documented ResourceGroupListResult, README "Resource groups")
+    r = http.arm("GET", f"/subscriptions/{SANDBOX}/resourcegroups?api-version=2021-04-01")
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) <= {"value", "nextLink"}
+    groups = {g["name"]: g for g in body["value"]}
+    assert set(groups) == {"identities-rg", "sandbox-rg", "team-a-rg", "team-b-rg"}
+    group = groups["team-b-rg"]
+    assert group["id"] == f"/subscriptions/{SANDBOX}/resourceGroups/team-b-rg"
+    assert group["type"] == "Microsoft.Resources/resourceGroups"
+    assert group["location"] == "northeurope"
+    assert group["properties"] == {"provisioningState": "Succeeded"}
+    gone = http.arm(
+        "GET",
+        "/subscriptions/99999999-9999-9999-9999-999999999999/resourcegroups?api-version=2021-04-01",
+    )
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "SubscriptionNotFound"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,16 +122,32 @@ def test_same_name_with_another_scope_or_principal_is_not_permitted(
         )
 
 
-def test_unknown_principal_is_not_found(sim: Simulator, authz: Any) -> None:
+def test_unknown_principal_without_type_is_not_found(sim: Simulator, authz: Any) -> None:
     ghost = str(uuid.uuid4())
-    for principal_type in (None, "ServicePrincipal"):
-        body = {"role_definition_id": role(READER), "principal_id": ghost}
-        if principal_type:
-            body["principal_type"] = principal_type
-        with pytest.raises(HttpResponseError) as err:
-            authz.role_assignments.create(RG, str(uuid.uuid4()), body)
-        assert (err.value.status_code, err.value.error.code) == (400, "PrincipalNotFound")
-        assert f"does not exist in the directory {sim.tenant_id}" in err.value.error.message
+    body = {"role_definition_id": role(READER), "principal_id": ghost}
+    with pytest.raises(HttpResponseError) as err:
+        authz.role_assignments.create(RG, str(uuid.uuid4()), body)
+    assert (err.value.status_code, err.value.error.code) == (400, "PrincipalNotFound")
+    assert f"does not exist in the directory {sim.tenant_id}" in err.value.error.message
+
+
+def test_unknown_principal_with_type_is_created_as_told(sim: Simulator, authz: Any) -> None:
+    # principalType makes ARM skip the directory look-up (README: A-principal-type), so a
+    # principal it cannot see, replicating or never created, gets its assignment
+    ghost = str(uuid.uuid4())
+    name = str(uuid.uuid4())
+    created = authz.role_assignments.create(
+        RG,
+        name,
+        {
+            "role_definition_id": role(READER),
+            "principal_id": ghost,
+            "principal_type": "ServicePrincipal",
+        },
+    )
+    assert (created.principal_id, created.principal_type) == (ghost, "ServicePrincipal")
+    listed = [a for a in authz.role_assignments.list_for_scope(RG) if a.name == name]
+    assert [(a.principal_id, a.principal_type) for a in listed] == [(ghost, "ServicePrincipal")]
 
 
 def test_replication_window_needs_principal_type(sim: Simulator, msi: Any, authz: Any) -> None:
@@ -304,21 +322,33 @@ def test_role_definitions(sim: Simulator, authz: Any) -> None:
         ops.get_by_id(f"/providers/Microsoft.Authorization/roleDefinitions/{READER}").role_name
         == "Reader"
     )
-    everything = {d.role_name for d in ops.list(SUB)}
-    assert {
-        "Owner",
-        "Contributor",
-        "Reader",
-        "User Access Administrator",
-        "Role Based Access Control Administrator",
-        "Managed Identity Operator",
-        "Managed Identity Contributor",
-        "Key Vault Secrets User",
-        "Key Vault Secrets Officer",
-        "Identity Auditor",
-    } == everything
+    listed = {d.name: (d.role_name, d.role_type) for d in ops.list(SUB)}
+    catalogue = json.loads(
+        (Path(__file__).parents[2] / "reconciler/sim/data/azure-builtin-roles.json").read_text()
+    )["roles"]
+    assert len(catalogue) > 400  # Azure's whole documented catalogue, not a handful
+    expected = {r["id"]: (r["roleName"], "BuiltInRole") for r in catalogue}
+    expected[AUDITOR] = ("Identity Auditor", "CustomRole")
+    assert listed == expected
     with pytest.raises(ResourceNotFoundError):
         ops.get(SUB, "00000000-0000-4000-8000-000000000000")
+
+
+def test_any_builtin_role_can_be_assigned(sim: Simulator, msi: Any, authz: Any) -> None:
+    mi = new_identity(msi, "acr-mi")
+    acr_pull = "7f951dda-4ed3-4680-a7ca-43fe172d538d"  # far from the few the tool writes
+    found = list(authz.role_definitions.list(SUB, filter="roleName eq 'AcrPull'"))
+    assert [d.name for d in found] == [acr_pull]
+    made = authz.role_assignments.create(
+        RG,
+        str(uuid.uuid4()),
+        {
+            "role_definition_id": role(acr_pull),
+            "principal_id": mi.principal_id,
+            "principal_type": "ServicePrincipal",
+        },
+    )
+    assert made.role_definition_id.endswith(acr_pull)
 
 
 def test_seeded_unmarked_assignment(sim: Simulator, authz: Any) -> None:

@@ -258,9 +258,9 @@ def test_role_assignment_forms(tmp_path: Path) -> None:
     by_id = next(r for name, r in roles.items() if name.startswith("/"))
     assert by_id.attrs["roleDefinitionId"] == AUDITOR
     assert by_id.attrs["scope"] == f"/subscriptions/{SANDBOX}/resourceGroups/team-a-rg"
-    data = roles["Storage Blob Data Reader"]
-    assert data.attrs["roleDefinitionId"] is None
-    assert data.address.key.endswith("/storageaccounts/logs/name:storage blob data reader")
+    data = roles["Storage Blob Data Reader"]  # built-in: resolved offline from the catalogue
+    assert data.attrs["roleDefinitionId"] == "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+    assert data.address.key.endswith("/storageaccounts/logs/2a2b9908-6ea1-4ae2-8e65-a410df84e7d1")
     assert (data.attrs["description"], data.attrs["conditionVersion"]) == ("read logs", "2.0")
     assert data.attrs["condition"] == "@Resource[x] StringEquals 'y'"
 
