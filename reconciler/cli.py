@@ -208,6 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="take over objects that carry another owner's marker instead of failing",
     )
+    p.add_argument(
+        "--specs",
+        action="append",
+        metavar="PATH",
+        help=(
+            "with a saved plan: a spec file or folder it was made from (repeat for several), "
+            "when they are not where the plan says (default: tried relative to the plan file, "
+            "as given from the working directory, then absolute)"
+        ),
+    )
     _add_target_options(p)
     p.set_defaults(handler=_cmd_runner("apply"))
 

@@ -33,7 +33,7 @@ from reconciler.errors import (
 )
 from reconciler.kinds.service_connection import endpoint_gone
 from reconciler.model import UNKNOWN, Address, Kind, LiveState
-from reconciler.ownership import mark_description, mark_tags, read_description
+from reconciler.ownership import mark_description, mark_tags, read_description, read_tags
 from reconciler.plan import Action, Change
 from reconciler.retry import SYSTEM_CLOCK, Clock
 
@@ -73,6 +73,9 @@ class ApplyContext:
     wait_delay: float = 2.0
     # how long a deleted connection may still be returned by Azure DevOps (asynchronous delete)
     delete_timeout: float = 120.0
+    # addresses the specs declare: an object this plan adopts may still carry the marker the
+    # plan saw (none, or another owner's with --force) when it is replaced
+    declared: frozenset[Address] = frozenset()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _windows: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
     # the steps of each change (by identity: one object per planned change) that are done,
@@ -238,17 +241,66 @@ def _lagging(ctx: ApplyContext, exc: NotFoundError, key: str, what: str) -> Prov
     return exc
 
 
+# -- the owner marker, read again right before a delete --------------------------------------
+
+
+def _allowed_markers(ctx: ApplyContext, address: Address) -> set[str | None]:
+    """Markers a live object may carry for this run to delete or replace it: this owner's, or,
+    for an object the specs declare (adopted by this plan), the marker the plan saw on it."""
+    allowed: set[str | None] = {ctx.owner}
+    seen = ctx.live.resources.get(address)
+    if address in ctx.declared and seen is not None:
+        allowed.add(seen.owner)
+    return allowed
+
+
+def _check_marker(
+    ctx: ApplyContext, address: Address, marker: str | None, what: str, *, of: str = ""
+) -> None:
+    if marker in _allowed_markers(ctx, address):
+        return
+    now = f"the owner marker of '{marker}'" if marker else "no owner marker"
+    raise PermanentError(
+        f"refusing to delete {what}{of}: it now carries {now}, not '{ctx.owner}' (changed "
+        "since the plan read it); make a new plan",
+        code="OwnerMarkerChanged",
+    )
+
+
+def _guard_identity(ctx: ApplyContext, key: str, *, of: str = "") -> bool:
+    """Read the identity again (one GET) and refuse unless its tag is still ours (or what an
+    adopting plan saw). False when it no longer exists: there is nothing left to delete."""
+    sub, rg, name = _identity_path(ctx, key)
+    try:
+        raw = ctx.services.arm.get_identity(sub, rg, name)
+    except NotFoundError:
+        return False
+    _, marker = read_tags(raw.get("tags"))
+    _check_marker(ctx, Address(Kind.IDENTITY, key), marker, f"identity {name}", of=of)
+    return True
+
+
+def _guard_description(
+    ctx: ApplyContext, address: Address, raw: Mapping[str, Any], what: str
+) -> None:
+    description = raw.get("description")
+    if description is None:
+        description = (raw.get("properties") or {}).get("description")
+    _, marker = read_description(description)
+    _check_marker(ctx, address, marker, what)
+
+
 # -- identities ----------------------------------------------------------------------------
 
 
 def _perform_identity(change: Change, ctx: ApplyContext) -> dict[str, Any]:
     action = change.action
     if action is Action.DELETE:
-        _delete_identity(change.before or {}, ctx)
+        _delete_identity(change, ctx)
         return {}
     if action.is_replace:
         # same name: the old one has to go first whichever replace the plan names
-        _step(ctx, change, "delete old", lambda: _delete_identity(change.before or {}, ctx))
+        _step(ctx, change, "delete old", lambda: _delete_identity(change, ctx))
         return _step(ctx, change, "create new", lambda: _put_identity(change, ctx, created=True))
     return _put_identity(change, ctx, created=action is not Action.UPDATE)
 
@@ -278,8 +330,11 @@ def _put_identity(change: Change, ctx: ApplyContext, *, created: bool) -> dict[s
     }
 
 
-def _delete_identity(before: Mapping[str, Any], ctx: ApplyContext) -> None:
+def _delete_identity(change: Change, ctx: ApplyContext) -> None:
+    before = change.before or {}
     sub, rg, name = str(before["subscription"]), str(before["resourceGroup"]), str(before["name"])
+    if not _guard_identity(ctx, change.address.key):
+        return
     ctx.services.arm.delete_identity(sub, rg, name)
 
 
@@ -289,15 +344,14 @@ def _delete_identity(before: Mapping[str, Any], ctx: ApplyContext) -> None:
 def _perform_credential(change: Change, ctx: ApplyContext) -> dict[str, Any]:
     action = change.action
     if action is Action.DELETE:
-        _delete_credential(change.before or {}, ctx)
+        _delete_credential(change, ctx)
         return {}
     if action is Action.DELETE_THEN_CREATE:
-        _step(ctx, change, "delete old", lambda: _delete_credential(change.before or {}, ctx))
+        _step(ctx, change, "delete old", lambda: _delete_credential(change, ctx))
         return _step(ctx, change, "create new", lambda: _put_credential(change, ctx))
     if action is Action.CREATE_THEN_DELETE and change.before is not None:
-        before = change.before
         result = _step(ctx, change, "create new", lambda: _put_credential(change, ctx))
-        _step(ctx, change, "delete old", lambda: _delete_credential(before, ctx))
+        _step(ctx, change, "delete old", lambda: _delete_credential(change, ctx))
         return result
     return _put_credential(change, ctx)
 
@@ -355,9 +409,13 @@ def _put_credential(change: Change, ctx: ApplyContext) -> dict[str, Any]:
     }
 
 
-def _delete_credential(before: Mapping[str, Any], ctx: ApplyContext) -> None:
-    sub, rg, ident = _identity_path(ctx, str(before["identity"]))
-    # a missing identity took its credentials with it
+def _delete_credential(change: Change, ctx: ApplyContext) -> None:
+    before = change.before or {}
+    ident_key = str(before["identity"])
+    sub, rg, ident = _identity_path(ctx, ident_key)
+    # a credential has no marker of its own: its identity must still be ours (or adopted)
+    if not _guard_identity(ctx, ident_key, of=f" (parent of {change.address})"):
+        return  # a missing identity took its credentials with it
     with contextlib.suppress(NotFoundError):
         ctx.services.arm.delete_credential(sub, rg, ident, str(before["name"]))
 
@@ -380,11 +438,11 @@ def _role_definition_id(scope: str, guid: str) -> str:
 def _perform_assignment(change: Change, ctx: ApplyContext) -> dict[str, Any]:
     action = change.action
     if action is Action.DELETE:
-        _delete_assignment(change.before or {}, ctx)
+        _delete_assignment(change.address, change.before or {}, ctx)
         return {}
     old = change.before
     if action is Action.DELETE_THEN_CREATE and old is not None:
-        _step(ctx, change, "delete old", lambda: _delete_assignment(old, ctx))
+        _step(ctx, change, "delete old", lambda: _delete_assignment(change.address, old, ctx))
         return _step(ctx, change, "create new", lambda: _put_assignment(change, ctx, existing=None))
     if action is Action.UPDATE and old is not None and old.get("name"):
         return _put_assignment(change, ctx, existing=old)
@@ -394,7 +452,7 @@ def _perform_assignment(change: Change, ctx: ApplyContext) -> dict[str, Any]:
     result = _step(ctx, change, "create new", lambda: _put_assignment(change, ctx, existing=None))
     # the same triple lands on the same deterministic name: nothing old left to delete
     if str(old.get("name") or "").lower() != str(result.get("name")).lower():
-        _step(ctx, change, "delete old", lambda: _delete_assignment(old, ctx))
+        _step(ctx, change, "delete old", lambda: _delete_assignment(change.address, old, ctx))
     return result
 
 
@@ -549,7 +607,7 @@ def _principal_not_found(
     )
 
 
-def _delete_assignment(before: Mapping[str, Any], ctx: ApplyContext) -> None:
+def _delete_assignment(address: Address, before: Mapping[str, Any], ctx: ApplyContext) -> None:
     name = before.get("name")
     scope = str(before.get("scope") or "")
     if not name and before.get("id"):
@@ -557,7 +615,13 @@ def _delete_assignment(before: Mapping[str, Any], ctx: ApplyContext) -> None:
         scope, name = head, name.rsplit("/", 1)[-1]
     if not name or not scope:
         raise PermanentError("the role assignment to delete has no name", code="Plan")
-    ctx.services.arm.delete_role_assignment(scope, str(name))
+    arm = ctx.services.arm
+    try:
+        current = arm.get_role_assignment(scope, str(name))
+    except NotFoundError:
+        return  # already gone
+    _guard_description(ctx, address, current, f"role assignment {name} at {scope}")
+    arm.delete_role_assignment(scope, str(name))
 
 
 # -- service connections -------------------------------------------------------------------
@@ -909,11 +973,21 @@ def _delete_connection(
     suffix = " old" if old else ""
 
     def locate() -> str | None:
+        # the owner marker is read again right before the delete (one request)
         endpoint_id = before.get("id")
+        found: dict[str, Any] | None
         if endpoint_id:
-            return str(endpoint_id)
-        found = _find_by_name(ctx, org, project, str(before["name"]))
-        return str(found["id"]) if found is not None else None
+            try:
+                found = ctx.services.devops.get_endpoint(org, project, str(endpoint_id))
+            except NotFoundError:
+                return None  # already gone
+        else:
+            found = _find_by_name(ctx, org, project, str(before["name"]))
+        if found is None:
+            return None
+        what = f"service connection {before.get('name')} in {org}/{project}"
+        _guard_description(ctx, change.address, found, what)
+        return str(found.get("id") or endpoint_id)
 
     endpoint_id = _step(
         ctx, change, f"delete{suffix}", lambda: _delete_endpoint(ctx, before, locate())

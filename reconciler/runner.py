@@ -11,14 +11,15 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.errors import ConfigError, PlanError, ReconcilerError
-from reconciler.model import DesiredState, LiveState
-from reconciler.plan import Plan
+from reconciler.model import Address, DesiredState, LiveState
+from reconciler.plan import Action, Plan
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -71,12 +72,22 @@ def _make_plan(session: Session, live: LiveState, *, force: bool) -> Plan:
     return replace(plan, spec_digest=session.spec_digest)
 
 
-def _document(plan: Plan, session: Session, mode: str, *, force: bool = False) -> dict[str, Any]:
+def _document(
+    plan: Plan, session: Session, mode: str, *, force: bool = False, out: str | None = None
+) -> dict[str, Any]:
     from reconciler.render.document import to_document
 
     document = to_document(plan, mode=mode)
-    # where the plan came from and how, so that `apply FILE` re-checks it the same way
+    # where the plan came from and how, so that `apply FILE` re-checks it the same way, from
+    # whatever folder it runs in: the paths as given, absolute, and relative to the plan file
     document["spec_paths"] = session.paths
+    document["spec_paths_absolute"] = [os.path.abspath(p) for p in session.paths]
+    if out is not None:
+        with suppress(ValueError):  # no relative path between two Windows drives
+            here = os.path.dirname(os.path.abspath(out))
+            document["spec_paths_from_plan"] = [
+                Path(os.path.relpath(os.path.abspath(p), here)).as_posix() for p in session.paths
+            ]
     document["forced"] = force
     return document
 
@@ -99,7 +110,7 @@ def _plan_command(args: argparse.Namespace, mode: str) -> int:
     live = _observe(session)
     force = bool(getattr(args, "force", False))
     plan = _make_plan(session, live, force=force)
-    document = _document(plan, session, mode, force=force)
+    document = _document(plan, session, mode, force=force, out=args.out)
     if args.out:
         _write_document(args.out, document)
     sys.stdout.write(_render(document, args.format, color=_use_color(args, sys.stdout)))
@@ -159,10 +170,14 @@ def _confirm(args: argparse.Namespace, plan: Plan) -> bool:
     return answer == "yes"
 
 
-def _check_not_stale(saved: Plan, fresh: Plan, saved_digest: str, fresh_digest: str) -> None:
+def _check_not_stale(
+    saved: Plan, fresh: Plan, saved_digest: str, fresh_digest: str, spec_paths: Sequence[str]
+) -> None:
     moved: list[str] = []
     if saved_digest != fresh_digest:
-        moved.append("the spec files changed since the plan was saved")
+        moved.append(
+            f"the spec files changed since the plan was saved (read: {', '.join(spec_paths)})"
+        )
     old, new = dict(saved.fingerprints), dict(fresh.fingerprints)
     for address in sorted(set(old) | set(new)):
         if address not in new:
@@ -176,26 +191,110 @@ def _check_not_stale(saved: Plan, fresh: Plan, saved_digest: str, fresh_digest: 
         raise PlanError(f"the saved plan is stale; make a new plan:\n  {lines}")
 
 
+def _path_list(document: Mapping[str, Any], key: str, plan_file: str) -> list[str] | None:
+    value = document.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(p, str) for p in value):
+        raise ConfigError(f"{plan_file}: {key} must be a non-empty list of paths")
+    return list(value)
+
+
+def _saved_spec_paths(
+    plan_file: str, document: Mapping[str, Any], override: Sequence[str] | None
+) -> list[str]:
+    """The spec paths to re-plan a saved plan from, wherever apply runs.
+
+    Tried in order: ``--specs`` (alone, when given); the paths relative to the plan file's
+    folder (a plan saved next to its specs applies from any working directory); the paths as
+    given, from the working directory (a pipeline that downloads the plan as an artifact and
+    applies in its own checkout); the absolute paths recorded when it was saved. The first set
+    that exists and whose digest is the saved one wins; else the first set that exists (the
+    stale check then says the specs changed); else a ``ConfigError`` naming every path tried.
+    """
+    from reconciler.specs import spec_digest
+
+    candidates: list[tuple[str, list[str]]] = []
+    if override:
+        candidates.append(("given with --specs", list(override)))
+    else:
+        folder = os.path.dirname(os.path.abspath(plan_file))
+        relative = _path_list(document, "spec_paths_from_plan", plan_file)
+        if relative is not None:
+            joined = [os.path.normpath(os.path.join(folder, p)) for p in relative]
+            candidates.append(("relative to the plan file", joined))
+        given = _path_list(document, "spec_paths", plan_file)
+        if given is None:
+            raise ConfigError(f"{plan_file}: the saved plan does not name its spec files")
+        candidates.append(("as given, from the working directory", given))
+        absolute = _path_list(document, "spec_paths_absolute", plan_file)
+        if absolute is not None:
+            candidates.append(("absolute, as saved", absolute))
+    wanted = str(document.get("spec_digest", ""))
+    fallback: list[str] | None = None
+    for _, paths in candidates:
+        if not all(os.path.exists(p) for p in paths):
+            continue
+        try:
+            digest = spec_digest(paths)
+        except (ConfigError, OSError):
+            continue
+        if digest == wanted:
+            return paths
+        if fallback is None:
+            fallback = paths
+    if fallback is not None:
+        return fallback
+    tried = "\n  ".join(f"{', '.join(paths)} ({how})" for how, paths in candidates)
+    raise ConfigError(
+        f"{plan_file}: cannot find the spec files this plan was made from; tried:\n  {tried}\n"
+        "check out the same specs, or name them with --specs PATH..."
+    )
+
+
+def _replan_saved(args: argparse.Namespace) -> tuple[Session, LiveState, Plan, dict[str, Any]]:
+    """Re-plan a saved plan from its specs and live state; refuse unless they agree exactly.
+
+    What runs is the fresh plan, never the file's changes: the file only has to say the same.
+    """
+    from reconciler.render.document import first_difference, from_document
+
+    plan_file = args.paths[0]
+    document = _read_document(plan_file)
+    saved = from_document(document)
+    if document.get("forced") is not False and not args.force:
+        raise PlanError(
+            f"{plan_file}: this plan was made with --force (it takes over objects that carry "
+            "another owner's marker); apply it with --force as well, or make a new plan"
+        )
+    paths = _saved_spec_paths(plan_file, document, getattr(args, "specs", None))
+    session = _open_session(args, paths)
+    live = _observe(session)
+    fresh = _make_plan(session, live, force=args.force)
+    _check_not_stale(saved, fresh, saved.spec_digest, session.spec_digest, paths)
+    fresh_document = _document(fresh, session, "plan", force=args.force)
+    difference = first_difference(document, fresh_document)
+    if difference is not None:
+        raise PlanError(
+            f"{plan_file}: the saved plan is not what a fresh plan of the same specs and live "
+            f"state says (edited by hand, or made by another version); nothing was applied; "
+            f"make a new plan:\n  {difference}"
+        )
+    return session, live, fresh, fresh_document
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     from reconciler.apply import apply_plan, check_destroy, interrupt_on_sigint, service_lane
     from reconciler.operations import ApplyContext, perform
     from reconciler.progress import JsonReporter, Reporter, TextReporter
 
     color = _use_color(args, sys.stdout)
-    if _is_saved_plan(args.paths):
-        document = _read_document(args.paths[0])
-        from reconciler.render.document import from_document
-
-        saved = from_document(document)
-        spec_paths = document.get("spec_paths")
-        if not isinstance(spec_paths, list) or not spec_paths:
-            raise ConfigError(f"{args.paths[0]}: the saved plan does not name its spec files")
-        session = _open_session(args, [str(p) for p in spec_paths])
-        live = _observe(session)
-        force = args.force or bool(document.get("forced", False))
-        fresh = _make_plan(session, live, force=force)
-        _check_not_stale(saved, fresh, saved.spec_digest, session.spec_digest)
-        plan = saved
+    saved_plan = _is_saved_plan(args.paths)
+    if getattr(args, "specs", None) and not saved_plan:
+        raise ConfigError("--specs names the specs of a saved plan: use it with apply FILE")
+    if saved_plan:
+        session, live, plan, document = _replan_saved(args)
+        force = args.force
     else:
         session = _open_session(args, args.paths)
         live = _observe(session)
@@ -205,7 +304,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     if args.format == "json":
         sys.stdout.write(json.dumps({"event": "plan", "document": document}, sort_keys=True) + "\n")
-    elif _is_saved_plan(args.paths):
+    elif saved_plan:
         # reviewed when it was saved; say what it holds instead of printing it again
         counts = ", ".join(f"{n} to {k}" for k, n in plan.counts().items() if n)
         print(f"Applying the saved plan {args.paths[0]}: {counts or 'no changes'}.")
@@ -223,7 +322,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
         reporter = JsonReporter(sys.stdout)
     else:
         reporter = TextReporter(sys.stdout, color=color, tty=sys.stdout.isatty())
-    ctx = ApplyContext(services=session.services, live=live, owner=session.desired.owner)
+    ctx = ApplyContext(
+        services=session.services,
+        live=live,
+        owner=session.desired.owner,
+        declared=frozenset(session.desired.resources),
+    )
     stop = threading.Event()
     notice = "\nInterrupted: finishing the calls in flight, starting nothing new\n"
     with interrupt_on_sigint(stop, notice=notice):
@@ -242,11 +346,52 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if not result.ok:
         return EXIT_FAILED
-    return _check_converged(args, session, force=force)
+    return _check_converged(args, session, force=force, before=live, result=result)
 
 
-def _check_converged(args: argparse.Namespace, session: Session, *, force: bool) -> int:
-    """Observe and plan again: anything left means apply did not converge."""
+_WRITERS_NAMED = 5
+
+
+def other_writers(
+    owner: str, before: LiveState, after: LiveState, applied: Mapping[Address, Action]
+) -> list[tuple[Address, str]]:
+    """This owner's objects that changed during an apply in a way the apply did not cause.
+
+    ``before`` is the live state the plan was made from, ``after`` the one read once apply
+    finished, ``applied`` the action of every change this run carried out. An object carrying
+    the owner's marker (in either state) is another writer's doing when this run did not touch
+    it and it appeared, vanished or changed (its fingerprint); or when this run created it and
+    it is gone, or deleted it and it is back. Returns (address, what happened), address order.
+    """
+    found: list[tuple[Address, str]] = []
+    owned = {a for state in (before, after) for a, r in state.resources.items() if r.owner == owner}
+    for address in sorted(owned):
+        old, new = before.resources.get(address), after.resources.get(address)
+        action = applied.get(address)
+        if action is None:
+            if old is None or (old.owner != owner and new is not None and new.owner == owner):
+                found.append((address, "appeared"))
+            elif new is None:
+                found.append((address, "vanished"))
+            elif old.fingerprint != new.fingerprint:
+                found.append((address, "changed"))
+        elif action is Action.DELETE and new is not None:
+            found.append((address, "is back after this run deleted it"))
+        elif action is not Action.DELETE and new is None:
+            found.append((address, "vanished after this run wrote it"))
+    return found
+
+
+def _check_converged(
+    args: argparse.Namespace,
+    session: Session,
+    *,
+    force: bool,
+    before: LiveState | None = None,
+    result: Any = None,
+) -> int:
+    """Observe and plan again: anything left means apply did not converge. When this owner's
+    objects moved in ways this run did not cause, say so: another writer is at work."""
     live = _observe(session)
     again = _make_plan(session, live, force=force)
     if again.empty:
@@ -255,6 +400,25 @@ def _check_converged(args: argparse.Namespace, session: Session, *, force: bool)
         return EXIT_OK
     document = _document(again, session, "plan", force=force)
     sys.stderr.write(_render(document, "text", color=False))
+    if before is not None and result is not None:
+        from reconciler.apply import Status
+
+        applied = {
+            o.change.address: o.change.action for o in result.outcomes if o.status is Status.APPLIED
+        }
+        owner = session.desired.owner
+        moved = other_writers(owner, before, live, applied)
+        if moved:
+            named = ", ".join(f"{a} ({how})" for a, how in moved[:_WRITERS_NAMED])
+            more = f" and {len(moved) - _WRITERS_NAMED} more" if len(moved) > _WRITERS_NAMED else ""
+            noun = "object" if len(moved) == 1 else "objects"
+            raise ReconcilerError(
+                f"another writer changed {len(moved)} of this owner's {noun} during the run: "
+                f"{named}{more}. Is another apply of owner '{owner}' running (another spec "
+                "set with the same owner, or a second pipeline run)? Run one apply per owner "
+                f"at a time, then apply again; {len(again.changes)} differences remain (shown "
+                "above)"
+            )
     raise ReconcilerError(
         f"apply did not converge: {len(again.changes)} differences remain (shown above)"
     )

@@ -200,12 +200,29 @@ def read_specs(paths: Sequence[str]) -> list[Document]:
     return documents
 
 
+def spec_names(paths: Sequence[str]) -> dict[str, str]:
+    """Each spec file under ``paths`` (as ``find_spec_files`` spells it) -> a name that does not
+    depend on how the paths were spelled or where the checkout lives: its path, with ``/``,
+    relative to the deepest folder that holds every spec file read (``a.yaml``,
+    ``teams/b.yaml``). ``specs``, ``./specs/``, an absolute path, and a folder plus a file inside
+    it given again all give the same names."""
+    files = find_spec_files(paths)
+    real = {file: os.path.realpath(file) for file in files}
+    if not real:
+        return {}
+    root = os.path.commonpath([os.path.dirname(r) for r in real.values()])
+    return {file: Path(os.path.relpath(r, root)).as_posix() for file, r in real.items()}
+
+
 def spec_digest(paths: Sequence[str]) -> str:
-    """sha256 over the spec files' paths and contents, in path order: changes when specs do."""
+    """sha256 (hex) over the set of spec files read: each file's spelling-independent name
+    (``spec_names``) and the sha256 of its bytes, in name order. Changes when a file's content,
+    name within the spec folder, or the set of files changes; not when the same files are named
+    another way (``specs`` or ``./specs/``) or read from another checkout folder."""
     digest = hashlib.sha256()
-    for file in sorted(find_spec_files(paths)):
-        digest.update(file.encode() + b"\0")
-        digest.update(Path(file).read_bytes() + b"\0")
+    for name, file in sorted((name, file) for file, name in spec_names(paths).items()):
+        content = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+        digest.update(f"{name}\0{content}\0".encode())
     return digest.hexdigest()
 
 

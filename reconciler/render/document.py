@@ -168,6 +168,106 @@ def from_document(document: Mapping[str, Any]) -> Plan:
         raise PlanError(f"not a valid plan document: {type(exc).__name__}: {exc}") from exc
 
 
+# the keys of a change that say what apply does, compared one by one (``source`` apart: it only
+# locates the declaration, and its file is spelled however the spec paths were given)
+_COMPARED: Final = (
+    "address",
+    "kind",
+    "key",
+    "action",
+    "reason",
+    "detail",
+    "before",
+    "after",
+    "fields",
+    "unknowns",
+    "ownership",
+    "depends_on",
+    "wave",
+    "destructive",
+)
+_MISSING: Final = object()
+
+
+def _canonical(value: Any) -> str:
+    # JSON text, so that 0 and false, or 1 and 1.0, are different values
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _shown(value: Any) -> str:
+    if value is _MISSING:
+        return "(absent)"
+    text = _canonical(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _comparable_source(value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        return value
+    out = dict(value)
+    out["file"] = str(out.get("file", "")).replace("\\", "/").rsplit("/", 1)[-1]
+    return out
+
+
+def first_difference(saved: Mapping[str, Any], fresh: Mapping[str, Any]) -> str | None:
+    """Where a saved plan document and a fresh one (same specs, same live state) disagree on
+    what apply would do, as one sentence naming the first entry that differs; None when they
+    agree.
+
+    Compared: ``owner`` and every change, position by position, on every key that decides what
+    apply does (address, action, reason, detail, before, after, fields, unknowns, ownership,
+    depends_on, wave, destructive) by exact JSON value, plus the source's line, column, path and
+    file name (not the folder it was read from). Not compared: notices, the summary, keys this
+    version does not know (they change nothing that runs).
+    """
+    if saved.get("owner") != fresh.get("owner"):
+        return (
+            f"owner: the saved plan says {_shown(saved.get('owner', _MISSING))}, "
+            f"a fresh plan {_shown(fresh.get('owner'))}"
+        )
+    ours = saved.get("changes", [])
+    theirs = list(fresh.get("changes", []))
+    if not isinstance(ours, list):
+        return "changes: not a list"
+    saved_addresses = {str(c.get("address")) for c in ours if isinstance(c, Mapping)}
+    fresh_addresses = {str(c["address"]) for c in theirs}
+    for index in range(max(len(ours), len(theirs))):
+        entry = f"change {index + 1}"
+        if index >= len(theirs):
+            item = ours[index]
+            address = item.get("address") if isinstance(item, Mapping) else item
+            return f"{entry} ({address}): not in a fresh plan"
+        want = theirs[index]
+        if index >= len(ours):
+            return (
+                f"{entry} ({want['address']}): a fresh plan would {want['action']} it; "
+                "the saved plan does not"
+            )
+        got = ours[index]
+        if not isinstance(got, Mapping):
+            return f"{entry}: not an object"
+        address = str(got.get("address"))
+        if address != want["address"]:
+            if address not in fresh_addresses:
+                return f"{entry} ({address}): not in a fresh plan"
+            if want["address"] not in saved_addresses:
+                return (
+                    f"{entry} ({want['address']}): a fresh plan would {want['action']} it; "
+                    "the saved plan does not"
+                )
+            return f"{entry} ({address}): out of order (a fresh plan has {want['address']} here)"
+        for key in (*_COMPARED, "source"):
+            mine, other = got.get(key, _MISSING), want.get(key)
+            if key == "source":
+                mine, other = _comparable_source(mine), _comparable_source(other)
+            if mine is _MISSING or _canonical(mine) != _canonical(other):
+                return (
+                    f"{entry} ({address}): {key} differs: the saved plan has {_shown(mine)}, "
+                    f"a fresh plan {_shown(other)}"
+                )
+    return None
+
+
 def dumps(document: Mapping[str, Any]) -> str:
     """The document as stable JSON text (sorted keys, two-space indent, final newline)."""
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

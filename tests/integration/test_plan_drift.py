@@ -159,8 +159,12 @@ def test_foreign_owner_is_an_error_naming_it_unless_forced(
     saved = tmp_path / "forced.json"
     code, out, _ = run(capsys, "plan", str(spec), *target(sim), "--force", "--out", str(saved))
     assert code == 0 and "data-team" in out
-    # the saved plan remembers --force: applying it needs no second --force
+    # taking over is never decided by the file: a forced plan applies only with --force again
+    sim.clear_log()
     code, out, err = run(capsys, "apply", str(saved), *target(sim), "--auto-approve")
+    assert code == 1 and "--force" in err and "forced.json" in err
+    assert writes(sim) == []
+    code, out, err = run(capsys, "apply", str(saved), *target(sim), "--auto-approve", "--force")
     assert code == 0, out + err
     assert run(capsys, "plan", str(spec), *target(sim), "--detailed-exitcode")[0] == 0
 
