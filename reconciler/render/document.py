@@ -201,6 +201,20 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
+def _first_gap(mine: Any, other: Any, path: str) -> tuple[str, Any, Any]:
+    """The deepest path where two JSON values part (``after.tags.purpose``), and both values."""
+    if isinstance(mine, Mapping) and isinstance(other, Mapping):
+        for key in sorted(set(mine) | set(other), key=str):
+            a, b = mine.get(key, _MISSING), other.get(key, _MISSING)
+            if a is _MISSING or b is _MISSING or _canonical(a) != _canonical(b):
+                return _first_gap(a, b, f"{path}.{key}")
+    if isinstance(mine, list) and isinstance(other, list) and len(mine) == len(other):
+        for index, (a, b) in enumerate(zip(mine, other, strict=True)):
+            if _canonical(a) != _canonical(b):
+                return _first_gap(a, b, f"{path}[{index}]")
+    return path, mine, other
+
+
 def _comparable_source(value: Any) -> Any:
     if not isinstance(value, Mapping):
         return value
@@ -261,8 +275,9 @@ def first_difference(saved: Mapping[str, Any], fresh: Mapping[str, Any]) -> str 
             if key == "source":
                 mine, other = _comparable_source(mine), _comparable_source(other)
             if mine is _MISSING or _canonical(mine) != _canonical(other):
+                where, mine, other = _first_gap(mine, other, key)
                 return (
-                    f"{entry} ({address}): {key} differs: the saved plan has {_shown(mine)}, "
+                    f"{entry} ({address}): {where} differs: the saved plan has {_shown(mine)}, "
                     f"a fresh plan {_shown(other)}"
                 )
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -523,3 +524,32 @@ def test_a_thousand_identities(tmp_path: Path) -> None:
         "valid: 1 file, 1000 identities, 3000 federated credentials (1000 implied by service "
         "connections), 2000 role assignments, 1000 service connections"
     )
+
+
+def test_spec_digest_does_not_depend_on_how_paths_are_spelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    specs = tmp_path / "repo" / "specs"
+    (specs / "teams").mkdir(parents=True)
+    (specs / "a.yaml").write_text(HEAD, encoding="utf-8")
+    (specs / "teams" / "b.yaml").write_text("version: 1\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "repo")
+    digest = spec_digest(["specs"])
+    assert spec_digest(["./specs/"]) == digest
+    assert spec_digest([str(specs)]) == digest
+    assert spec_digest(["specs/teams/b.yaml", "specs"]) == digest
+    assert spec_digest(["specs", "./specs/a.yaml"]) == digest
+    assert spec_digest(["specs/a.yaml", "specs/teams"]) == digest
+    # another checkout of the same files, from another working directory
+    other = tmp_path / "agent2" / "s" / "specs"
+    shutil.copytree(specs, other)
+    monkeypatch.chdir(tmp_path)
+    assert spec_digest([str(other)]) == digest
+    # but a file's content, its name inside the folder, or the set of files count
+    (other / "teams" / "b.yaml").rename(other / "teams" / "c.yaml")
+    assert spec_digest([str(other)]) != digest
+    (other / "teams" / "c.yaml").rename(other / "teams" / "b.yaml")
+    assert spec_digest([str(other)]) == digest
+    (other / "teams" / "b.yaml").write_text("version: 1\n\n", encoding="utf-8")
+    assert spec_digest([str(other)]) != digest
+    assert spec_digest([str(specs / "a.yaml")]) != digest
