@@ -365,7 +365,7 @@ def other_writers(
     """
     found: list[tuple[Address, str]] = []
     owned = {a for state in (before, after) for a, r in state.resources.items() if r.owner == owner}
-    for address in sorted(owned):
+    for address in sorted(owned | set(applied)):
         old, new = before.resources.get(address), after.resources.get(address)
         action = applied.get(address)
         if action is None:
@@ -411,9 +411,8 @@ def _check_converged(
         if moved:
             named = ", ".join(f"{a} ({how})" for a, how in moved[:_WRITERS_NAMED])
             more = f" and {len(moved) - _WRITERS_NAMED} more" if len(moved) > _WRITERS_NAMED else ""
-            noun = "object" if len(moved) == 1 else "objects"
             raise ReconcilerError(
-                f"another writer changed {len(moved)} of this owner's {noun} during the run: "
+                f"another writer changed {len(moved)} of this owner's objects during the run: "
                 f"{named}{more}. Is another apply of owner '{owner}' running (another spec "
                 "set with the same owner, or a second pipeline run)? Run one apply per owner "
                 f"at a time, then apply again; {len(again.changes)} differences remain (shown "

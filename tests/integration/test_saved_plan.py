@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -70,8 +69,11 @@ def _append_foreign_delete(doc: Doc, portal: Portal) -> str:
 
 def _append_owned_delete(doc: Doc, portal: Portal) -> str:
     # the walkthrough identity's role assignment exists, is ours and is in the specs
-    address = next(a for a in doc["fingerprints"] if a.startswith("role_assignment.") and
-                   "identities-rg/ado-pipeline-mi" in a)
+    address = next(
+        a
+        for a in doc["fingerprints"]
+        if a.startswith("role_assignment.") and "identities-rg/ado-pipeline-mi" in a
+    )
     template = copy.deepcopy(doc["changes"][0])
     template.update(address=address, key=address.split(".", 1)[1], before={"scope": "x"})
     doc["changes"].append(template)
@@ -362,7 +364,9 @@ def _marker_edits(sim: Simulator, portal: Portal) -> dict[str, Callable[[], str]
     }
 
 
-@pytest.mark.parametrize("kind", ["identity", "credential_parent", "role_assignment", "service_connection"])
+@pytest.mark.parametrize(
+    "kind", ["identity", "credential_parent", "role_assignment", "service_connection"]
+)
 def test_marker_changed_during_apply_makes_the_delete_refuse(
     sim: Simulator,
     capsys: pytest.CaptureFixture[str],
