@@ -43,14 +43,16 @@ def test_two_spec_sets_of_one_owner_applied_at_once_name_the_other_writer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     first, second = _spec(tmp_path, "ops-a-mi"), _spec(tmp_path, "ops-b-mi")
-    # both runs read live state before either writes, and read it again only once both have
-    # written: the interleaving two pipelines of one owner produce when they overlap
+    # both runs finish reading live state before either writes, and read it again only once
+    # both have written: the interleaving two pipelines of one owner produce when they overlap
     barrier = threading.Barrier(2, timeout=60)
     observe = runner._observe
 
     def in_step(session: Any) -> Any:
-        barrier.wait()
-        return observe(session)
+        barrier.wait()  # the other run is done writing (or has not started)
+        live = observe(session)
+        barrier.wait()  # the other run has read too
+        return live
 
     monkeypatch.setattr(runner, "_observe", in_step)
     codes: dict[str, int] = {}
@@ -65,7 +67,7 @@ def test_two_spec_sets_of_one_owner_applied_at_once_name_the_other_writer(
     for t in threads:
         t.join(timeout=120)
     _, err = capsys.readouterr()
-    assert codes == {"ops-a-mi": 1, "ops-b-mi": 1}
+    assert codes == {"ops-a-mi": 1, "ops-b-mi": 1}, err
     assert err.count("another writer changed 1 of this owner's objects during the run") == 2
     assert f"{_address('ops-a-mi')} (appeared)" in err
     assert f"{_address('ops-b-mi')} (appeared)" in err
