@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,7 @@ from reconciler.render.document import (
     FORMAT_VERSION,
     UNKNOWN_TEXT,
     dumps,
+    first_difference,
     from_document,
     loads,
     to_document,
@@ -131,3 +134,66 @@ def test_loads_rejects_what_is_not_a_plan() -> None:
     with pytest.raises(PlanError, match="not a valid plan document"):
         from_document({"format_version": "1.0"})
     assert loads(dumps(to_document(_plan())))["owner"] == "platform-team"
+
+
+# -- a saved document against a fresh plan ----------------------------------------------------
+
+
+def _saved() -> dict[str, Any]:
+    # what apply FILE reads: the document after a trip through JSON
+    document: dict[str, Any] = json.loads(dumps(to_document(_plan())))
+    return document
+
+
+def test_a_saved_plan_equals_its_fresh_plan_whatever_its_folder_and_notices() -> None:
+    saved = _saved()
+    assert first_difference(saved, to_document(_plan())) is None
+    # spelled from another folder, notices in another order, extra keys: nothing that runs
+    for change in saved["changes"]:
+        if change["source"]:
+            change["source"]["file"] = "/elsewhere/checkout/" + change["source"]["file"]
+        change["note"] = "a key this version does not know"
+    saved["notices"] = list(reversed(saved["notices"]))
+    saved["summary"] = {}
+    assert first_difference(saved, to_document(_plan())) is None
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda c: c.update(destructive=1), "change 1 (identity.s/rg/mi): destructive differs"),
+        (lambda c: c.update(action="delete"), "action differs"),
+        (lambda c: c["after"].update(location="westus"), "after.location differs"),
+        (lambda c: c.update(unknowns=["principalId"]), "unknowns differs"),
+        (lambda c: c["source"].update(line=99), "source.line differs"),
+        (lambda c: c.pop("ownership"), "ownership differs: the saved plan has (absent)"),
+    ],
+)
+def test_every_field_that_decides_what_runs_is_compared(
+    edit: Callable[[dict[str, Any]], object], named: str
+) -> None:
+    saved = _saved()
+    edit(saved["changes"][0])
+    found = first_difference(saved, to_document(_plan()))
+    assert found is not None and named in found
+
+
+def test_added_removed_and_reordered_changes_are_named() -> None:
+    fresh = to_document(_plan())
+    saved = _saved()
+    first, second = saved["changes"]
+    saved["changes"] = [second, first]
+    assert "change 1 (service_connection.org/project/conn): out of order" in str(
+        first_difference(saved, fresh)
+    )
+    saved["changes"] = [first]
+    assert "change 2 (service_connection.org/project/conn): a fresh plan would" in str(
+        first_difference(saved, fresh)
+    )
+    saved["changes"] = [first, second, {**second, "address": "identity.s/rg/other"}]
+    assert "change 3 (identity.s/rg/other): not in a fresh plan" in str(
+        first_difference(saved, fresh)
+    )
+    saved["changes"] = [first, second]
+    saved["owner"] = "someone-else"
+    assert "owner" in str(first_difference(saved, fresh))
