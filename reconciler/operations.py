@@ -9,7 +9,12 @@ Waiting conditions become ``TransientError`` within a bounded window, so that th
 retry loop (jittered backoff, honouring server hints, on its clock) does the waiting:
 ``PrincipalNotFound`` only for principals this run created, read-after-write 404s, Azure
 DevOps' refusal to delete a connection whose credential was just removed. A connection's
-readiness is polled here, on ``ctx.clock``, because it is part of creating it.
+readiness, and its disappearance after a delete (Azure DevOps deletes asynchronously), are
+polled here, on ``ctx.clock``, because they are part of creating and deleting it.
+
+A change of several requests runs them as named steps (``_step``): a step done in this run is
+not done again, so the engine's retry of the change resumes at the step that failed (with a
+retry budget of its own), and a failure says which steps were done and which one failed.
 """
 
 from __future__ import annotations
