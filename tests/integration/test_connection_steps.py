@@ -12,6 +12,7 @@ import pytest
 
 from bench.world import ORG, BenchWorld, Shape
 from reconciler.apply import ApplyResult, Status, apply_plan
+from reconciler.model import Kind
 from reconciler.observe import observe
 from reconciler.operations import ApplyContext, perform
 from reconciler.plan import Plan, make_plan
@@ -369,3 +370,57 @@ def test_entra_subjects_do_not_follow_a_rename(
         renamed["authorization"]["parameters"]["workloadIdentityFederationSubject"]
         == conn["authorization"]["parameters"]["workloadIdentityFederationSubject"]
     )
+
+
+# -- the same for every change of several requests ------------------------------------------
+
+
+def test_replaced_assignment_whose_create_fails_says_the_old_one_is_gone(
+    sim: Simulator, portal: Portal, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A moved identity is replaced (new principal); its assignment with it: the old grant is
+    deleted first (its principal is gone), then the new one is created."""
+    code, _, err = run(capsys, "apply", str(WALKTHROUGH), *target(sim), "--auto-approve")
+    assert code == 0, err
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(
+        WALKTHROUGH.read_text(encoding="utf-8").replace(
+            "location: westeurope", "location: northeurope"
+        ),
+        encoding="utf-8",
+    )
+    services = connect(resolve_target(str(sim.connection_file)), workers=4)
+    clock = ScaledClock(scale=0.01)
+    desired = load_desired_state([str(moved)])
+    live = observe(services, desired, workers=4, clock=clock)
+    plan = make_plan(desired, live)
+    (replace,) = [c for c in plan.changes if c.address.kind is Kind.ROLE_ASSIGNMENT]
+    assert str(replace.action) == "delete-then-create"
+    old_principal = str((replace.before or {})["principalId"])
+    sim.set_faults(None, rate_5xx=1.0, ops=("RoleAssignments_Create",))
+    ctx = ApplyContext(services=services, live=live, owner="platform-team", clock=clock)
+    result = apply_plan(
+        plan,
+        lambda change: perform(change, ctx),
+        workers=4,
+        clock=clock,
+        policy=RetryPolicy(attempts=2),
+    )
+    failed = {o.change.address: o for o in result.failed}
+    outcome = failed[replace.address]
+    assert outcome.completed_steps == ("delete old",)
+    assert outcome.failed_step == "create new"
+    assert outcome.message.startswith("old one deleted; create new failed: ")
+    # what the message says is what happened: the old grant is gone, no new one yet
+    principal = portal.identity("identities-rg", "ado-pipeline-mi")["properties"]["principalId"]
+    holders = {a["properties"]["principalId"] for a in portal.assignments()}
+    assert old_principal not in holders
+    assert principal not in holders
+
+    # the next apply creates the missing grant and converges
+    sim.set_faults(None)
+    code, out, err = run(capsys, "apply", str(moved), *target(sim), "--auto-approve")
+    assert code == 0, err
+    assert "Converged" in out
+    holders = {a["properties"]["principalId"] for a in portal.assignments()}
+    assert principal in holders
