@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.errors import ConfigError, PlanError, ReconcilerError
-from reconciler.model import Address, DesiredState, LiveState
+from reconciler.model import Address, DesiredState, Kind, LiveState
 from reconciler.plan import Action, Plan
 
 EXIT_OK = 0
@@ -307,7 +307,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     elif saved_plan:
         # reviewed when it was saved; say what it holds instead of printing it again
         counts = ", ".join(f"{n} to {k}" for k, n in plan.counts().items() if n)
-        print(f"Applying the saved plan {args.paths[0]}: {counts or 'no changes'}.")
+        print(
+            f"Applying the saved plan {args.paths[0]} (re-planned from "
+            f"{', '.join(session.paths)}; it matches): {counts or 'no changes'}."
+        )
     else:
         sys.stdout.write(_render(document, "text", color=color))
     if plan.empty:
@@ -345,8 +348,42 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if result.interrupted:
         return EXIT_INTERRUPTED
     if not result.ok:
+        _note_other_writers(session, live, result)
         return EXIT_FAILED
     return _check_converged(args, session, force=force, before=live, result=result)
+
+
+def _moved_by_others(session: Session, before: LiveState, after: LiveState, result: Any) -> str:
+    """'' or the sentence naming what another writer of this owner changed during the run."""
+    from reconciler.apply import Status
+
+    applied = {
+        o.change.address: o.change.action for o in result.outcomes if o.status is Status.APPLIED
+    }
+    owner = session.desired.owner
+    moved = other_writers(owner, before, after, applied)
+    if not moved:
+        return ""
+    named = ", ".join(f"{a} ({how})" for a, how in moved[:_WRITERS_NAMED])
+    more = f" and {len(moved) - _WRITERS_NAMED} more" if len(moved) > _WRITERS_NAMED else ""
+    return (
+        f"another writer changed {len(moved)} of this owner's objects during the run: "
+        f"{named}{more}. Is another apply of owner '{owner}' running (another spec set with the "
+        "same owner, or a second pipeline run)? Run one apply per owner at a time, then apply "
+        "again"
+    )
+
+
+def _note_other_writers(session: Session, before: LiveState, result: Any) -> None:
+    """After a failed apply, say whether another writer of this owner was at work (a change
+    may have failed because of it). Best effort: a failure to read changes nothing."""
+    try:
+        after = _observe(session)
+    except ReconcilerError:
+        return
+    sentence = _moved_by_others(session, before, after, result)
+    if sentence:
+        sys.stderr.write(f"note: {sentence}.\n")
 
 
 _WRITERS_NAMED = 5
@@ -360,8 +397,10 @@ def other_writers(
     ``before`` is the live state the plan was made from, ``after`` the one read once apply
     finished, ``applied`` the action of every change this run carried out. An object carrying
     the owner's marker (in either state) is another writer's doing when this run did not touch
-    it and it appeared, vanished or changed (its fingerprint); or when this run created it and
-    it is gone, or deleted it and it is back. Returns (address, what happened), address order.
+    it and it appeared, is no longer read as this owner's (deleted, or its marker removed or
+    changed; not when it merely fell out of what is read, see ``_out_of_sight``) or changed (its
+    fingerprint); or when this run wrote it and it is gone, or deleted it and it is back.
+    Returns (address, what happened), in address order.
     """
     found: list[tuple[Address, str]] = []
     owned = {a for state in (before, after) for a, r in state.resources.items() if r.owner == owner}
@@ -372,14 +411,32 @@ def other_writers(
             if old is None or (old.owner != owner and new is not None and new.owner == owner):
                 found.append((address, "appeared"))
             elif new is None:
-                found.append((address, "vanished"))
+                if _out_of_sight(address, owner, owned, after):
+                    continue
+                # not read again as this owner's: deleted, or its marker removed or changed
+                found.append((address, "gone or no longer marked as this owner's"))
             elif old.fingerprint != new.fingerprint:
                 found.append((address, "changed"))
         elif action is Action.DELETE and new is not None:
             found.append((address, "is back after this run deleted it"))
         elif action is not Action.DELETE and new is None:
-            found.append((address, "vanished after this run wrote it"))
+            found.append((address, "gone after this run wrote it"))
     return found
+
+
+def _out_of_sight(address: Address, owner: str, owned: set[Address], after: LiveState) -> bool:
+    """Whether an object missing from ``after`` may simply not have been read: the tool reads a
+    credential only under an identity that is declared or ours, and a connection only in an
+    organisation the specs or this owner's objects lead to. When that identity lost this owner's
+    marker (reported itself) or the organisation is no longer read, the object is out of sight,
+    not gone."""
+    if address.kind is Kind.FEDERATED_CREDENTIAL:
+        parent = Address(Kind.IDENTITY, address.key.rsplit("/", 1)[0])
+        found = after.resources.get(parent)
+        return parent in owned and (found is None or found.owner != owner)
+    if address.kind is Kind.SERVICE_CONNECTION:
+        return address.key.split("/", 1)[0] not in after.organizations
+    return False
 
 
 def _check_converged(
@@ -401,22 +458,10 @@ def _check_converged(
     document = _document(again, session, "plan", force=force)
     sys.stderr.write(_render(document, "text", color=False))
     if before is not None and result is not None:
-        from reconciler.apply import Status
-
-        applied = {
-            o.change.address: o.change.action for o in result.outcomes if o.status is Status.APPLIED
-        }
-        owner = session.desired.owner
-        moved = other_writers(owner, before, live, applied)
-        if moved:
-            named = ", ".join(f"{a} ({how})" for a, how in moved[:_WRITERS_NAMED])
-            more = f" and {len(moved) - _WRITERS_NAMED} more" if len(moved) > _WRITERS_NAMED else ""
+        sentence = _moved_by_others(session, before, live, result)
+        if sentence:
             raise ReconcilerError(
-                f"another writer changed {len(moved)} of this owner's objects during the run: "
-                f"{named}{more}. Is another apply of owner '{owner}' running (another spec "
-                "set with the same owner, or a second pipeline run)? Run one apply per owner "
-                f"at a time, then apply again; {len(again.changes)} differences remain (shown "
-                "above)"
+                f"{sentence}; {len(again.changes)} differences remain (shown above)"
             )
     raise ReconcilerError(
         f"apply did not converge: {len(again.changes)} differences remain (shown above)"

@@ -104,7 +104,7 @@ def test_a_writer_that_deletes_this_runs_objects_is_named(
     assert nested["code"] == 0, "the other run deleted ops-a-mi and converged"
     assert code == 1
     assert "another writer changed 2 of this owner's objects during the run" in err
-    assert f"{_address('ops-a-mi')} (vanished after this run wrote it)" in err
+    assert f"{_address('ops-a-mi')} (gone after this run wrote it)" in err
     assert f"{_address('ops-b-mi')} (appeared)" in err
     names = {i["name"] for i in portal.identities()}
     assert "ops-b-mi" in names and "ops-a-mi" not in names

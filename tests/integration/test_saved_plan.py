@@ -390,6 +390,8 @@ def test_marker_changed_during_apply_makes_the_delete_refuse(
     )
     assert code == 1, out + err
     assert "OwnerMarkerChanged" in out + err and "refusing to delete" in out + err
+    # and the failed apply says who else was at work
+    assert "note: another writer changed 1 of this owner's objects during the run" in err, err
     (path,) = gone
     deleted = [w["path"].lower() for w in writes(sim) if w["method"] == "DELETE"]
     assert deleted, "the other deletes went ahead"
