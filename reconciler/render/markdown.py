@@ -45,13 +45,23 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _change_lines(change: Mapping[str, Any], drift: bool) -> list[str]:
+def _change_lines(change: Mapping[str, Any], drift: bool, context: bool) -> list[str]:
+    """The diff lines of one change; ``context`` adds the ``#`` lines that explain it (its
+    reason, and in drift mode what the difference means), which say nothing about *what*
+    changes and so are the first thing left out under a size cap."""
     action = str(change["action"])
     symbol = _SYMBOLS.get(action, "?")
+    lines = [f"{symbol} {title(change)}"]
     reason = str(change["reason"]) + (f": {change['detail']}" if change.get("detail") else "")
-    lines = [f"{symbol} {title(change)}", f"#   {reason}"]
+    if context and not (drift and action in ("create", "delete")):
+        lines.append(f"#   {reason}")
     if change.get("destructive"):
-        lines.append("#   DESTRUCTIVE: apply needs --allow-destroy")
+        # never context: a reviewer must see it next to the change as well as in the list above
+        lines.append(
+            "#   DESTRUCTIVE: correcting it needs apply --allow-destroy"
+            if drift
+            else "#   DESTRUCTIVE: apply needs --allow-destroy"
+        )
     if action == "create":
         attrs = shown_attrs(change, change.get("after") or {})
         if drift:
@@ -74,25 +84,41 @@ def _change_lines(change: Mapping[str, Any], drift: bool) -> list[str]:
     return lines
 
 
-def _counts_text(changes: Sequence[Mapping[str, Any]]) -> str:
+# drift mode names each kind of difference the way the summary table does
+_DRIFT_WORDS: Final = {
+    "create": "missing in live",
+    "update": "differ from the specs",
+    "replace": "differ from the specs",
+    "delete": "not in the specs",
+}
+
+
+def _counts_text(changes: Sequence[Mapping[str, Any]], drift: bool) -> str:
     counts: dict[str, int] = {}
     for change in changes:
         action = str(change["action"])
         word = "replace" if action in ("delete-then-create", "create-then-delete") else action
+        if drift:
+            word = _DRIFT_WORDS.get(word, word)
         counts[word] = counts.get(word, 0) + 1
+    if drift:
+        order: tuple[str, ...] = ("missing in live", "differ from the specs", "not in the specs")
+        return ", ".join(f"{counts[w]} {w}" for w in order if counts.get(w))
     order = ("create", "update", "replace", "delete")
     return ", ".join(f"{counts[w]} to {w}" for w in order if counts.get(w))
 
 
-def _section(key: str, changes: Sequence[Mapping[str, Any]], drift: bool) -> str:
+def _section(
+    key: str, changes: Sequence[Mapping[str, Any]], drift: bool, *, context: bool = True
+) -> str:
     body: list[str] = []
     for change in changes:
-        body.extend(_change_lines(change, drift))
+        body.extend(_change_lines(change, drift, context))
         body.append("")
     if body and body[-1] == "":
         body.pop()
     flag = " ⚠️ destructive" if any(c.get("destructive") for c in changes) else ""
-    summary = f"{_identity_title(key)}: {_counts_text(changes)}{flag}"
+    summary = f"{_identity_title(key)}: {_counts_text(changes, drift)}{flag}"
     return "\n".join(
         [f"<details><summary>{summary}</summary>", "", "```diff", *body, "```", "", "</details>"]
     )
@@ -134,7 +160,9 @@ def _head(document: Mapping[str, Any], drift: bool) -> list[str]:
     return lines
 
 
-def _destructive(document: Mapping[str, Any]) -> list[str]:
+def _destructive(document: Mapping[str, Any], *, shown: int | None = None) -> list[str]:
+    """The list of destructive changes; ``shown`` caps it (only when even the list alone is
+    over the size cap: thousands of deletes), saying how many more the full plan holds."""
     changes = [c for c in document.get("changes") or [] if c.get("destructive")]
     if not changes:
         return []
@@ -144,36 +172,80 @@ def _destructive(document: Mapping[str, Any]) -> list[str]:
         "(apply needs `--allow-destroy`)",
         "",
     ]
-    for change in changes:
+    for change in changes[:shown]:
         symbol = _SYMBOLS.get(str(change["action"]), "?")
         reason = str(change["reason"]) + (f": {change['detail']}" if change.get("detail") else "")
         lines.append(f"- `{symbol}` {_md_cell(title(change))}: {_md_cell(reason)}")
+    if shown is not None and shown < len(changes):
+        lines.append(f"- … and {len(changes) - shown} more destructive changes in the full plan")
     return lines
 
 
-def _notices(document: Mapping[str, Any]) -> list[str]:
-    notices = document.get("notices") or []
-    if not notices:
-        return []
+def _notices(document: Mapping[str, Any], *, context: bool = True) -> tuple[list[str], int]:
+    """The notices section and how many informational notices it leaves out: without
+    ``context`` only warnings are shown (an info notice is about something left as it is)."""
+    notices = list(document.get("notices") or [])
+    kept = notices if context else [n for n in notices if n.get("level") == "warning"]
+    dropped = len(notices) - len(kept)
+    if not kept:
+        return [], dropped
     lines = ["", "#### Notices", ""]
-    for notice in notices[:_NOTICES_SHOWN]:
+    for notice in kept[:_NOTICES_SHOWN]:
         mark = "⚠️" if notice.get("level") == "warning" else "ℹ️"
         lines.append(f"- {mark} {_md_cell(str(notice['message']))}")
-    if len(notices) > _NOTICES_SHOWN:
-        lines.append(f"- … and {len(notices) - _NOTICES_SHOWN} more in the full plan")
-    return lines
+    if len(kept) > _NOTICES_SHOWN:
+        lines.append(f"- … and {len(kept) - _NOTICES_SHOWN} more in the full plan")
+    return lines, dropped
 
 
-def _left_out_note(sections: int, changes: int, max_chars: int) -> str:
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _left_out_note(
+    *,
+    context: bool,
+    notices: int,
+    sections: int,
+    changes: int,
+    destructive: int,
+    max_chars: int,
+    full_plan_at: str | None,
+) -> str:
+    """What was cut to fit, in the order it was cut, and where the full plan is."""
+    cut: list[str] = []
+    if not context:
+        cut.append("the explanation lines (`#`) of each change")
+        if notices:
+            cut.append(_plural(notices, "informational notice"))
+    if sections:
+        cut.append(f"{_plural(sections, 'identity section')} ({_plural(changes, 'change')})")
+    if destructive:
+        cut.append(f"{_plural(destructive, 'destructive change')} from the list above")
+    where = (
+        f"The full plan: {full_plan_at} (the saved plan document; `reconciler show FILE` "
+        "renders it)."
+        if full_plan_at
+        else "The full plan is in the plan document saved with `reconciler plan --out FILE` "
+        "(the pipeline artifact); `reconciler show FILE` renders it."
+    )
     return (
-        f"\n> **{sections} identity section{'s' if sections != 1 else ''} "
-        f"({changes} change{'s' if changes != 1 else ''}) left out** to stay under "
-        f"{max_chars:,} characters. The full plan is in the plan document saved with "
-        "`reconciler plan --out FILE` (the pipeline artifact); `reconciler show FILE` renders it."
+        f"\n> **Detail left out** to stay under {max_chars:,} characters: {'; '.join(cut)}. {where}"
     )
 
 
-def render_markdown(document: Mapping[str, Any], *, max_chars: int = 60000) -> str:
+def render_markdown(
+    document: Mapping[str, Any], *, max_chars: int = 60000, full_plan_at: str | None = None
+) -> str:
+    """The plan or drift report as Markdown of at most ``max_chars`` characters.
+
+    What does not fit is left out in this order, and a closing note says what and where the
+    full plan is (``full_plan_at``: a run or artifact URL, else the saved plan document):
+    first the context (each change's ``#`` explanation lines and informational notices), then
+    whole per-identity sections from the last (identities with destructive changes come first,
+    so they go last). The summary table and the list of destructive changes are always kept;
+    only when they alone exceed the cap is that list shortened, and the note says by how many.
+    """
     drift = document.get("mode") == "drift"
     changes = list(document.get("changes") or [])
     groups: dict[str, list[Mapping[str, Any]]] = {}
@@ -184,26 +256,64 @@ def render_markdown(document: Mapping[str, Any], *, max_chars: int = 60000) -> s
         groups,
         key=lambda k: (not any(c.get("destructive") for c in groups[k]), k.rsplit("/", 1)[-1], k),
     )
-    head = "\n".join([*_head(document, drift), *_destructive(document), *_notices(document)])
-    reserve = len(_left_out_note(len(order), len(changes), max_chars)) + 2
-    parts = [head]
-    if changes:
-        parts.append("\n#### Changes per identity\n")
-    size = sum(len(p) + 1 for p in parts)
-    left_sections = left_changes = 0
-    for key in order:
-        section = _section(key, groups[key], drift)
-        if left_sections == 0 and size + len(section) + 1 + reserve <= max_chars:
-            parts.append(section)
-            size += len(section) + 1
+    heading = "\n#### Changes per identity\n"
+
+    def head(context: bool, shown: int | None = None) -> tuple[str, int]:
+        notice_lines, dropped = _notices(document, context=context)
+        lines = [*_head(document, drift), *_destructive(document, shown=shown), *notice_lines]
+        return "\n".join(lines), dropped
+
+    def join(parts: Sequence[str]) -> str:
+        return "\n".join(parts) + "\n"
+
+    # 1. everything
+    full_head, _ = head(True)
+    full = [full_head] + ([heading] if changes else [])
+    full += [_section(key, groups[key], drift) for key in order]
+    text = join(full)
+    if len(text) <= max_chars:
+        return text
+
+    # 2. without context; then 3. without whole sections, from the last
+    compact_head, dropped = head(False)
+    sections = [_section(key, groups[key], drift, context=False) for key in order]
+
+    def note(kept: int, destructive: int = 0) -> str:
+        left = order[kept:]
+        return _left_out_note(
+            context=False,
+            notices=dropped,
+            sections=len(left),
+            changes=sum(len(groups[k]) for k in left),
+            destructive=destructive,
+            max_chars=max_chars,
+            full_plan_at=full_plan_at,
+        )
+
+    size = len(compact_head) + 1 + len(heading) + 1
+    kept = 0
+    for section in sections:
+        if size + len(section) + 1 + len(note(kept + 1)) + 1 > max_chars:
+            break
+        size += len(section) + 1
+        kept += 1
+    if kept:
+        return join([compact_head, heading, *sections[:kept], note(kept)])
+    text = join([compact_head, note(0)])
+    if len(text) <= max_chars:
+        return text
+
+    # 4. the summary and the destructive list alone are over the cap: shorten the list
+    destructive = sum(1 for c in changes if c.get("destructive"))
+    low, high = 0, destructive
+    while low < high:  # the most destructive lines that still fit
+        mid = (low + high + 1) // 2
+        shortened, _ = head(False, mid)
+        if len(join([shortened, note(0, destructive - mid)])) <= max_chars:
+            low = mid
         else:
-            left_sections += 1
-            left_changes += len(groups[key])
-    if left_sections:
-        parts.append(_left_out_note(left_sections, left_changes, max_chars))
-    text = "\n".join(parts) + "\n"
-    if len(text) > max_chars:
-        # even the summary does not fit (thousands of destructive changes): cut it hard
-        note = _left_out_note(len(order), len(changes), max_chars)
-        text = (text[: max(0, max_chars - len(note) - 2)].rstrip() + "\n" + note + "\n")[:max_chars]
-    return text
+            high = mid - 1
+    shortened, _ = head(False, low)
+    text = join([shortened, note(0, destructive - low)])
+    # a cap smaller than the summary itself: cut hard rather than exceed it
+    return text if len(text) <= max_chars else text[: max(0, max_chars - 1)] + "\n"
