@@ -59,11 +59,36 @@ class _VersionAction(argparse.Action):
 def _cmd_validate(args: argparse.Namespace) -> int:
     from reconciler.specs import describe, load_desired_state, role_warnings
 
-    desired = load_desired_state(args.paths)
-    for warning in role_warnings(desired):
-        print(warning, file=sys.stderr)
-    print(describe(desired, verbose=args.verbose))
+    fmt = getattr(args, "format", "text")
+    if fmt == "text":
+        desired = load_desired_state(args.paths)
+        for warning in role_warnings(desired):
+            print(warning, file=sys.stderr)
+        print(describe(desired, verbose=args.verbose))
+        return EXIT_OK
+    from reconciler.render.problems import render_problems
+
+    try:
+        desired = load_desired_state(args.paths)
+    except SpecError as exc:
+        # CI reads workflow and logging commands from stdout; the count goes to the log
+        sys.stdout.write(render_problems(exc.problems, fmt))
+        count = len(exc.problems)
+        print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+        return EXIT_FAILED
+    warnings = role_warnings(desired)
+    summary = describe(desired, verbose=args.verbose)
+    if fmt == "json":
+        sys.stdout.write(render_problems([], fmt, summary=summary, warnings=warnings))
+    else:
+        sys.stdout.write(render_problems(warnings, fmt, level="warning") + summary + "\n")
     return EXIT_OK
+
+
+def _cmd_comment(args: argparse.Namespace) -> int:
+    from reconciler.comment_cli import cmd_comment
+
+    return cmd_comment(args)
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -139,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="spec files or folders")
     p.add_argument("-v", "--verbose", action="store_true", help="list every desired resource")
+    p.add_argument(
+        "--format",
+        choices=["text", "json", "github", "azure-devops"],
+        default="text",
+        help="how to print problems: text, json, GitHub workflow commands (github) or Azure "
+        "Pipelines logging commands (azure-devops), which annotate the pull request's lines",
+    )
     p.set_defaults(handler=_cmd_validate)
 
     p = sub.add_parser(
@@ -220,6 +252,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_target_options(p)
     p.set_defaults(handler=_cmd_runner("apply"))
+
+    p = sub.add_parser(
+        "comment",
+        help="post a saved plan or drift report on the pull request (edited in place later)",
+        description=(
+            "Post the Markdown rendering of a plan document (plan --out or drift --out) as a "
+            "comment on the pull request the pipeline builds, or edit the comment an earlier "
+            "run posted for the same owner and spec paths. Azure Repos: SYSTEM_ACCESSTOKEN "
+            "(or an Entra token from --auth); GitHub: GITHUB_TOKEN with pull-requests: write."
+        ),
+    )
+    p.add_argument("file", metavar="PLAN_FILE", help="plan document written by plan/drift --out")
+    p.add_argument(
+        "--provider",
+        choices=["azure-devops", "github"],
+        help="where the pull request is (default: detected from TF_BUILD / GITHUB_ACTIONS)",
+    )
+    _add_target_options(p)
+    p.set_defaults(handler=_cmd_comment)
 
     p = sub.add_parser(
         "sim",

@@ -46,6 +46,7 @@ from reconciler.sim.auth import (
 from reconciler.sim.devops import DevOps
 from reconciler.sim.faults import FaultDice, Faults, faults_to_dict, make_faults
 from reconciler.sim.protocol import ApiError, Request, Response, ado_body, arm_error
+from reconciler.sim.pullrequests import PullRequests
 from reconciler.sim.seed import SeedSource, build_world, load_seed, snapshot
 from reconciler.sim.throttle import ThrottleModel, Verdict
 from reconciler.sim.vssps import Vssps
@@ -71,6 +72,7 @@ class App:
         self.arm = Arm(self.world, lambda: self._faults)
         self.devops = DevOps(self.world, lambda: self._faults)
         self.vssps = Vssps(self.world)
+        self.pullrequests = PullRequests()
         self.base_url = ""
         self._log_lock = threading.Lock()
         self._log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
@@ -96,6 +98,7 @@ class App:
         """Rebuild the world from ``seed``, or from the start seed when None."""
         with self.world.lock:
             build_world(self.seed if seed is None else dict(seed), world=self.world)
+        self.pullrequests.reset()
         self.dice.reset()
         self.throttle = ThrottleModel(self._faults.throttle_scale, enforce=self._faults.throttle)
 
@@ -156,6 +159,14 @@ class App:
         faults = self._faults
         fault: str | None = None
         try:
+            if low[:1] == ["devops"] and low[3:5] == ["_apis", "git"]:
+                # pull request threads: a stand-in with its own state (sim/pullrequests.py)
+                self._sleep(req, faults)
+                authenticate = lambda r: check_devops(r, self.world, self.tokens)  # noqa: E731
+                return self.pullrequests.serve_devops(req, authenticate), None
+            if low[:1] == ["github"]:
+                self._sleep(req, faults)
+                return self.pullrequests.serve_github(req), None
             if low[:1] == ["devops"]:
                 return self._serve_devops(req, faults)
             if low[:1] == ["vssps"]:
@@ -385,6 +396,8 @@ class App:
         ):
             self.clear_log()
             return Response(204)
+        if parts[:1] == ["pullrequests"]:
+            return self.pullrequests.admin(parts[1:], m, body)
         if parts == ["stats"] and m == "GET":
             return Response(200, self.stats())
         if parts == ["state"] and m == "GET":
