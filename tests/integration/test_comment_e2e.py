@@ -372,6 +372,6 @@ def test_github_token_only_over_tls(
     plan = _plan(capsys, sim, tmp_path / "plan.json", "specs/walkthrough.yaml")
     monkeypatch.setenv("GITHUB_API_URL", sim.arm_url.replace("https://", "http://") + "/github")
     sim.clear_log()
-    code, out, err = run(capsys, "comment", str(plan), *target(sim))
+    code, _, err = run(capsys, "comment", str(plan), *target(sim))
     assert code == 1 and "GITHUB_API_URL must be an https:// URL" in err
     assert sim.request_log() == []
