@@ -4,7 +4,7 @@ that finds our earlier comment, the footer and the body under the platform's siz
 Pure: every input (the pipeline's variables, the event payload, the clock's reading) is passed
 in; ``reconciler.comment_cli`` reads them and ``reconciler.providers.pullrequests`` posts.
 
-Facts and sources (``docs/ci.md`` cites them in full):
+Facts and sources:
 - Azure Pipelines predefined variables: ``TF_BUILD``, ``SYSTEM_COLLECTIONURI``,
   ``SYSTEM_TEAMPROJECT``, ``BUILD_REPOSITORY_ID``, ``SYSTEM_PULLREQUEST_PULLREQUESTID``,
   ``SYSTEM_PULLREQUEST_SOURCECOMMITID``, ``BUILD_SOURCEVERSION``, ``BUILD_BUILDID``
