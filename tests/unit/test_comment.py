@@ -284,3 +284,32 @@ def test_problems_as_json() -> None:
         "path": "identities[0].name",
         "message": "100% bad\r\nsecond: line, too",
     }
+
+
+def test_validate_json_on_valid_specs(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from reconciler.cli import main
+
+    specs = Path(__file__).parents[2] / "specs" / "walkthrough.yaml"
+    assert main(["validate", str(specs), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["valid"] is True and data["problems"] == [] and data["summary"].startswith("valid:")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://elsewhere.example/repos/o/r",
+        "http://api.github.com/repos",
+        "https://api.github.com:8443/x",
+    ],
+)
+def test_the_token_never_leaves_the_api_host(url: str) -> None:
+    from reconciler.errors import PermanentError
+    from reconciler.providers.pullrequests import _Http
+
+    http = _Http("https://api.github.com", "Bearer secret-value", verify=True)
+    with pytest.raises(PermanentError, match="refusing to send the token") as caught:
+        http.send("GET", url, what="listing comments")
+    assert "secret-value" not in str(caught.value)
