@@ -313,3 +313,19 @@ def test_the_token_never_leaves_the_api_host(url: str) -> None:
     with pytest.raises(PermanentError, match="refusing to send the token") as caught:
         http.send("GET", url, what="listing comments")
     assert "secret-value" not in str(caught.value)
+
+
+def test_validate_annotates_role_name_warnings(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from reconciler.cli import main
+
+    source = Path(__file__).parents[2] / "specs" / "walkthrough.yaml"
+    spec = tmp_path / "walkthrough.yaml"
+    spec.write_text(source.read_text().replace("role: Contributor", "role: Contributer"))
+    assert main(["validate", str(spec), "--format", "github"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"::warning file={spec},line=")
+    assert "Contributer" in first and "warning: " not in first
+    assert main(["validate", str(spec), "--format", "azure-devops"]) == 0
+    assert capsys.readouterr().out.startswith("##vso[task.logissue type=warning;sourcepath=")
