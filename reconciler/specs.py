@@ -56,7 +56,16 @@ from reconciler.model import (
 )
 from reconciler.ownership import OWNER_TAG
 from reconciler.references import closest
-from reconciler.yamlload import Mark, MarkedMap, MarkedSeq, YamlSyntaxError, load_yaml, mark_at
+from reconciler.yamlload import (
+    MAX_BYTES,
+    Mark,
+    MarkedMap,
+    MarkedSeq,
+    YamlSyntaxError,
+    load_yaml,
+    mark_at,
+    too_large_message,
+)
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -182,9 +191,16 @@ def read_specs(paths: Sequence[str]) -> list[Document]:
     documents = []
     for file in find_spec_files(paths):
         try:
-            raw = Path(file).read_bytes()
+            with open(file, "rb") as stream:
+                # one byte over the limit is enough to refuse: never read a huge file whole
+                raw = stream.read(MAX_BYTES + 1)
         except OSError as exc:
             raise ConfigError(f"{file}: {exc.strerror or exc}") from None
+        if len(raw) > MAX_BYTES:
+            size = os.path.getsize(file)
+            message = too_large_message(size)
+            documents.append(Document(file, None, (Problem(file, 1, 1, "", message),)))
+            continue
         text, problem = _decode(file, raw)
         if problem is not None:
             documents.append(Document(file, None, (problem,)))

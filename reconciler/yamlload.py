@@ -9,6 +9,13 @@ Stricter than plain ``yaml.safe_load``: duplicate keys are an error (PyYAML sile
 last one), mapping keys are plain text as written (``on:`` is the key "on", not True), and
 syntax errors come back as ``YamlSyntaxError`` with a readable message. Anchors, aliases and
 ``<<`` merge keys work as in PyYAML.
+
+Bounded: a small text must not cost unbounded time or memory (a 700-byte "billion laughs"
+alias bomb would expand to 10^9 nodes in whatever walks the result). ``load_yaml`` refuses a
+text over ``MAX_BYTES``, a document that would hold more than ``MAX_NODES`` nodes once every
+alias is expanded (counted as the aliases are read, so the refusal comes at the alias that
+crosses the limit, before anything is expanded), nesting deeper than ``MAX_DEPTH``, and more
+than one document.
 """
 
 from __future__ import annotations
@@ -20,6 +27,13 @@ import yaml
 from yaml.nodes import ScalarNode
 
 Mark = tuple[int, int]  # 1-based line, column
+
+# Generous for real specs: the benchmark's 1,000-identity spec set (3 credentials and 3 role
+# assignments each) is 0.9 MB and about 54,000 nodes over 20 files, at most 6 levels deep.
+# One file holding all of it stays 9x under each size limit; nesting 10x under the depth limit.
+MAX_BYTES: Final = 8 * 1024 * 1024
+MAX_NODES: Final = 500_000
+MAX_DEPTH: Final = 64
 
 try:
     from yaml import CSafeLoader as _BaseLoader
@@ -60,6 +74,10 @@ class YamlSyntaxError(Exception):
         self.message = message
 
 
+class YamlLimitError(YamlSyntaxError):
+    """The text is within YAML's rules but over one of the loader's size limits."""
+
+
 class _Loader(_BaseLoader):
     pass
 
@@ -77,11 +95,12 @@ def _error(mark: Any, message: str) -> YamlSyntaxError:
 class _Map:
     """A mapping under construction."""
 
-    __slots__ = ("anchor", "key", "key_mark", "merge", "merges", "result")
+    __slots__ = ("anchor", "key", "key_mark", "merge", "merges", "result", "start")
 
-    def __init__(self, result: MarkedMap, anchor: str | None) -> None:
+    def __init__(self, result: MarkedMap, anchor: str | None, start: int) -> None:
         self.result = result
         self.anchor = anchor
+        self.start = start  # the node count before this mapping (sizes an anchored one)
         self.key: str | None = None  # waiting for this key's value
         self.key_mark: Mark = (0, 0)
         self.merge = False  # the pending key is a `<<:` merge
@@ -91,11 +110,12 @@ class _Map:
 class _Seq:
     """A sequence under construction."""
 
-    __slots__ = ("anchor", "result")
+    __slots__ = ("anchor", "result", "start")
 
-    def __init__(self, result: MarkedSeq, anchor: str | None) -> None:
+    def __init__(self, result: MarkedSeq, anchor: str | None, start: int) -> None:
         self.result = result
         self.anchor = anchor
+        self.start = start
 
 
 def _read_events(loader: _Loader) -> Any:
@@ -106,6 +126,10 @@ def _read_events(loader: _Loader) -> Any:
     through PyYAML's resolver and safe constructors, so values mean what YAML 1.1 says.
     """
     anchors: dict[str, Any] = {}
+    # nodes each anchored value stands for, aliases inside it expanded
+    sizes: dict[str, int] = {}
+    # nodes of the document with every alias expanded, so far
+    nodes = 0
     building: set[str] = set()
     stack: list[_Map | _Seq] = []
     root: Any = None
@@ -118,6 +142,9 @@ def _read_events(loader: _Loader) -> Any:
         kind = type(event)
         if kind is yaml.ScalarEvent:
             mark = event.start_mark
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _too_many(mark)
             tag = event.tag
             text = event.value
             if stack and isinstance(stack[-1], _Map) and stack[-1].key is None:
@@ -146,19 +173,25 @@ def _read_events(loader: _Loader) -> Any:
             )
             if event.anchor is not None:
                 anchors[event.anchor] = value
+                sizes[event.anchor] = 1
         elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             mark = event.start_mark
             if event.tag not in (_MAP_TAGS if kind is yaml.MappingStartEvent else _SEQ_TAGS):
                 raise _error(mark, f"unsupported YAML tag {event.tag}")
             if stack and type(stack[-1]) is _Map and stack[-1].key is None:
                 raise _error(mark, "a mapping key must be a plain text value")
+            if len(stack) >= MAX_DEPTH:
+                raise _limit(mark, _too_deep())
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _too_many(mark)
             if event.anchor is not None:
                 building.add(event.anchor)
             where = (mark.line + 1, mark.column + 1)
             if kind is yaml.MappingStartEvent:
-                stack.append(_Map(MarkedMap(where), event.anchor))
+                stack.append(_Map(MarkedMap(where), event.anchor, nodes - 1))
             else:
-                stack.append(_Seq(MarkedSeq(where), event.anchor))
+                stack.append(_Seq(MarkedSeq(where), event.anchor, nodes - 1))
             continue
         elif kind is yaml.MappingEndEvent:
             done = stack.pop()
@@ -174,6 +207,7 @@ def _read_events(loader: _Loader) -> Any:
             if done.anchor is not None:
                 building.discard(done.anchor)
                 anchors[done.anchor] = value
+                sizes[done.anchor] = nodes - done.start
         elif kind is yaml.SequenceEndEvent:
             finished = stack.pop()
             assert isinstance(finished, _Seq)
@@ -182,6 +216,7 @@ def _read_events(loader: _Loader) -> Any:
             if finished.anchor is not None:
                 building.discard(finished.anchor)
                 anchors[finished.anchor] = value
+                sizes[finished.anchor] = nodes - finished.start
         elif kind is yaml.AliasEvent:
             mark = event.start_mark
             if event.anchor in building:
@@ -190,6 +225,10 @@ def _read_events(loader: _Loader) -> Any:
                 raise _error(mark, f"unknown alias *{event.anchor} (define &{event.anchor} first)")
             if stack and type(stack[-1]) is _Map and stack[-1].key is None:
                 raise _error(mark, "a mapping key must be a plain text value")
+            # an alias stands for a copy of everything under its anchor
+            nodes += sizes[event.anchor]
+            if nodes > MAX_NODES:
+                raise _too_many(mark, event.anchor)
             value = anchors[event.anchor]
         elif kind is yaml.DocumentStartEvent:
             documents += 1
@@ -232,6 +271,23 @@ def _read_events(loader: _Loader) -> Any:
             )
 
 
+def _limit(mark: Any, message: str) -> YamlLimitError:
+    return YamlLimitError(mark.line + 1, mark.column + 1, message)
+
+
+def _too_deep() -> str:
+    return f"nesting deeper than {MAX_DEPTH} levels (the limit for a spec file; a spec needs 6)"
+
+
+def _too_many(mark: Any, alias: str | None = None) -> YamlLimitError:
+    cause = f"alias *{alias} makes " if alias is not None else ""
+    return _limit(
+        mark,
+        f"{cause}this document larger than {MAX_NODES:,} nodes with every alias expanded "
+        "(the limit for a spec file; a 1,000-identity spec set has about 54,000)",
+    )
+
+
 def _line_column(text: str, position: int) -> Mark:
     before = text[:position]
     line = before.count("\n") + 1
@@ -253,7 +309,10 @@ def _readable(exc: yaml.MarkedYAMLError, text: str) -> YamlSyntaxError:
     problem = exc.problem or "invalid YAML"
     context = exc.context or ""
     context_line = exc.context_mark.line + 1 if exc.context_mark is not None else line
-    if "tab" in problem or _char_at(text, line, column) == "\t":
+    if "maximum nesting depth" in problem:
+        # libyaml's own scanner stops flow nesting ("[[[...") at 1,000 levels, ahead of ours
+        message = _too_deep()
+    elif "tab" in problem or _char_at(text, line, column) == "\t":
         message = "tab character: YAML indentation must use spaces, not tabs"
     elif problem.startswith("mapping values are not allowed"):
         message = (
@@ -284,7 +343,13 @@ def _readable(exc: yaml.MarkedYAMLError, text: str) -> YamlSyntaxError:
 
 
 def load_yaml(text: str) -> Any:
-    """Parse one YAML document into MarkedMap / MarkedSeq / scalars; None for an empty text."""
+    """Parse one YAML document into MarkedMap / MarkedSeq / scalars; None for an empty text.
+
+    Raises ``YamlSyntaxError`` (``YamlLimitError`` for a text over one of the limits above).
+    """
+    if len(text) > MAX_BYTES:
+        # characters, not bytes: read_specs checks the file's bytes before decoding it
+        raise YamlLimitError(1, 1, too_large_message(len(text), "characters"))
     loader = _Loader(text)
     try:
         return _read_events(loader)
@@ -299,6 +364,14 @@ def load_yaml(text: str) -> Any:
         raise YamlSyntaxError(1, 1, str(exc).splitlines()[0]) from None
     finally:
         loader.dispose()
+
+
+def too_large_message(size: int, unit: str = "bytes") -> str:
+    """Why a text of ``size`` ``unit`` is refused (over ``MAX_BYTES``)."""
+    return (
+        f"{size:,} {unit} is over the {MAX_BYTES:,}-byte limit for a spec file "
+        "(a 1,000-identity spec set is about 900,000 bytes): split it into several files"
+    )
 
 
 def mark_at(root: Any, path: Sequence[str | int], *, key: bool = False) -> Mark:

@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -66,6 +66,46 @@ _BUILTIN_PERMISSIONS: dict[str, list[dict[str, list[str]]]] = {
 }
 
 
+# A seed YAML is bounded like a spec (its own guard: the simulator does not import the tool's
+# loader). Generous: the benchmark's 10,000-identity worlds are JSON, and a hand-written YAML
+# seed is a few hundred nodes; an alias bomb of a few hundred bytes would otherwise expand to
+# billions of nodes when the world is built from it.
+SEED_MAX_BYTES: Final = 64 * 1024 * 1024
+SEED_MAX_NODES: Final = 5_000_000
+SEED_MAX_DEPTH: Final = 64
+
+
+def _check_yaml_size(text: str, source: str) -> None:
+    """Refuse (``ValueError`` naming ``source:line``) a YAML text over the seed limits, from
+    its event stream alone: an alias counts as every node under its anchor."""
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    sizes: dict[str, int] = {}
+    starts: list[tuple[int, str | None]] = []
+    nodes = 0
+    for event in yaml.parse(text, Loader=loader_class):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 1
+        if isinstance(event, yaml.AliasEvent):
+            nodes += sizes.get(event.anchor or "", 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            nodes += 1
+            starts.append((nodes - 1, event.anchor))
+            if len(starts) > SEED_MAX_DEPTH:
+                raise ValueError(f"{source}:{line}: seed nesting deeper than {SEED_MAX_DEPTH}")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            start, anchor = starts.pop()
+            if anchor is not None:
+                sizes[anchor] = nodes - start
+        if nodes > SEED_MAX_NODES:
+            raise ValueError(
+                f"{source}:{line}: seed larger than {SEED_MAX_NODES:,} nodes with its aliases "
+                "expanded"
+            )
+
+
 def default_seed() -> dict[str, Any]:
     """The default world (``default_seed.yaml``), as a fresh dict."""
     text = resources.files("reconciler.sim").joinpath("default_seed.yaml").read_text("utf-8")
@@ -79,8 +119,16 @@ def load_seed(source: SeedSource) -> dict[str, Any]:
         return default_seed()
     if isinstance(source, Mapping):
         return copy.deepcopy(dict(source))
-    text = Path(source).read_text("utf-8")
-    data = json.loads(text) if str(source).endswith(".json") else yaml.safe_load(text)
+    with open(source, "rb") as stream:
+        raw = stream.read(SEED_MAX_BYTES + 1)
+    if len(raw) > SEED_MAX_BYTES:
+        raise ValueError(f"{source}:1: a seed file is limited to {SEED_MAX_BYTES:,} bytes")
+    text = raw.decode("utf-8")
+    if str(source).endswith(".json"):
+        data = json.loads(text)
+    else:
+        _check_yaml_size(text, str(source))
+        data = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise ValueError(f"{source}: a seed must be a mapping")
     return data

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 
@@ -220,6 +221,52 @@ def test_serve_rejects_bad_faults(tmp_path: Path) -> None:
         timeout=30,
     )
     assert r.returncode == 1 and "unknown fault" in r.stderr
+
+
+def _seed_bomb() -> str:
+    lines = ['lol0: &lol0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for level in range(1, 10):
+        lines.append(f"lol{level}: &lol{level} [{','.join([f'*lol{level - 1}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_seed_is_bounded(tmp_path: Path) -> None:
+    """An alias bomb, a fan-out and deep nesting in a seed are refused naming file and line
+    (the seed loader has its own guard: the simulator does not import the tool's loader)."""
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_seed_bomb(), encoding="utf-8")
+    # lol_k is 1 + 9 * lol_(k-1) nodes (lol0: 10): lol6, on line 7, alone is 5,380,840
+    with pytest.raises(ValueError, match=r"bomb\.yaml:7: seed larger than 5,000,000 nodes"):
+        load_seed(bomb)
+    fan = tmp_path / "fan.yaml"
+    fan.write_text(
+        "x: &x [" + ",".join(["a"] * 1000) + "]\nrefs:\n" + "  - *x\n" * 6000, encoding="utf-8"
+    )
+    # 1,005 nodes before the aliases (root, `x`, its list of 1,001, `refs`, its list), 1,001 per
+    # alias: 1,005 + 4,995 x 1,001 = 5,001,000, so the 4,995th alias (line 4,997) crosses
+    with pytest.raises(ValueError, match=r"fan\.yaml:4997: seed larger"):
+        load_seed(fan)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("x: " + "[" * 65 + "]" * 65 + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"deep\.yaml:1: seed nesting deeper than 64"):
+        load_seed(deep)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "sim",
+            "serve",
+            "--seed",
+            str(bomb),
+            "--connection-file",
+            str(tmp_path / "c.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,  # a hang guard: unbounded, this seed exhausts memory
+    )
+    assert r.returncode == 1 and "bomb.yaml:7: seed larger" in r.stderr
 
 
 def test_the_devops_app_segment_is_the_encoded_resource_id() -> None:
