@@ -113,13 +113,21 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--target",
         metavar="FILE",
-        help="simulator connection file (default: $RECONCILER_TARGET; without either, real Azure)",
+        help="simulator connection file, whatever its name (default: $RECONCILER_TARGET; "
+        "without either, the real Azure and Azure DevOps)",
+    )
+    g.add_argument(
+        "--cloud",
+        choices=["public", "usgovernment", "china"],
+        default=None,
+        help="which real Azure cloud (default: public); not with a connection file",
     )
     g.add_argument(
         "--auth",
         choices=["auto", "pipelines", "cli", "environment", "managed-identity", "default"],
         default="auto",
-        help="how to obtain Entra tokens against real Azure (default: auto)",
+        help="how to obtain Entra tokens from the real cloud (default: auto); a connection "
+        "file always uses its own client credentials, so any other value with one is an error",
     )
     g.add_argument(
         "--workers",

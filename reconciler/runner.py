@@ -54,7 +54,8 @@ def _open_session(args: argparse.Namespace, paths: Sequence[str]) -> Session:
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
-    target = resolve_target(args.target)
+    # a connection file's kind is FILE whatever its name; the real cloud only without one
+    target = resolve_target(args.target, cloud=getattr(args, "cloud", None))
     services = connect(target, auth=args.auth, workers=args.workers)
     return Session(list(paths), desired, spec_digest(paths), services, args.workers)
 

@@ -45,7 +45,7 @@ class Services:
 
 
 def connect(target: Target | None, *, auth: str = "auto", workers: int = 16) -> Services:
-    """Clients for ``target`` (None: the real Azure and Azure DevOps) sharing one HTTP pool
+    """Clients for ``target`` (None: the public cloud's Azure and Azure DevOps) sharing one HTTP pool
     sized to ``workers``, and at most ``workers`` requests in flight between them (a request
     waiting for a rate limit's turn is not in flight)."""
     from reconciler.providers.arm import ArmClient
@@ -55,11 +55,14 @@ def connect(target: Target | None, *, auth: str = "auto", workers: int = 16) -> 
     from reconciler.providers.target import AZURE
 
     chosen = target or AZURE
+    # by the target's kind: a connection file's own client, or a real credential for a cloud
     credential = make_credential(chosen, auth)
     session = make_session(workers=workers, verify=chosen.ca_bundle or True)
     slots = threading.BoundedSemaphore(max(1, workers))
     arm = ArmClient(chosen, credential, session=session, slots=slots)
-    devops = DevOpsClient(chosen, DevOpsAuth(credential), session=session, slots=slots)
+    devops = DevOpsClient(
+        chosen, DevOpsAuth(credential, target=chosen), session=session, slots=slots
+    )
     return Services(
         arm,
         devops,

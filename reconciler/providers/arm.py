@@ -15,6 +15,7 @@ below retries: ``retry.py`` does.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -26,17 +27,18 @@ from urllib.parse import quote
 
 from reconciler.errors import (
     AuthError,
+    ConfigError,
     ConflictError,
     NotFoundError,
     PermanentError,
     ProviderError,
     TransientError,
 )
-from reconciler.providers.auth import ARM_SCOPE, describe_credential_error
+from reconciler.providers.auth import arm_scope, describe_credential_error
 from reconciler.providers.http import DEFAULT_DELAY, Retry, once, retry_after
 from reconciler.providers.pacing import ARM_THROTTLE_CODES, Pace, Pacer
 from reconciler.providers.rest import Response, Transport
-from reconciler.providers.target import Target
+from reconciler.providers.target import Service, Target, check_token_destination
 
 if TYPE_CHECKING:
     import requests
@@ -67,6 +69,30 @@ def _raw(pipeline_response: Any, _deserialized: Any, _headers: Any) -> Any:
     return json.loads(text) if text else None
 
 
+@functools.cache
+def _scoped_policy_class() -> type[Any]:
+    """ARM's bearer token policy that first checks the request's URL against the target
+    (``check_token_destination``): the management clients attach the token to every request
+    they make, including ``nextLink`` pages and long-running operation polls the service names.
+    """
+    from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+
+    class ScopedPolicy(ARMChallengeAuthenticationPolicy):
+        def __init__(self, target: Target, credential: Any, scope: str) -> None:
+            super().__init__(credential, scope)
+            self._target = target
+
+        def on_request(self, request: Any) -> None:
+            check_token_destination(self._target, Service.ARM, request.http_request.url)
+            super().on_request(request)
+
+        def authorize_request(self, request: Any, *scopes: str, **kwargs: Any) -> None:
+            check_token_destination(self._target, Service.ARM, request.http_request.url)
+            super().authorize_request(request, *scopes, **kwargs)
+
+    return ScopedPolicy
+
+
 def _scope_path(scope: str) -> str:
     return scope.strip().strip("/")
 
@@ -84,7 +110,14 @@ class ArmClient:
         pacer: Pacer | None = None,
         slots: threading.BoundedSemaphore | None = None,
     ) -> None:
+        bound = getattr(credential, "target", None)
+        if bound is not None and bound != target:
+            raise ConfigError(
+                f"a credential for {bound.name} cannot be used for Azure Resource Manager at "
+                f"{target.name}"
+            )
         self._target = target
+        self._scope = arm_scope(target)
         # requests in flight, shared with the other clients of the run (see connect)
         self._slots: AbstractContextManager[Any] = slots or contextlib.nullcontext()
         self._credential = credential
@@ -112,7 +145,10 @@ class ArmClient:
         verify: str | bool = self._target.ca_bundle or True
         return {
             "base_url": self._target.arm_url,
-            "credential_scopes": [ARM_SCOPE],
+            "credential_scopes": [self._scope],
+            "authentication_policy": _scoped_policy_class()(
+                self._target, self._credential, self._scope
+            ),
             # a transport per client over the shared pool; session_owner=False keeps it open
             "transport": RequestsTransport(
                 session=self._session, session_owner=False, connection_verify=verify
@@ -183,7 +219,8 @@ class ArmClient:
 
     def _get(self, url: str, what: str) -> Any:
         """One GET, the body parsed; an error status raised as the project's error."""
-        token = self._credential.get_token(ARM_SCOPE).token
+        check_token_destination(self._target, Service.ARM, url)
+        token = self._credential.get_token(self._scope).token
         response = self._rest.request(
             "GET", url, headers={"Authorization": f"Bearer {token}"}, what=what
         )
@@ -248,7 +285,8 @@ class ArmClient:
 
     def _post(self, url: str, body: dict[str, Any], what: str) -> dict[str, Any]:
         """One POST with a JSON body, the answer parsed; an error status raised as ours."""
-        token = self._credential.get_token(ARM_SCOPE).token
+        check_token_destination(self._target, Service.ARM, url)
+        token = self._credential.get_token(self._scope).token
         response = self._rest.request(
             "POST",
             url,

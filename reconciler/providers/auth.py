@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from reconciler.errors import AuthError, ConfigError
 from reconciler.model import DEVOPS_RESOURCE_ID
-from reconciler.providers.target import Target
+from reconciler.providers.target import (
+    AZURE,
+    CLOUDS,
+    Service,
+    Target,
+    check_token_destination,
+    is_devops_host,
+)
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessToken, TokenCredential
@@ -38,10 +45,21 @@ PIPELINE_VARS: Final = (
 _REFRESH_MARGIN: Final = 300.0
 
 
+def arm_scope(target: Target) -> str:
+    """The ARM token scope: the cloud's management endpoint; the public one for a connection
+    file (the simulator answers as the public cloud does)."""
+    return f"{CLOUDS[target.cloud].arm_url}/.default" if target.is_cloud else ARM_SCOPE
+
+
 def make_credential(
     target: Target | None, mode: str = "auto", *, environ: Mapping[str, str] | None = None
-) -> TokenCredential:
-    """The credential for ``target`` (None or an Azure target means the real services)."""
+) -> CachedCredential:
+    """The credential for ``target`` (None: the public cloud), bound to it.
+
+    By the target's kind, never its name: a ``FILE`` target gets only its own client secret
+    credential, against its own authority (``--auth`` other than ``auto`` is a ``ConfigError``:
+    it chooses among real-cloud credentials, which a connection file never gets); a ``CLOUD``
+    target gets the real credential ``mode`` picks, against that cloud's login host."""
     from azure.identity import (
         AzureCliCredential,
         AzurePipelinesCredential,
@@ -55,18 +73,27 @@ def make_credential(
     env = os.environ if environ is None else environ
     if mode not in AUTH_MODES:
         raise ConfigError(f"unknown --auth mode {mode!r}; choose one of {', '.join(AUTH_MODES)}")
+    chosen = target or AZURE
     credential: TokenCredential
-    if target is not None and not target.is_azure:
-        # the simulator's own client; --auth only chooses among real-Azure credentials
+    if not chosen.is_cloud:
+        if mode != "auto":
+            raise ConfigError(
+                f"--auth {mode} chooses a real Azure credential, and the target "
+                f"{chosen.name!r} is a connection file, which only ever signs in with its own "
+                "client credentials: drop --auth, or drop the connection file (--target / "
+                "$RECONCILER_TARGET) to use the real services"
+            )
+        # the file's own client, its secret sent only to the file's own authority
         credential = ClientSecretCredential(
-            target.tenant_id,
-            target.client_id,
-            target.client_secret,
-            authority=target.authority,
+            chosen.tenant_id,
+            chosen.client_id,
+            chosen.client_secret,
+            authority=chosen.authority,
             disable_instance_discovery=True,
-            connection_verify=target.ca_bundle,
+            connection_verify=chosen.ca_bundle,
         )
     elif mode == "pipelines" or (mode == "auto" and all(env.get(v) for v in PIPELINE_VARS)):
+        authority = CLOUDS[chosen.cloud].login_host
         missing = [v for v in PIPELINE_VARS if not env.get(v)]
         if missing:
             raise ConfigError(
@@ -80,22 +107,24 @@ def make_credential(
             client_id=env["AZURESUBSCRIPTION_CLIENT_ID"],
             service_connection_id=env["AZURESUBSCRIPTION_SERVICE_CONNECTION_ID"],
             system_access_token=env["SYSTEM_ACCESSTOKEN"],
+            authority=authority,
         )
     elif mode == "cli":
+        # the Azure CLI signs in to the cloud `az cloud set` chose
         credential = AzureCliCredential()
     elif mode == "environment":
-        credential = EnvironmentCredential()
+        credential = EnvironmentCredential(authority=CLOUDS[chosen.cloud].login_host)
     elif mode == "managed-identity":
         credential = ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None)
     elif mode == "default":
-        credential = DefaultAzureCredential()
+        credential = DefaultAzureCredential(authority=CLOUDS[chosen.cloud].login_host)
     else:
         credential = ChainedTokenCredential(
             AzureCliCredential(),
-            EnvironmentCredential(),
+            EnvironmentCredential(authority=CLOUDS[chosen.cloud].login_host),
             ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None),
         )
-    return CachedCredential(credential)
+    return CachedCredential(credential, target=chosen)
 
 
 class CachedCredential:
@@ -106,8 +135,16 @@ class CachedCredential:
     subscription and client type.
     """
 
-    def __init__(self, inner: TokenCredential, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        inner: TokenCredential,
+        *,
+        target: Target | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self._inner = inner
+        # the target this credential's tokens belong to (clients refuse to send them elsewhere)
+        self.target = target
         self._now = now
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, ...], AccessToken] = {}
@@ -146,16 +183,28 @@ def _warn(message: str) -> None:
 
 class DevOpsAuth:
     """The ``Authorization`` header for Azure DevOps: an Entra token from the same credential,
-    or, only when no Entra token can be had, the PAT in ``$AZURE_DEVOPS_EXT_PAT``."""
+    or, only when no Entra token can be had, the PAT in ``$AZURE_DEVOPS_EXT_PAT``.
+
+    ``target`` is where the credential's tokens belong: every header is for one URL, checked
+    by ``check_token_destination`` before a token is fetched. The PAT fallback happens only for
+    a ``CLOUD`` target and only for an ``https://`` URL on ``dev.azure.com`` or
+    ``*.visualstudio.com``; otherwise the Entra failure is the error."""
 
     def __init__(
         self,
         credential: TokenCredential,
         *,
+        target: Target,
         environ: Mapping[str, str] | None = None,
         warn: Callable[[str], None] = _warn,
     ) -> None:
+        bound = getattr(credential, "target", None)
+        if bound is not None and bound != target:
+            raise ConfigError(
+                f"a credential for {bound.name} cannot be used for Azure DevOps at {target.name}"
+            )
         self._credential = credential
+        self._target = target
         self._env = os.environ if environ is None else environ
         self._warn = warn
         self._lock = threading.Lock()
@@ -165,14 +214,19 @@ class DevOpsAuth:
     def using_pat(self) -> bool:
         return self._pat_header is not None
 
-    def header(self) -> str:
-        if self._pat_header is not None:
+    def header(self, url: str) -> str:
+        """The ``Authorization`` value for a request to ``url``; raises ``PermanentError``
+        (``TokenRefused``) when no token of this target may go there, ``AuthError`` when none
+        can be had."""
+        check_token_destination(self._target, Service.DEVOPS, url)
+        pat_allowed = self._target.is_cloud and is_devops_host(url)
+        if self._pat_header is not None and pat_allowed:
             return self._pat_header
         try:
             token = self._credential.get_token(DEVOPS_SCOPE)
         except Exception as exc:
             reason = describe_credential_error(exc)
-            pat = self._env.get(PAT_ENV)
+            pat = self._env.get(PAT_ENV) if pat_allowed else None
             if not pat:
                 raise AuthError(
                     f"cannot get an Entra token for Azure DevOps ({DEVOPS_RESOURCE_ID}): {reason}",
@@ -223,7 +277,7 @@ def discover_tenant(
         if env.get(name):
             return env[name]
     try:
-        token = credential.get_token(ARM_SCOPE)
+        token = credential.get_token(arm_scope(target))
     except Exception as exc:
         raise AuthError(
             f"cannot get an Entra token for Azure Resource Manager: "

@@ -106,7 +106,8 @@ class DevOpsClient:
         self, method: str, url: str, *, what: str, query: Mapping[str, str], data: bytes | None
     ) -> Response:
         headers = {
-            "Authorization": self._auth.header(),
+            # checked against the target's Azure DevOps hosts before any token is fetched
+            "Authorization": self._auth.header(url),
             "Accept": "application/json",
             "X-TFS-FedAuthRedirect": "Suppress",
         }

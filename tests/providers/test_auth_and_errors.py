@@ -70,7 +70,7 @@ def test_devops_token_for_the_wrong_audience_is_rejected(sim: Simulator) -> None
     target = _target(sim)
     credential = _WrongAudience(make_credential(target), ARM_SCOPE)
     session = make_session(workers=2, verify=target.ca_bundle or True)
-    devops = DevOpsClient(target, DevOpsAuth(credential), session=session)  # type: ignore[arg-type]
+    devops = DevOpsClient(target, DevOpsAuth(credential, target=target), session=session)  # type: ignore[arg-type]
     with pytest.raises(AuthError) as err:
         devops.list_projects("contoso")
     assert err.value.status == 401  # X-TFS-FedAuthRedirect: Suppress turns the 203 into a 401
@@ -194,7 +194,9 @@ def test_no_token_ever_reaches_an_error_message(sim: Simulator, services: Servic
     assert messages and all(token not in m and "Bearer" not in m for m in messages)
 
 
-def test_pat_fallback_talks_to_azure_devops_with_a_warning(sim: Simulator) -> None:
+def test_pat_is_never_sent_to_a_connection_file_target(sim: Simulator) -> None:
+    """The simulator accepts PATs (as Azure DevOps does), but a connection file's endpoints
+    are never real Azure DevOps: with no Entra token the PAT fallback does not fire there."""
     from azure.core.exceptions import ClientAuthenticationError
 
     from reconciler.sim.seed import default_seed
@@ -211,12 +213,15 @@ def test_pat_fallback_talks_to_azure_devops_with_a_warning(sim: Simulator) -> No
     warnings: list[str] = []
     auth = DevOpsAuth(
         _NoEntra(),  # type: ignore[arg-type]
+        target=target,
         environ={"AZURE_DEVOPS_EXT_PAT": "sim-pat-value"},
         warn=warnings.append,
     )
     devops = DevOpsClient(
         target, auth, session=make_session(workers=2, verify=target.ca_bundle or True)
     )
-    assert {p["name"] for p in devops.list_projects("contoso")} == {"platform", "team-a", "team-b"}
-    assert [e["caller"] for e in sim.request_log(op="Projects_List")] == ["pat:ci@contoso.example"]
-    assert len(warnings) == 1 and "sim-pat-value" not in warnings[0]
+    with pytest.raises(AuthError) as err:
+        devops.list_projects("contoso")
+    assert "AADSTS50020" in str(err.value) and "sim-pat-value" not in str(err.value)
+    assert sim.request_log(op="Projects_List") == []
+    assert warnings == [] and not auth.using_pat

@@ -19,7 +19,15 @@ from reconciler.providers.auth import (
     tenant_from_token,
 )
 from reconciler.providers.http import retry_after
-from reconciler.providers.target import AZURE, TARGET_ENV, load_target, resolve_target
+from reconciler.providers.target import (
+    AZURE,
+    TARGET_ENV,
+    TargetKind,
+    load_target,
+    resolve_target,
+)
+
+ORG_URL = "https://dev.azure.com/contoso/_apis/projects"
 
 
 def _connection(tmp_path: Path, **override: Any) -> Path:
@@ -50,7 +58,7 @@ def test_explicit_path_wins_and_fields_are_read(
     assert target.arm_url == "https://127.0.0.1:4443"  # trailing slash dropped
     assert target.devops_url == "https://127.0.0.1:4443/devops"
     assert target.ca_bundle == str(tmp_path / "ca.pem")  # relative to the file
-    assert not target.is_azure
+    assert target.kind is TargetKind.FILE and not target.is_cloud
     assert "s3cret-value" not in repr(target)
 
 
@@ -61,8 +69,8 @@ def test_environment_variable_then_real_azure(
     target = resolve_target(None)
     assert target is not None and target.authority == "127.0.0.1:4443"
     monkeypatch.delenv(TARGET_ENV)
-    assert resolve_target(None) is None
-    assert AZURE.arm_url == "https://management.azure.com" and AZURE.is_azure
+    assert resolve_target(None) == AZURE
+    assert AZURE.arm_url == "https://management.azure.com" and AZURE.kind is TargetKind.CLOUD
 
 
 @pytest.mark.parametrize(
@@ -102,9 +110,14 @@ def test_simulator_target_uses_its_client_secret(tmp_path: Path) -> None:
     from azure.identity import ClientSecretCredential
 
     target = load_target(_connection(tmp_path))
-    credential = make_credential(target, "cli")  # --auth does not apply to the simulator
+    credential = make_credential(target)
     assert isinstance(credential, CachedCredential)
     assert isinstance(credential._inner, ClientSecretCredential)
+    assert credential.target == target
+    # --auth chooses among real credentials: with a connection file it is an error
+    for mode in ("cli", "environment", "managed-identity", "default", "pipelines"):
+        with pytest.raises(ConfigError, match=f"--auth {mode} chooses a real Azure credential"):
+            make_credential(target, mode)
 
 
 def test_auto_picks_pipelines_only_when_every_variable_is_set() -> None:
@@ -178,21 +191,31 @@ def test_devops_auth_prefers_entra_and_falls_back_to_pat_with_a_warning() -> Non
 
     inner = _Counting()
     warnings: list[str] = []
-    auth = DevOpsAuth(inner, environ={"AZURE_DEVOPS_EXT_PAT": "pat"}, warn=warnings.append)  # type: ignore[arg-type]
-    assert auth.header() == "Bearer token-1"
+    auth = DevOpsAuth(
+        inner,  # type: ignore[arg-type]
+        target=AZURE,
+        environ={"AZURE_DEVOPS_EXT_PAT": "pat"},
+        warn=warnings.append,
+    )
+    assert auth.header(ORG_URL) == "Bearer token-1"
     assert inner.calls == [(DEVOPS_SCOPE,)]
     assert warnings == []
 
     failing = _Counting(ClientAuthenticationError("AADSTS700016: app not found"))
-    auth = DevOpsAuth(failing, environ={"AZURE_DEVOPS_EXT_PAT": "my-pat"}, warn=warnings.append)  # type: ignore[arg-type]
-    assert auth.header() == "Basic Om15LXBhdA=="  # base64(":my-pat")
-    assert auth.header() == "Basic Om15LXBhdA=="
+    auth = DevOpsAuth(
+        failing,  # type: ignore[arg-type]
+        target=AZURE,
+        environ={"AZURE_DEVOPS_EXT_PAT": "my-pat"},
+        warn=warnings.append,
+    )
+    assert auth.header(ORG_URL) == "Basic Om15LXBhdA=="  # base64(":my-pat")
+    assert auth.header(ORG_URL) == "Basic Om15LXBhdA=="
     assert len(warnings) == 1 and "AZURE_DEVOPS_EXT_PAT" in warnings[0]
     assert "my-pat" not in warnings[0]
 
-    auth = DevOpsAuth(failing, environ={}, warn=warnings.append)  # type: ignore[arg-type]
+    auth = DevOpsAuth(failing, target=AZURE, environ={}, warn=warnings.append)  # type: ignore[arg-type]
     with pytest.raises(AuthError, match="AADSTS700016"):
-        auth.header()
+        auth.header(ORG_URL)
 
 
 def test_tenant_from_token_reads_the_tid_claim() -> None:
