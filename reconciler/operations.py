@@ -686,6 +686,14 @@ def _principal_and_tenant(change: Change, ctx: ApplyContext) -> tuple[str, str]:
     return str(client_id), str(tenant)
 
 
+def _cloud_of(ctx: ApplyContext) -> dict[str, str]:
+    """The service connection ``environment`` and ARM URL of the run's cloud (``--cloud``)."""
+    target = getattr(ctx.services, "target", None)
+    if target is None or not target.is_cloud:
+        return {}
+    return {"environment": target.environment, "management_url": target.arm_url + "/"}
+
+
 def connection_body(
     current: Mapping[str, Any],
     after: Mapping[str, Any],
@@ -693,6 +701,9 @@ def connection_body(
     client_id: str,
     tenant: str,
     project_id: str,
+    *,
+    environment: str = "AzureCloud",
+    management_url: str = ARM_ENDPOINT_URL,
 ) -> dict[str, Any]:
     """The POST or PUT body of a workload identity connection: only what the tool manages.
 
@@ -701,18 +712,19 @@ def connection_body(
     ``operationStatus``, the ``workloadIdentityFederation*`` parameters), whatever ``current``
     (the connection as read, or empty) holds; only its ``url``, ``type``, ``owner`` and
     ``data.environment`` carry over. The one project reference is the owning project's (by id);
-    the service keeps the other projects' references of an update as they are.
+    the service keeps the other projects' references of an update as they are. A new
+    connection gets ``environment`` and ``management_url``: the target cloud's (``--cloud``).
     """
     description = mark_description(after.get("description"), owner)
     name = str(after["name"])
     params = {"serviceprincipalid": client_id, "tenantid": tenant}
     if after.get("scope"):
         params["scope"] = str(after["scope"])
-    environment = (current.get("data") or {}).get("environment") or "AzureCloud"
+    environment = (current.get("data") or {}).get("environment") or environment
     return {
         "name": name,
         "type": current.get("type") or "azurerm",
-        "url": current.get("url") or ARM_ENDPOINT_URL,
+        "url": current.get("url") or management_url,
         "owner": current.get("owner") or "library",
         "description": description,
         "authorization": {"scheme": "WorkloadIdentityFederation", "parameters": params},
@@ -741,7 +753,9 @@ def _create_connection(change: Change, ctx: ApplyContext) -> dict[str, Any]:
     def create() -> dict[str, Any]:
         client_id, tenant = _principal_and_tenant(change, ctx)
         project_id = _project_id(ctx, org, project)
-        body = connection_body({}, after, ctx.owner, client_id, tenant, project_id)
+        body = connection_body(
+            {}, after, ctx.owner, client_id, tenant, project_id, **_cloud_of(ctx)
+        )
         try:
             return devops.create_endpoint(org, body)
         except ConflictError as exc:
@@ -755,7 +769,9 @@ def _create_connection(change: Change, ctx: ApplyContext) -> dict[str, Any]:
                 org,
                 str(existing["id"]),
                 {
-                    **connection_body(existing, after, ctx.owner, client_id, tenant, project_id),
+                    **connection_body(
+                        existing, after, ctx.owner, client_id, tenant, project_id, **_cloud_of(ctx)
+                    ),
                     "id": str(existing["id"]),
                 },
             )
@@ -790,7 +806,9 @@ def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> d
     def update() -> dict[str, Any]:
         client_id, tenant = _principal_and_tenant(change, ctx)
         project_id = _project_id(ctx, org, project)
-        body = connection_body(current, after, ctx.owner, client_id, tenant, project_id)
+        body = connection_body(
+            current, after, ctx.owner, client_id, tenant, project_id, **_cloud_of(ctx)
+        )
         return devops.update_endpoint(org, endpoint_id, {**body, "id": endpoint_id})
 
     updated = _step(ctx, change, "update", update)

@@ -140,6 +140,9 @@ def _read_document(path: str) -> dict[str, Any]:
         raise ConfigError(
             f"{path}:{exc.lineno}:{exc.colno}: not a plan document: {exc.msg}"
         ) from exc
+    except RecursionError:
+        # a plan document is a few levels deep; a deeply nested file is not one
+        raise ConfigError(f"{path}:1: not a plan document: nested too deeply") from None
     if not isinstance(document, dict) or "format_version" not in document:
         raise ConfigError(f"{path}: not a plan document (no format_version)")
     return document

@@ -270,6 +270,8 @@ def load_target(path: Path, *, origin: str = "--target") -> Target:
         data: Any = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}:1: nested too deeply for a connection file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a JSON object with the connection fields")
     values: dict[str, str] = {}

@@ -603,3 +603,27 @@ def test_a_credential_is_bound_to_its_target(tmp_path: Path, loopback: Loopback)
         ArmClient(target, real, session=make_session(workers=2, verify=True))
     with pytest.raises(ConfigError, match="cannot be used"):
         DevOpsAuth(real, target=target)
+
+
+def test_a_new_connection_names_the_target_cloud() -> None:
+    """A connection created against ``--cloud usgovernment`` says so (its ``environment`` and
+    ARM URL); one against the public cloud or a connection file keeps ``AzureCloud``."""
+    from types import SimpleNamespace
+
+    from reconciler.operations import _cloud_of, connection_body
+
+    after = {"name": "sc", "project": "p", "subscriptionId": "s", "subscriptionName": "S"}
+    for target, environment, url in (
+        (
+            cloud_target("usgovernment"),
+            "AzureUSGovernment",
+            "https://management.usgovcloudapi.net/",
+        ),
+        (cloud_target("china"), "AzureChinaCloud", "https://management.chinacloudapi.cn/"),
+        (AZURE, "AzureCloud", "https://management.azure.com/"),
+        (replace(AZURE, kind=TargetKind.FILE), "AzureCloud", "https://management.azure.com/"),
+    ):
+        ctx = SimpleNamespace(services=SimpleNamespace(target=target))
+        body = connection_body({}, after, "o", "c", "t", "p", **_cloud_of(ctx))  # type: ignore[arg-type]
+        assert body["data"]["environment"] == environment
+        assert body["url"] == url

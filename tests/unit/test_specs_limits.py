@@ -180,3 +180,19 @@ def test_the_examples_and_a_1000_identity_spec_set_still_validate(tmp_path: Path
     result = _run("validate", str(generated), cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "1000 identities" in result.stdout
+
+
+def test_deeply_nested_json_plan_and_connection_files_are_refused(tmp_path: Path) -> None:
+    """The other files the tool reads are JSON: deep nesting is exit 1 naming the file, not a
+    RecursionError (exit 3)."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    shown = _run("show", deep.name, cwd=tmp_path)
+    assert shown.returncode == 1 and "deep.json:1: not a plan document: nested too deeply" in (
+        shown.stderr
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("version: 1\nowner: x\nidentities: []\n", encoding="utf-8")
+    planned = _run("plan", spec.name, "--target", deep.name, cwd=tmp_path)
+    assert planned.returncode == 1 and "nested too deeply for a connection file" in planned.stderr
+    assert "Traceback" not in shown.stderr + planned.stderr
