@@ -119,14 +119,15 @@ def load_seed(source: SeedSource) -> dict[str, Any]:
         return default_seed()
     if isinstance(source, Mapping):
         return copy.deepcopy(dict(source))
-    with open(source, "rb") as stream:
-        raw = stream.read(SEED_MAX_BYTES + 1)
-    if len(raw) > SEED_MAX_BYTES:
-        raise ValueError(f"{source}:1: a seed file is limited to {SEED_MAX_BYTES:,} bytes")
-    text = raw.decode("utf-8")
     if str(source).endswith(".json"):
-        data = json.loads(text)
+        # JSON has no aliases; --state files and the benchmark's large worlds are JSON
+        data = json.loads(Path(source).read_text("utf-8"))
     else:
+        with open(source, "rb") as stream:
+            raw = stream.read(SEED_MAX_BYTES + 1)
+        if len(raw) > SEED_MAX_BYTES:
+            raise ValueError(f"{source}:1: a YAML seed is limited to {SEED_MAX_BYTES:,} bytes")
+        text = raw.decode("utf-8")
         _check_yaml_size(text, str(source))
         data = yaml.safe_load(text)
     if not isinstance(data, dict):
