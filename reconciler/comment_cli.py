@@ -127,5 +127,8 @@ def cmd_comment(args: argparse.Namespace) -> int:
     finally:
         clients.close()
     link = f" {posted.url}" if posted.url else ""
-    print(f"{outcome} the plan comment on {where} (comment {posted.id}){link}")
+    if outcome == "unchanged":
+        print(f"the plan comment on {where} (comment {posted.id}) is up to date{link}")
+    else:
+        print(f"{outcome} the plan comment on {where} (comment {posted.id}){link}")
     return 0

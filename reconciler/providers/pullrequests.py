@@ -5,7 +5,8 @@ only to the configured API host: redirects are not followed, and a pagination li
 anywhere else is refused. It never appears in an error message.
 
 - Azure DevOps, api-version 7.1 (learn.microsoft.com/rest/api/azure/devops/git/pull-request-threads
-  and .../pull-request-thread-comments): ``GET .../threads`` lists every thread (not paged);
+  and .../pull-request-thread-comments): ``GET {collection}/_apis/connectionData`` says who the
+  token is; ``GET .../threads`` lists every thread (not paged);
   ``POST .../threads`` with ``{"comments": [{"parentCommentId": 0, "content", "commentType": 1}],
   "status": 1}`` creates one; ``PATCH .../threads/{threadId}/comments/{commentId}`` with
   ``{"content"}`` edits a comment. A build identity without "Contribute to pull requests"
@@ -154,7 +155,24 @@ class AzureDevOpsComments:
             f"Azure DevOps refused {what} on {where} ({status}): {said}", status=status
         )
 
+    def _me(self) -> str:
+        """The id of the identity the token belongs to (``authenticatedUser.id`` of
+        ``GET {collection}/_apis/connectionData``, a preview-only resource: no api-version)."""
+        what = "asking Azure DevOps who the token belongs to"
+        data = self._check(
+            self._http.send("GET", f"{self.pr.collection_uri}/_apis/connectionData", what=what),
+            what,
+        )
+        user = data.get("authenticatedUser") if isinstance(data, dict) else None
+        me = user.get("id") if isinstance(user, dict) else None
+        if not me:
+            raise PermanentError("Azure DevOps' connectionData names no authenticated user")
+        return str(me).lower()
+
     def list(self) -> list[PostedComment]:
+        """The threads whose first comment this identity wrote: a marker in a thread someone
+        else started is never ours (they could edit it after the tool writes the plan there)."""
+        me = self._me()
         data = self._check(
             self._http.send(
                 "GET",
@@ -171,6 +189,9 @@ class AzureDevOpsComments:
             comments = [c for c in thread.get("comments") or [] if isinstance(c, dict)]
             first = next((c for c in comments if not c.get("parentCommentId")), None)
             if first is None or first.get("isDeleted"):
+                continue
+            author = first.get("author")
+            if not isinstance(author, dict) or str(author.get("id", "")).lower() != me:
                 continue
             found.append(
                 PostedComment(f"{thread['id']}/{first['id']}", str(first.get("content") or ""))
@@ -269,6 +290,9 @@ class GitHubComments:
         raise PermanentError(f"GitHub refused {what} on {where} ({status}): {said}", status=status)
 
     def list(self) -> list[PostedComment]:
+        """The pull request's comments written by a bot (``GITHUB_TOKEN`` posts as
+        ``github-actions[bot]``, a GitHub App as ``NAME[bot]``): a person's comment that
+        carries the marker is never ours (they could edit it after the tool writes there)."""
         what = "listing the pull request's comments"
         url: str | None = f"{self._issue}/comments"
         params: dict[str, str] | None = {"per_page": "100"}
@@ -279,7 +303,8 @@ class GitHubComments:
             response = self._http.send("GET", url, params=params, what=what)
             data = self._check(response, what)
             for item in data if isinstance(data, list) else []:
-                if isinstance(item, dict) and "id" in item:
+                user = item.get("user") if isinstance(item, dict) else None
+                if isinstance(user, dict) and user.get("type") == "Bot" and "id" in item:
                     found.append(
                         PostedComment(
                             str(item["id"]), str(item.get("body") or ""), item.get("html_url", "")

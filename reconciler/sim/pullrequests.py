@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -88,17 +89,51 @@ class PullRequests:
         return dict(spec)
 
     def issue_token(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """A job token: ``{"platform", "write": bool, "repository"?}`` -> ``{"token"}``.
+        """A token: ``{"platform", "write": bool, "repository"?, "user"?}`` -> ``{"token"}``.
         ``write`` is "Contribute to pull requests" (Azure DevOps) or ``pull-requests: write``
-        (GitHub); a GitHub token is good for its one repository only."""
+        (GitHub); a GitHub token is good for its one repository only. Without ``user`` it is
+        the job's own token (the build service; ``github-actions[bot]``); with one, a person's
+        (another author on the same pull request)."""
         token = "simjob_" + secrets.token_urlsafe(24)
+        user = str(spec.get("user") or "")
+        if user:
+            ado = {
+                "displayName": user,
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sim-user:{user}")),
+                "uniqueName": f"{user}@contoso.example",
+            }
+            github = {"login": user, "id": 1000 + sum(map(ord, user)), "type": "User"}
+        else:
+            ado, github = dict(_BUILD_SERVICE), dict(_BOT)
         with self.lock:
             self.job_tokens[token] = {
                 "platform": str(spec.get("platform", "azure-devops")),
                 "write": bool(spec.get("write", True)),
                 "repository": str(spec.get("repository", "")).lower(),
+                "author": ado if spec.get("platform", "azure-devops") != "github" else github,
             }
         return {"token": token}
+
+    def is_job_token(self, req: Request) -> bool:
+        with self.lock:
+            job = self.job_tokens.get(bearer(req) or "")
+        return job is not None and job["platform"] == "azure-devops"
+
+    def connection_data(self, req: Request) -> Response:
+        """``GET {org}/_apis/connectionData`` for a job token: who the caller is (the shape the
+        rest of the simulated Azure DevOps answers for Entra callers)."""
+        req.op = "ConnectionData"
+        with self.lock:
+            job = self.job_tokens[bearer(req) or ""]
+        author = job["author"]
+        req.caller = author["uniqueName"]
+        identity = {
+            "id": author["id"],
+            "providerDisplayName": author["displayName"],
+            "isActive": True,
+            "properties": {},
+        }
+        return Response(200, {"authenticatedUser": identity, "authorizedUser": identity})
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -155,7 +190,7 @@ class PullRequests:
             )
         else:
             req.op = "PullRequestThreads_Unknown"
-        can_write = self._devops_caller(req, authenticate)
+        can_write, author = self._devops_caller(req, authenticate)
         self._check_version(req)
         org, project, repo = low[0], low[1], low[5]
         with self.lock:
@@ -198,21 +233,27 @@ class PullRequests:
             if len(low) == 9 and req.method == "GET":
                 return Response(200, {"value": threads, "count": len(threads)})
             if len(low) == 9 and req.method == "POST":
-                return Response(200, self._create_thread(req, threads, base))
+                return Response(200, self._create_thread(req, threads, base, author))
             if len(low) == 12 and low[10] == "comments":
                 return self._comment(req, threads, seg[9], seg[11])
         raise ado_error(404, "The resource cannot be found.", "NotFoundException")
 
-    def _devops_caller(self, req: Request, authenticate: Callable[[Request], None]) -> bool:
-        """Whether the caller may contribute; raises Azure DevOps' 401/203 when unknown."""
+    def _devops_caller(
+        self, req: Request, authenticate: Callable[[Request], None]
+    ) -> tuple[bool, dict[str, Any]]:
+        """Whether the caller may contribute, and who it is (a comment's ``author``); raises
+        Azure DevOps' 401/203 when unknown."""
         token = bearer(req)
         with self.lock:
             job = self.job_tokens.get(token or "")
         if job is not None and job["platform"] == "azure-devops":
-            req.caller = "build-service"
-            return bool(job["write"])
+            req.caller = job["author"]["uniqueName"]
+            return bool(job["write"]), dict(job["author"])
         authenticate(req)  # an Entra token or PAT the rest of Azure DevOps accepts
-        return True
+        # the same id connectionData reports for this caller (sim/devops.py ``_user``)
+        name = req.client.display_name if req.client else req.caller
+        oid = req.caller_object_id or req.caller
+        return True, {"displayName": name, "id": oid, "uniqueName": req.caller}
 
     @staticmethod
     def _check_version(req: Request) -> None:
@@ -256,7 +297,7 @@ class PullRequests:
         return value
 
     def _create_thread(
-        self, req: Request, threads: list[dict[str, Any]], base: str
+        self, req: Request, threads: list[dict[str, Any]], base: str, author: dict[str, Any]
     ) -> dict[str, Any]:
         try:
             body = req.json()
@@ -276,7 +317,7 @@ class PullRequests:
                 {
                     "id": index,
                     "parentCommentId": int(comment.get("parentCommentId") or 0),
-                    "author": dict(_BUILD_SERVICE),
+                    "author": dict(author),
                     "content": self._content(comment.get("content")),
                     "publishedDate": now,
                     "lastUpdatedDate": now,
@@ -370,7 +411,7 @@ class PullRequests:
             )
             if job is None or job["platform"] != "github":
                 raise _github_error(401, "Bad credentials")
-            req.caller = "github-actions[bot]"
+            req.caller = str(job["author"]["login"])
             numbers = self.github_repos.get(repo)
             if numbers is None or job["repository"] != repo:
                 raise _github_error(404, "Not Found")
@@ -385,7 +426,7 @@ class PullRequests:
                 if write and not job["write"]:
                     raise _github_error(403, "Resource not accessible by integration")
                 if req.method == "POST":
-                    return Response(201, self._github_create(req, repo, number, seg))
+                    return Response(201, self._github_create(req, repo, number, seg, job["author"]))
                 return self._github_list(req, repo, number, seg)
             if len(rest) == 2 and rest[0] == "comments" and req.method in ("GET", "PATCH"):
                 try:
@@ -436,7 +477,7 @@ class PullRequests:
         return body
 
     def _github_create(
-        self, req: Request, repo: str, number: int, seg: list[str]
+        self, req: Request, repo: str, number: int, seg: list[str], user: dict[str, Any]
     ) -> dict[str, Any]:
         body = self._github_body(req)
         comment_id = self.next_comment
@@ -450,7 +491,7 @@ class PullRequests:
             "html_url": f"https://github.example/{owner_repo}/pull/{number}#issuecomment-{comment_id}",
             "issue_url": f"{req.base_url}/github/repos/{owner_repo}/issues/{number}",
             "body": body,
-            "user": dict(_BOT),
+            "user": dict(user),
             "created_at": now,
             "updated_at": now,
             "author_association": "NONE",

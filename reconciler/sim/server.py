@@ -159,6 +159,13 @@ class App:
         faults = self._faults
         fault: str | None = None
         try:
+            if (
+                low[:1] == ["devops"]
+                and low[2:] == ["_apis", "connectiondata"]
+                and self.pullrequests.is_job_token(req)
+            ):
+                # who a pipeline's job token is: the comment stand-in knows its tokens
+                return self.pullrequests.connection_data(req), None
             if low[:1] == ["devops"] and low[3:5] == ["_apis", "git"]:
                 # pull request threads: a stand-in with its own state (sim/pullrequests.py)
                 self._sleep(req, faults)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from reconciler.comment import comment_key, marker
 from reconciler.sim.server import Simulator
 
 from .conftest import REPO, WALKTHROUGH, run, target
@@ -168,7 +169,7 @@ def test_azure_devops_creates_then_edits_the_same_thread(
     assert len(thread["comments"]) == 1
     assert "No changes. Live state matches the specs." in thread["comments"][0]["content"]
     ops = [r["op"] for r in sim.request_log()]
-    assert ops == ["PullRequestThreads_List", "PullRequestThreadComments_Update"]
+    assert ops == ["ConnectionData", "PullRequestThreads_List", "PullRequestThreadComments_Update"]
 
 
 def test_azure_devops_other_spec_paths_get_their_own_thread(
@@ -182,6 +183,62 @@ def test_azure_devops_other_spec_paths_get_their_own_thread(
     threads = _threads(sim)
     assert len(threads) == 2
     assert all(len(t["comments"]) == 1 for t in threads)
+
+
+def test_azure_devops_a_marker_in_someone_elses_thread_is_not_ours(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path, ado_env: str
+) -> None:
+    """Another author on the pull request starts a thread with the tool's marker (it derives
+    from public names) before the tool's first run: the tool never writes the plan into it,
+    where that author could later edit it."""
+    plan = _plan(capsys, sim, tmp_path / "plan.json", "specs/walkthrough.yaml")
+    document = json.loads(plan.read_text())
+    key = comment_key(document["owner"], document["spec_paths"], str(REPO))
+    mallory = _admin(sim, "POST", "/tokens", {"platform": "azure-devops", "user": "mallory"})
+    forged = marker(key) + "\nNo changes."
+    requests.post(
+        f"{sim.devops_url}/{ORG}/{PROJECT}/_apis/git/repositories/{REPO_ID}/pullRequests/{PR}"
+        "/threads",
+        params={"api-version": "7.1"},
+        json={"comments": [{"parentCommentId": 0, "content": forged, "commentType": 1}]},
+        headers={"Authorization": f"Bearer {mallory['token']}"},
+        verify=sim.connection["ca_bundle"],
+    ).raise_for_status()
+    code, out, err = run(capsys, "comment", str(plan), *target(sim))
+    assert code == 0, err
+    assert out.startswith("created the plan comment")
+    code, out, err = run(capsys, "comment", str(plan), *target(sim))
+    assert code == 0, err
+    # the same plan within the same minute: the body is identical, nothing is sent
+    assert out.startswith("the plan comment on pull request 7 (comment 2/1) is up to date")
+    first, ours = _threads(sim)
+    assert first["comments"][0]["content"] == forged  # untouched
+    assert first["comments"][0]["author"]["displayName"] == "mallory"
+    assert "### Plan: 4 to create" in ours["comments"][0]["content"]
+
+
+def test_github_a_marker_in_a_persons_comment_is_not_ours(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path, gh_env: str
+) -> None:
+    plan = _plan(capsys, sim, tmp_path / "plan.json", "specs/walkthrough.yaml")
+    document = json.loads(plan.read_text())
+    key = comment_key(document["owner"], document["spec_paths"], str(REPO))
+    mallory = _admin(
+        sim, "POST", "/tokens", {"platform": "github", "repository": GH_REPO, "user": "mallory"}
+    )
+    forged = marker(key) + "\nNo changes."
+    requests.post(
+        f"{sim.arm_url}/github/repos/{GH_REPO}/issues/{GH_PR}/comments",
+        json={"body": forged},
+        headers={"Authorization": f"Bearer {mallory['token']}"},
+        verify=sim.connection["ca_bundle"],
+    ).raise_for_status()
+    for _ in range(2):
+        code, out, err = run(capsys, "comment", str(plan), *target(sim))
+        assert code == 0, err
+    first, ours = _gh_comments(sim)
+    assert first["body"] == forged and first["user"]["login"] == "mallory"
+    assert ours["user"]["login"] == "github-actions[bot]" and "### Plan:" in ours["body"]
 
 
 def test_azure_devops_without_job_token_uses_an_entra_token(
