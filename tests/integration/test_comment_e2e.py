@@ -234,7 +234,7 @@ def test_github_a_marker_in_a_persons_comment_is_not_ours(
         verify=sim.connection["ca_bundle"],
     ).raise_for_status()
     for _ in range(2):
-        code, out, err = run(capsys, "comment", str(plan), *target(sim))
+        code, _, err = run(capsys, "comment", str(plan), *target(sim))
         assert code == 0, err
     first, ours = _gh_comments(sim)
     assert first["body"] == forged and first["user"]["login"] == "mallory"
