@@ -55,7 +55,7 @@ def _verify(args: argparse.Namespace) -> str | bool:
     (requests also honours $REQUESTS_CA_BUNDLE)."""
     from reconciler.providers.target import resolve_target
 
-    target = resolve_target(getattr(args, "target", None))
+    target = resolve_target(getattr(args, "target", None), cloud=getattr(args, "cloud", None))
     if target is not None and target.ca_bundle:
         return target.ca_bundle
     return os.environ.get("REQUESTS_CA_BUNDLE") or True
@@ -70,7 +70,9 @@ def _devops_authorization(args: argparse.Namespace, env: Mapping[str, str]) -> s
     from reconciler.providers.auth import describe_credential_error, make_credential
     from reconciler.providers.target import resolve_target
 
-    credential = make_credential(resolve_target(getattr(args, "target", None)), args.auth)
+    credential = make_credential(
+        resolve_target(getattr(args, "target", None), cloud=getattr(args, "cloud", None)), args.auth
+    )
     try:
         return f"Bearer {credential.get_token(f'{DEVOPS_RESOURCE_ID}/.default').token}"
     except Exception as exc:
