@@ -4,9 +4,10 @@ text, with the pipeline's variables set, against the simulator.
 
 A small emulator walks each pipeline's jobs in order. Script steps run through ``bash`` as the
 platform runs them (Azure Pipelines: no ``-e``; GitHub: ``-eo pipefail``) with the installed
-``reconciler`` console script on PATH and ``RECONCILER_TARGET`` naming the simulator (the only
-substitution: everything else is the template's own text with its macros and expressions
-filled in). Artifact steps copy files; sign-in, checkout and install steps are checked, not run.
+``reconciler`` console script on PATH. The only substitution: ``--auth X`` (real Azure sign-in)
+becomes ``--target`` the simulator's connection file, which ``RECONCILER_TARGET`` also names for
+the steps that sign in to nothing (validate, comment: the simulator's CA); everything else is
+the template's own text with its macros and expressions filled in. Artifact steps copy files; sign-in, checkout and install steps are checked, not run.
 """
 
 from __future__ import annotations
@@ -147,6 +148,9 @@ class Run:
 
     def bash(self, name: str, script: str, env: Mapping[str, str], *, errexit: bool) -> int:
         flags = ["--noprofile", "--norc"] + (["-eo", "pipefail"] if errexit else [])
+        # the one substitution: the template's real-Azure sign-in becomes the simulator target
+        # (a connection file brings its own client credentials; --auth would be refused)
+        script = re.sub(r"--auth \S+", f"--target {self.sim.connection_file}", script)
         merged = {**self.env, **env}
         done = subprocess.run(
             ["bash", *flags, "-c", script],
