@@ -11,6 +11,7 @@ import atexit
 import gc
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from reconciler.errors import ReconcilerError, SpecError
 
@@ -21,6 +22,26 @@ EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """A command line argparse refused; carries the (sub)parser whose usage applies."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises ``UsageError`` instead of exiting with argparse's status 2.
+
+    Exit 2 means "changes present" (``drift``, ``plan --detailed-exitcode``): a mistyped flag in
+    a scheduled job must not read as drift, so ``main`` maps usage errors to exit 1.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self, message)
 
 
 def _version() -> str:
@@ -146,7 +167,7 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="reconciler",
         description=(
             "Declare Azure DevOps workload identity federation in YAML: user-assigned managed "
@@ -213,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="spec files or folders")
     _add_render_options(p)
     p.add_argument("--out", metavar="FILE", help="also save the report as a plan document")
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="accepted for Terraform habits; drift always uses the detailed exit code",
+    )
     _add_target_options(p)
     p.set_defaults(handler=_cmd_runner("drift"), force=False)
 
@@ -304,11 +330,47 @@ def _own_the_collector() -> None:
     atexit.register(gc.freeze)
 
 
+def _isatty(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(callable(isatty) and isatty())
+
+
+def _subcommand_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The deepest subcommand parser ``args`` went through (``sim serve`` as well as ``plan``)."""
+    found = parser
+    for action in found._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(args, action.dest or "", None)
+            child = action.choices.get(chosen) if isinstance(chosen, str) else None
+            if child is not None:
+                return _subcommand_parser(child, args)
+    return found
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown argument is reported against the subcommand it was given to
+    (argparse reports it against the top-level parser, whose usage does not help)."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _subcommand_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the console script or ``python -m reconciler``: the process is ours
         _own_the_collector()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = _parse(parser, argv)
+    except UsageError as exc:
+        if exc.parser is parser:  # no command: list them
+            exc.parser.print_help(sys.stderr)
+        else:
+            exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -322,7 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        # a terminal echoed "^C" where the cursor was (after a progress bar or a prompt):
+        # the message starts on its own line
+        start = "\n" if _isatty(sys.stderr) else ""
+        print(f"{start}interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK

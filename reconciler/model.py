@@ -105,7 +105,8 @@ class Source:
     path: str = ""
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
+        """``file:line:column``, as validation problems are located (editors jump to it)."""
+        return f"{self.file}:{self.line}:{self.column}"
 
 
 @dataclass(frozen=True)

@@ -100,10 +100,36 @@ def _render(document: dict[str, Any], fmt: str, *, color: bool) -> str:
 
 
 def _write_document(path: str, document: dict[str, Any]) -> None:
+    """Write ``document`` to ``path`` atomically (a temporary file beside it, then a rename).
+
+    Raises ``ConfigError`` naming the path when it is a folder or its folder does not exist
+    (not created: a mistyped folder would otherwise appear silently) or cannot be written;
+    the temporary file never outlives a failure.
+    """
+    import tempfile
+
     target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(target)
+    if target.is_dir():
+        raise ConfigError(f"--out {path}: is a folder; name a file, e.g. {target / 'plan.json'}")
+    folder = target.parent
+    if not folder.is_dir():
+        raise ConfigError(f"--out {path}: the folder {str(folder)!r} does not exist; create it first")
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    tmp: Path | None = None
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+        tmp = Path(name)
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        tmp.replace(target)
+        tmp = None
+    except OSError as exc:
+        raise ConfigError(
+            f"--out {path}: cannot write the plan document: {exc.strerror or exc}"
+        ) from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def _plan_command(args: argparse.Namespace, mode: str) -> int:
@@ -112,9 +138,11 @@ def _plan_command(args: argparse.Namespace, mode: str) -> int:
     force = bool(getattr(args, "force", False))
     plan = _make_plan(session, live, force=force)
     document = _document(plan, session, mode, force=force, out=args.out)
-    if args.out:
-        _write_document(args.out, document)
+    # the plan first: a bad --out must not cost the reader the plan they waited for
     sys.stdout.write(_render(document, args.format, color=_use_color(args, sys.stdout)))
+    if args.out:
+        sys.stdout.flush()
+        _write_document(args.out, document)
     if mode == "drift" or args.detailed_exitcode:
         return EXIT_CHANGES if plan.changes else EXIT_OK
     return EXIT_OK
@@ -145,6 +173,13 @@ def _read_document(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}:1: not a plan document: nested too deeply") from None
     if not isinstance(document, dict) or "format_version" not in document:
         raise ConfigError(f"{path}: not a plan document (no format_version)")
+    from reconciler.render.document import from_document
+
+    # the one check `show` and `apply` share: a version this release reads, a well-formed plan
+    try:
+        from_document(document)
+    except PlanError as exc:
+        raise PlanError(f"{path}: {exc}") from None
     return document
 
 

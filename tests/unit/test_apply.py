@@ -291,7 +291,7 @@ def test_5xx_is_retried_with_capped_jittered_backoff_and_bounded_attempts() -> N
     assert len(set(clock.slept)) == 4  # jittered, not a fixed schedule
     assert outcome.code == "ServiceUnavailable"
     assert outcome.error == (
-        "identity.s/rg/a (specs/a.yaml:4): ServiceUnavailable: Service Unavailable "
+        "identity.s/rg/a (specs/a.yaml:4:1): ServiceUnavailable: Service Unavailable "
         "(gave up after 5 attempts)"
     )
 
@@ -347,7 +347,7 @@ def test_permanent_errors_fail_at_once_with_code_message_and_source(exc: Excepti
     code = getattr(exc, "code", "")
     assert outcome.code == code
     assert outcome.message == str(exc)
-    assert outcome.error == f"identity.s/rg/a (specs/team.yaml:12): {code}: {exc}"
+    assert outcome.error == f"identity.s/rg/a (specs/team.yaml:12:5): {code}: {exc}"
 
 
 def test_an_unexpected_exception_fails_only_that_change(caplog: pytest.LogCaptureFixture) -> None:

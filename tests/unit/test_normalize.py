@@ -103,7 +103,7 @@ def test_resolve_roles_rekeys_a_custom_role_name_and_its_dependents() -> None:
 
 def test_unknown_role_names_file_line_and_role() -> None:
     ra = _ra("Bucket Wrangler", None)
-    with pytest.raises(PlanError, match=r"^specs/a.yaml:7: unknown role 'Bucket Wrangler'"):
+    with pytest.raises(PlanError, match=r"^specs/a.yaml:7:1: unknown role 'Bucket Wrangler'"):
         normalize.resolve_roles(DesiredState("me", {ra.address: ra}), LIVE)
 
 

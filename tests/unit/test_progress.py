@@ -125,7 +125,7 @@ def run(reporter: Any) -> ApplyResult:
 
 # the service's message has a line break: JSON keeps it, text lines fold it
 CONN_ERROR = (
-    f"service_connection.{CONN} ({SPEC}:20): AccessDenied: Access denied: the caller needs "
+    f"service_connection.{CONN} ({SPEC}:20:5): AccessDenied: Access denied: the caller needs "
     "Create permissions\nfor service connections."
 )
 CONN_ERROR_LINE = CONN_ERROR.replace("\n", " ")
@@ -136,7 +136,7 @@ TEXT = f"""\
   - identity old-mi deleted (0.4s)
     retrying role assignment ado-pipeline-mi: Contributor on sandbox-rg in 2.0s: SubscriptionRequestsThrottled: Number of 'write' requests exceeded.
   + role assignment ado-pipeline-mi: Contributor on sandbox-rg created (2.3s, 2 attempts)
-  ✗ service connection contoso/platform/ado-pipeline-mi create failed: AccessDenied: Access denied: the caller needs Create permissions for service connections. ({SPEC}:20)
+  ✗ service connection contoso/platform/ado-pipeline-mi create failed: AccessDenied: Access denied: the caller needs Create permissions for service connections. ({SPEC}:20:5)
   - skipped: federated credential ado-pipeline-mi/ado-contoso-platform-ado-pipeline-mi (depends on failed service connection contoso/platform/ado-pipeline-mi)
 Apply failed: 3 applied, 1 failed, 1 skipped.
   ✗ {CONN_ERROR_LINE}
@@ -171,7 +171,7 @@ def test_text_reporter_on_a_tty_keeps_the_bar_below_every_line() -> None:
             clear + bar.format("#" * 14 + "." * 10, 3, ", 1 running"),
             clear + "  ✗ service connection contoso/platform/ado-pipeline-mi create failed: "
             "AccessDenied: Access denied: the caller needs Create permissions for service "
-            f"connections. ({SPEC}:20)\n",
+            f"connections. ({SPEC}:20:5)\n",
             bar.format("#" * 19 + "." * 5, 4, ""),
             clear + "  - skipped: federated credential "
             "ado-pipeline-mi/ado-contoso-platform-ado-pipeline-mi "
@@ -219,7 +219,7 @@ def test_text_reporter_falls_back_to_ascii_on_a_narrow_encoding() -> None:
     stream.flush()
     assert raw.getvalue().decode() == (
         "  x service connection contoso/platform/ado-pipeline-mi create failed: "
-        f"AccessDenied: no ({SPEC}:20)\n"
+        f"AccessDenied: no ({SPEC}:20:5)\n"
     )
 
 

@@ -425,13 +425,13 @@ def test_describe_verbose_lists_the_desired_state_per_identity() -> None:
         "owner: platform-team",
         "",
         f"identity identities-rg/ado-pipeline-mi  (subscription {SANDBOX}, westeurope)  "
-        "[specs/walkthrough.yaml:16]",
+        "[specs/walkthrough.yaml:16:5]",
         "    tags purpose=azure-devops-deployments",
         f"    federated credential {fic}, for service connection "
         "contoso/platform/ado-pipeline-mi (issuer and subject known after apply)",
         f"    role Contributor ({CONTRIBUTOR})",
         f"        on /subscriptions/{SANDBOX}/resourceGroups/sandbox-rg",
-        "    service connection contoso/platform/ado-pipeline-mi  [specs/walkthrough.yaml:25]",
+        "    service connection contoso/platform/ado-pipeline-mi  [specs/walkthrough.yaml:25:5]",
         f"        subscription Sandbox ({SANDBOX}), scope the whole subscription",
         "        pipelines: infra-deploy",
         "",
