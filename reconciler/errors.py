@@ -60,6 +60,9 @@ class ProviderError(ReconcilerError):
     one request) and ``completed`` the steps before it that are done, in order (see
     ``operations``); the apply engine reports both and restarts its retry budget when a retry
     got further than the attempt before.
+
+    ``request`` is ``"METHOD URL"`` of the call that failed, without its query string, where
+    the provider knows it ("" otherwise): retry notices name it.
     """
 
     step: str = ""
@@ -68,6 +71,7 @@ class ProviderError(ReconcilerError):
     def __init__(self, message: str, *, code: str = "", status: int = 0) -> None:
         self.code = code
         self.status = status
+        self.request = ""
         super().__init__(message)
 
 
@@ -84,13 +88,25 @@ class ConflictError(ProviderError):
 
 
 class TransientError(ProviderError):
-    """Worth retrying after ``delay`` seconds (429, 5xx, replication lag, concurrent writes)."""
+    """Worth retrying after ``delay`` seconds (429, 5xx, replication lag, concurrent writes).
+
+    ``attempts`` caps the tries for this kind of failure below the retry policy's (None: the
+    policy decides): a refused connection or an unknown host is worth one more try, not the
+    minutes of budget a throttled call gets.
+    """
 
     def __init__(
-        self, message: str, *, code: str = "", status: int = 0, delay: float = 1.0
+        self,
+        message: str,
+        *,
+        code: str = "",
+        status: int = 0,
+        delay: float = 1.0,
+        attempts: int | None = None,
     ) -> None:
         super().__init__(message, code=code, status=status)
         self.delay = delay
+        self.attempts = attempts
 
 
 class PermanentError(ProviderError):

@@ -143,9 +143,13 @@ def observe(
     workers: int = 16,
     clock: Clock = SYSTEM_CLOCK,
     policy: RetryPolicy | None = None,
+    on_retry: Callable[[Exception, float], None] | None = None,
 ) -> LiveState:
+    """``on_retry(exc, delay)`` hears of every read about to be retried (``RetryNotices``)."""
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="observe") as pool:
-        reader = _Reader(pool, clock, policy or RetryPolicy(), window=max(1, workers))
+        reader = _Reader(
+            pool, clock, policy or RetryPolicy(), window=max(1, workers), on_retry=on_retry
+        )
         try:
             raw = _read(services, desired, reader)
         except BaseException:
@@ -162,8 +166,15 @@ class _Reader:
     """Submits reads to the bounded pool, each through the one retry mechanism."""
 
     def __init__(
-        self, pool: ThreadPoolExecutor, clock: Clock, policy: RetryPolicy, *, window: int = 16
+        self,
+        pool: ThreadPoolExecutor,
+        clock: Clock,
+        policy: RetryPolicy,
+        *,
+        window: int = 16,
+        on_retry: Callable[[Exception, float], None] | None = None,
     ) -> None:
+        self._on_retry = on_retry
         self._pool = pool
         self._clock = clock
         self._policy = policy
@@ -174,7 +185,7 @@ class _Reader:
         self._in_pool = 0
 
     def retry(self, fn: Callable[[], T], /) -> T:
-        return call_with_retry(fn, clock=self._clock, policy=self._policy)
+        return call_with_retry(fn, clock=self._clock, policy=self._policy, on_retry=self._on_retry)
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """A single request, retried as a whole."""

@@ -105,7 +105,9 @@ def call_with_retry(
             if progress is not None and (done := progress(exc)) > reached:
                 reached, base, waited = done, attempt - 1, 0.0
             delay = classify(exc) if classify is not None else _default_classify(exc)
-            if delay is None or attempt - base >= policy.attempts:
+            cap = getattr(exc, "attempts", None)
+            limit = min(policy.attempts, cap) if isinstance(cap, int) else policy.attempts
+            if delay is None or attempt - base >= limit:
                 raise
             delay = max(delay, backoff(attempt - base, policy, rng))
             if waited + delay > policy.budget:
@@ -125,3 +127,62 @@ def _default_classify(exc: Exception) -> float | None:
     if isinstance(exc, TransientError):
         return exc.delay
     return None
+
+
+class RetryNotices:
+    """Announces retries on a stream (stderr), one line each, without flooding it.
+
+    Each line says what is retried (``METHOD URL`` without the query, or the error's text),
+    why (the error code and HTTP status), and after how long. Under heavy throttling the same
+    reason would repeat for every request: after the first line for a reason, further ones
+    within ``interval`` seconds are counted and reported in one line when the next notice for
+    that reason is due, or by ``close``.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[str], object],
+        *,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._write = write
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        # reason -> (time of its last line, retries counted since, longest delay since)
+        self._quiet: dict[str, tuple[float, int, float]] = {}
+
+    @staticmethod
+    def reason(exc: Exception) -> str:
+        code = str(getattr(exc, "code", "") or type(exc).__name__)
+        status = int(getattr(exc, "status", 0) or 0)
+        return f"HTTP {status} {code}" if status else code
+
+    def __call__(self, exc: Exception, delay: float) -> None:
+        reason = self.reason(exc)
+        what = str(getattr(exc, "request", "") or "") or " ".join(str(exc).split())[:300]
+        with self._lock:
+            now = self._clock()
+            last = self._quiet.get(reason)
+            if last is not None and now - last[0] < self._interval:
+                self._quiet[reason] = (last[0], last[1] + 1, max(last[2], delay))
+                return
+            more = ""
+            if last is not None and last[1]:
+                more = (
+                    f" (and {last[1]} more retries for {reason} in the last {now - last[0]:.0f}s)"
+                )
+            self._quiet[reason] = (now, 0, 0.0)
+            self._write(f"retrying {what} in {delay:.1f}s: {reason}{more}\n")
+
+    def close(self) -> None:
+        """Report the retries counted but not yet shown."""
+        with self._lock:
+            for reason, (_, count, longest) in sorted(self._quiet.items()):
+                if count:
+                    self._write(
+                        f"retried {count} more requests for {reason} "
+                        f"(waits up to {longest:.1f}s each)\n"
+                    )
+            self._quiet.clear()

@@ -62,8 +62,13 @@ def _open_session(args: argparse.Namespace, paths: Sequence[str]) -> Session:
 
 def _observe(session: Session) -> LiveState:
     from reconciler.observe import observe
+    from reconciler.retry import RetryNotices
 
-    return observe(session.services, session.desired, workers=session.workers)
+    notices = RetryNotices(sys.stderr.write)
+    try:
+        return observe(session.services, session.desired, workers=session.workers, on_retry=notices)
+    finally:
+        notices.close()
 
 
 def _make_plan(session: Session, live: LiveState, *, force: bool) -> Plan:
@@ -113,7 +118,9 @@ def _write_document(path: str, document: dict[str, Any]) -> None:
         raise ConfigError(f"--out {path}: is a folder; name a file, e.g. {target / 'plan.json'}")
     folder = target.parent
     if not folder.is_dir():
-        raise ConfigError(f"--out {path}: the folder {str(folder)!r} does not exist; create it first")
+        raise ConfigError(
+            f"--out {path}: the folder {str(folder)!r} does not exist; create it first"
+        )
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     tmp: Path | None = None
     try:

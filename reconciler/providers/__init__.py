@@ -49,14 +49,21 @@ def connect(target: Target | None, *, auth: str = "auto", workers: int = 16) -> 
     sized to ``workers``, and at most ``workers`` requests in flight between them (a request
     waiting for a rate limit's turn is not in flight)."""
     from reconciler.providers.arm import ArmClient
-    from reconciler.providers.auth import DevOpsAuth, discover_tenant, make_credential
+    from reconciler.providers.auth import (
+        AnnouncedCredential,
+        DevOpsAuth,
+        discover_tenant,
+        make_credential,
+        quiet_sdk_logging,
+    )
     from reconciler.providers.devops import DevOpsClient
     from reconciler.providers.http import make_session
     from reconciler.providers.target import AZURE
 
     chosen = target or AZURE
     # by the target's kind: a connection file's own client, or a real credential for a cloud
-    credential = make_credential(chosen, auth)
+    quiet_sdk_logging()
+    credential = AnnouncedCredential(make_credential(chosen, auth), chosen)
     session = make_session(workers=workers, verify=chosen.ca_bundle or True)
     slots = threading.BoundedSemaphore(max(1, workers))
     arm = ArmClient(chosen, credential, session=session, slots=slots)

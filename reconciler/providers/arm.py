@@ -37,7 +37,7 @@ from reconciler.errors import (
 from reconciler.providers.auth import arm_scope, describe_credential_error
 from reconciler.providers.http import DEFAULT_DELAY, Retry, once, retry_after
 from reconciler.providers.pacing import ARM_THROTTLE_CODES, Pace, Pacer
-from reconciler.providers.rest import Response, Transport
+from reconciler.providers.rest import UNREACHABLE_ATTEMPTS, Response, Transport, request_line
 from reconciler.providers.target import Service, Target, check_token_destination
 
 if TYPE_CHECKING:
@@ -197,7 +197,7 @@ class ArmClient:
         except ProviderError as exc:
             error = exc
         except Exception as exc:
-            error = translate_error(exc, what)
+            error = translate_error(exc, what, endpoint=self._base)
         else:
             if pace is not None:
                 self.pacer.admitted(pace)
@@ -225,7 +225,9 @@ class ArmClient:
             "GET", url, headers={"Authorization": f"Bearer {token}"}, what=what
         )
         if response.status >= 400:
-            raise response_error(response, what)
+            error = response_error(response, what)
+            error.request = request_line("GET", url)
+            raise error
         try:
             return response.json()
         except ValueError:
@@ -620,7 +622,7 @@ def _status_code_name(status: int) -> str:
         return f"HTTP{status}"
 
 
-def translate_error(exc: Exception, what: str) -> ProviderError:
+def translate_error(exc: Exception, what: str, *, endpoint: str = "") -> ProviderError:
     """Map an azure-core exception onto the project's errors."""
     from azure.core.exceptions import (
         ClientAuthenticationError,
@@ -640,11 +642,17 @@ def translate_error(exc: Exception, what: str) -> ProviderError:
             status=401,
         )
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        text = describe_credential_error(exc)
+        # refused or unresolvable (azure-core's ServiceRequestError): retry once, not minutes
+        unreachable = isinstance(exc, ServiceRequestError) and any(
+            s in text.lower() for s in ("refused", "resolve", "name or service not known")
+        )
         return TransientError(
-            f"connection to Azure Resource Manager failed while {what}: "
-            f"{type(exc).__name__}: {describe_credential_error(exc)}",
-            code="ConnectionError",
+            f"cannot reach Azure Resource Manager{f' at {endpoint}' if endpoint else ''} "
+            f"while {what}: {text}",
+            code="ServiceUnreachable" if unreachable else "ConnectionError",
             delay=DEFAULT_DELAY,
+            attempts=UNREACHABLE_ATTEMPTS if unreachable else None,
         )
     if not isinstance(exc, HttpResponseError) or not status:
         return PermanentError(f"{what}: {type(exc).__name__}: {exc}", code=type(exc).__name__)

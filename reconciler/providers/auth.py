@@ -245,11 +245,45 @@ class DevOpsAuth:
         return f"Bearer {token.token}"
 
 
+# what a person can do when no credential signs in (README "Common options")
+CREDENTIAL_FIX: Final = (
+    "to fix: run `az login` (on a workstation); inside an Azure Pipelines job run in an "
+    "AzureCLI@2 task with --auth pipelines and SYSTEM_ACCESSTOKEN mapped; against the local "
+    "simulator pass --target FILE (or set RECONCILER_TARGET)"
+)
+_CREDENTIAL_NAMES: Final = (
+    "AzurePipelinesCredential",
+    "AzureCliCredential",
+    "EnvironmentCredential",
+    "ManagedIdentityCredential",
+    "DefaultAzureCredential",
+    "SharedTokenCacheCredential",
+    "AzurePowerShellCredential",
+    "AzureDeveloperCliCredential",
+    "WorkloadIdentityCredential",
+    "VisualStudioCodeCredential",
+)
+
+
 def describe_credential_error(exc: BaseException) -> str:
-    """A one-line reason from azure-identity's exception (its messages hold no token)."""
-    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    first = str(message).strip().splitlines()[0] if str(message).strip() else type(exc).__name__
-    return first[:500]
+    """The reason azure-identity gives (its messages hold no token), made short.
+
+    One line for a single credential's failure. A chain's failure (``ChainedTokenCredential``,
+    ``DefaultAzureCredential``, the ``--auth auto`` chain) becomes one line per credential
+    tried, without the links the SDK repeats after each, then what to do about it. The
+    message layout is azure-identity's (``Attempted credentials:`` then a tab-indented
+    ``Name: reason`` per credential, azure-identity 1.x).
+    """
+    message = str(getattr(exc, "message", None) or str(exc) or type(exc).__name__).strip()
+    lines = message.splitlines() or [type(exc).__name__]
+    tried = [line.strip() for line in lines if line.startswith("\t") and ":" in line]
+    if tried:
+        shown = "\n".join(f"  {line[:300]}" for line in tried)
+        return f"no credential could sign in; tried:\n{shown}\n  {CREDENTIAL_FIX}"
+    first = lines[0][:500]
+    if first.startswith(_CREDENTIAL_NAMES):
+        return f"{first}\n  {CREDENTIAL_FIX}"
+    return first
 
 
 def tenant_from_token(token: str) -> str | None:
@@ -288,3 +322,116 @@ def discover_tenant(
     if not tid:
         raise ConfigError("cannot tell the Entra tenant: set AZURE_TENANT_ID")
     return tid
+
+
+# -- whom the run signed in as -----------------------------------------------------------
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT access token, unverified (only to name the caller); {} if opaque."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, TypeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def describe_sign_in(token: str, target: Target) -> str:
+    """One line naming whom a run signed in as and against what; never the token itself.
+
+    From the token's claims where it is a JWT (Entra access tokens are: ``upn`` or
+    ``unique_name`` for a user, ``appid``/``azp`` for an application, ``oid`` its object id,
+    ``tid`` the tenant; learn.microsoft.com/entra/identity-platform/access-token-claims-reference).
+    The simulator's tokens are opaque: its connection file names the client and tenant.
+    """
+    claims = token_claims(token)
+    if not target.is_azure:
+        return (
+            f"signed in to the simulator ({target.name}, tenant {target.tenant_id}) "
+            f"as application {target.client_id}"
+        )
+    user = next(
+        (str(claims[k]) for k in ("upn", "unique_name", "preferred_username") if claims.get(k)),
+        "",
+    )
+    app = str(claims.get("appid") or claims.get("azp") or "")
+    oid = str(claims.get("oid") or "")
+    if user:
+        who = f"user {user}"
+    elif app:
+        who = f"application {app}"
+    else:
+        who = "an unnamed principal"
+    if oid:
+        who += f" (object id {oid})"
+    tenant = str(claims.get("tid") or target.tenant_id or "unknown")
+    return f"signed in to Azure (tenant {tenant}) as {who}"
+
+
+class AnnouncedCredential:
+    """Wraps the run's credential: on the first token, writes ``describe_sign_in`` once to
+    stderr; after a failure, callers queued behind it get the same failure at once for
+    ``_FAILURE_MEMORY`` seconds instead of each asking (and failing) again."""
+
+    _FAILURE_MEMORY: Final = 30.0
+
+    def __init__(
+        self,
+        inner: TokenCredential,
+        target: Target,
+        *,
+        write: Callable[[str], object] | None = None,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._inner = inner
+        self._target = target
+        self._write = write or sys.stderr.write
+        self._now = now
+        self._lock = threading.Lock()
+        self._announced = False
+        self._failure: tuple[float, tuple[str, ...], BaseException] | None = None
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        # one caller at a time, as CachedCredential below serialises them anyway: a caller
+        # queued behind a failure must see it
+        with self._lock:
+            failure = self._failure
+            recent = failure is not None and self._now() - failure[0] < self._FAILURE_MEMORY
+            if (
+                failure is not None
+                and recent
+                and (failure[1] == scopes or _unreachable(failure[2]))
+            ):
+                raise failure[2]
+            try:
+                token = self._inner.get_token(*scopes, **kwargs)
+            except Exception as exc:
+                self._failure = (self._now(), scopes, exc)
+                raise
+            if not self._announced:
+                self._announced = True
+                self._write(describe_sign_in(token.token, self._target) + "\n")
+            return token
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if callable(close):
+            close()
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The token endpoint itself could not be reached: every scope would fail the same way."""
+    text = str(exc).lower()
+    return any(s in text for s in ("connection refused", "failed to resolve", "name or service"))
+
+
+def quiet_sdk_logging() -> None:
+    """azure-identity logs every failed attempt, a chain's whole text each time, as warnings:
+    the error the run ends with says it once (``describe_credential_error``)."""
+    import logging
+
+    logging.getLogger("azure.identity").setLevel(logging.CRITICAL)

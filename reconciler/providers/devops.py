@@ -28,7 +28,7 @@ from reconciler.errors import (
 )
 from reconciler.providers.auth import DevOpsAuth
 from reconciler.providers.http import Retry, once, retry_after
-from reconciler.providers.rest import Response, Transport
+from reconciler.providers.rest import Response, Transport, request_line
 from reconciler.providers.target import Target
 
 if TYPE_CHECKING:
@@ -99,7 +99,11 @@ class DevOpsClient:
         query = {"api-version": api_version, **(params or {})}
         data = json.dumps(body).encode() if body is not None else None
         response = self._request(method, url, what=what, query=query, data=data)
-        _check(response, what)
+        try:
+            _check(response, what)
+        except ProviderError as exc:
+            exc.request = request_line(method, url)
+            raise
         return response
 
     def _request(

@@ -16,6 +16,7 @@ Redirects and retries are off: ``retry.py`` is the one place that retries.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +26,16 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from urllib3.exceptions import HTTPError, ProxyError, SSLError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from reconciler.errors import PermanentError, TransientError
 from reconciler.providers.http import DEFAULT_DELAY
@@ -149,9 +159,65 @@ class Transport:
                 code="TLSError",
             ) from None
         except (ProxyError, HTTPError, OSError) as exc:
-            raise TransientError(
-                f"connection to {self._service} failed while {what}: {type(exc).__name__}",
-                code="ConnectionError",
-                delay=DEFAULT_DELAY,
-            ) from None
+            raise connection_error(exc, self._service, method, url, what) from None
         return Response(response.status, response.headers, response.data)
+
+
+# a refused connection or an unknown host: one more try (a service restarting), not minutes
+UNREACHABLE_ATTEMPTS: Final = 2
+
+
+def request_line(method: str, url: str) -> str:
+    """``METHOD scheme://host/path``: the query is dropped (it may carry a continuation token
+    or, on some services, a signature)."""
+    parts = urlsplit(url)
+    return f"{method} {parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def connection_error(
+    exc: BaseException, service: str, method: str, url: str, what: str
+) -> TransientError:
+    """The project's error for a request that got no answer, naming the URL.
+
+    Connection refused and name resolution failures retry once (``UNREACHABLE_ATTEMPTS``):
+    they mean a wrong URL or a service that is down, and waiting minutes helps neither.
+    Timeouts and resets keep the whole retry budget: a busy service answers later.
+    """
+    line = request_line(method, url)
+    if isinstance(exc, ProxyError) and isinstance(exc.original_error, BaseException):
+        service = f"{service} through the proxy"
+        exc = exc.original_error
+    reason = _connection_reason(exc)
+    unreachable = isinstance(exc, NewConnectionError | ConnectionRefusedError | socket.gaierror)
+    error = TransientError(
+        f"cannot reach {service} at {line} while {what}: {reason}",
+        code="ServiceUnreachable" if unreachable else "ConnectionError",
+        delay=DEFAULT_DELAY,
+        attempts=UNREACHABLE_ATTEMPTS if unreachable else None,
+    )
+    error.request = line
+    return error
+
+
+def _connection_reason(exc: BaseException) -> str:
+    if isinstance(exc, NameResolutionError | socket.gaierror):
+        return "the host name does not resolve (DNS)"
+    if isinstance(exc, NewConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ConnectionRefusedError) or "refused" in str(exc).lower():
+            return "connection refused (nothing listens there)"
+        return f"cannot connect ({_errno_text(exc)})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens there)"
+    if isinstance(exc, ConnectTimeoutError):
+        return "connection timed out"
+    if isinstance(exc, ReadTimeoutError):
+        return "no answer in time (read timed out)"
+    if isinstance(exc, ProtocolError):
+        return "the connection was closed or reset"
+    return type(exc).__name__
+
+
+def _errno_text(exc: BaseException) -> str:
+    text = str(exc)
+    return text.rpartition(": ")[2] if ": " in text else type(exc).__name__

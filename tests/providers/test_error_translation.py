@@ -86,13 +86,21 @@ def test_arm_retry_after_headers_become_the_delay() -> None:
 
 
 def test_arm_credential_and_connection_failures() -> None:
-    from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
 
     error = translate_error(ClientAuthenticationError("AADSTS7000215: Invalid client secret"), "x")
     assert isinstance(error, AuthError)
     assert "cannot get an Entra token" in str(error) and "AADSTS7000215" in str(error)
     error = translate_error(ServiceRequestError("connection refused"), "listing identities")
+    assert isinstance(error, TransientError) and error.code == "ServiceUnreachable"
+    assert error.attempts == 2
+    error = translate_error(ServiceResponseError("connection reset"), "listing identities")
     assert isinstance(error, TransientError) and error.code == "ConnectionError"
+    assert error.attempts is None
 
 
 def _devops(

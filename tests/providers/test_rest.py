@@ -95,11 +95,27 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_refused_connection_is_transient() -> None:
-    transport = Transport(make_session(workers=1, verify=True), verify=True)
+def test_refused_connection_names_the_url_and_is_retried_once_only() -> None:
+    transport = Transport(make_session(workers=1, verify=True), verify=True, service="ARM")
+    port = _closed_port()
     with pytest.raises(TransientError) as caught:
-        transport.request("GET", f"https://127.0.0.1:{_closed_port()}/x", what="reading x")
-    assert caught.value.code == "ConnectionError"
+        transport.request("GET", f"https://127.0.0.1:{port}/x?token=secret", what="reading x")
+    error = caught.value
+    assert error.code == "ServiceUnreachable" and error.attempts == 2
+    assert error.request == f"GET https://127.0.0.1:{port}/x"
+    assert str(error) == (
+        f"cannot reach ARM at GET https://127.0.0.1:{port}/x while reading x: "
+        "connection refused (nothing listens there)"
+    )
+    assert "secret" not in str(error)
+
+
+def test_unknown_host_is_retried_once_only() -> None:
+    transport = Transport(make_session(workers=1, verify=True), verify=True, service="ARM")
+    with pytest.raises(TransientError) as caught:
+        transport.request("GET", "https://no-such-host.invalid/x", what="reading x")
+    assert caught.value.code == "ServiceUnreachable" and caught.value.attempts == 2
+    assert "the host name does not resolve" in str(caught.value)
 
 
 def test_proxies_and_no_proxy_come_from_the_environment_like_requests(
