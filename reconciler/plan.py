@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -104,6 +104,9 @@ class Change:
     # deletes or replaces an identity or a service connection, or deletes a federated
     # credential a live service connection signs in with: needs --allow-destroy
     destructive: bool = False
+    # a role assignment's role as a person reads it (from the live role definitions), so that
+    # a pruned assignment is not shown by its GUID; None for other kinds or an unknown role
+    role_name: str | None = None
 
 
 class NoticeLevel(StrEnum):
@@ -132,6 +135,12 @@ class Plan:
     fingerprints: Mapping[str, str] = field(default_factory=dict)
     # digest of the spec files the plan was made from
     spec_digest: str = ""
+    # --only: the selectors a partial plan was restricted to (empty: the whole specs)
+    only: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.only)
 
     @property
     def empty(self) -> bool:
@@ -158,6 +167,26 @@ class Plan:
 # make_plan runs in passes, identities first, because what happens to an identity (created,
 # replaced) decides what its dependents can know: a connection's servicePrincipalId, a role
 # assignment's principal, whether credentials are recreated.
+
+
+def name_roles(plan: Plan, live: LiveState) -> Plan:
+    """``plan`` with each role assignment change's ``role_name`` filled in from the live role
+    definitions it was planned against (pure: the catalogues are already in ``live``)."""
+    names: dict[str, str] = {}
+    for definitions in live.role_definitions.values():
+        for definition in definitions:
+            names.setdefault(definition.guid.lower(), definition.name)
+    if not names:
+        return plan
+    changes = []
+    for change in plan.changes:
+        if change.address.kind is Kind.ROLE_ASSIGNMENT and change.role_name is None:
+            attrs = change.after or change.before or {}
+            guid = str(attrs.get("roleDefinitionId") or "").rpartition("/")[2].lower()
+            if guid in names:
+                change = replace(change, role_name=names[guid])
+        changes.append(change)
+    return replace(plan, changes=tuple(changes))
 
 
 def make_plan(

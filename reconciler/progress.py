@@ -122,7 +122,10 @@ def _short_scope(scope: str) -> str:
 
 
 def change_display(change: Change, labels: Mapping[str, str] | None = None) -> str:
-    return display(change.address, change.after or change.before, labels)
+    attrs = change.after or change.before
+    if change.role_name:  # a role assignment: its role by name, not by GUID
+        attrs = {**(attrs or {}), "role": change.role_name}
+    return display(change.address, attrs, labels)
 
 
 def _one_line(text: str) -> str:

@@ -72,10 +72,10 @@ def _observe(session: Session) -> LiveState:
 
 
 def _make_plan(session: Session, live: LiveState, *, force: bool) -> Plan:
-    from reconciler.plan import make_plan
+    from reconciler.plan import make_plan, name_roles
 
     plan = make_plan(session.desired, live, force=force)
-    return replace(plan, spec_digest=session.spec_digest)
+    return replace(name_roles(plan, live), spec_digest=session.spec_digest)
 
 
 def _document(

@@ -79,6 +79,7 @@ def _change(change: Change) -> dict[str, Any]:
         "depends_on": [str(a) for a in change.depends_on],
         "wave": change.wave,
         "destructive": change.destructive,
+        "role_name": change.role_name,
     }
 
 
@@ -102,6 +103,8 @@ def to_document(plan: Plan, *, mode: str = "plan") -> dict[str, Any]:
         ],
         "fingerprints": dict(sorted(plan.fingerprints.items())),
         "spec_digest": plan.spec_digest,
+        "partial": plan.partial,
+        "only": list(plan.only),
     }
 
 
@@ -142,6 +145,7 @@ def _read_change(data: Mapping[str, Any]) -> Change:
         depends_on=tuple(Address.parse(str(a)) for a in data.get("depends_on", ())),
         wave=int(data.get("wave", 0)),
         destructive=bool(data.get("destructive", False)),
+        role_name=str(data["role_name"]) if data.get("role_name") else None,
     )
 
 
@@ -163,6 +167,7 @@ def from_document(document: Mapping[str, Any]) -> Plan:
             unchanged=int(document.get("summary", {}).get("unchanged", 0)),
             fingerprints={str(k): str(v) for k, v in document.get("fingerprints", {}).items()},
             spec_digest=str(document.get("spec_digest", "")),
+            only=tuple(str(o) for o in document.get("only", ())),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise PlanError(f"not a valid plan document: {type(exc).__name__}: {exc}") from exc

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from reconciler.render.text import shown_attrs, title, value_text
+from reconciler.render.text import partial_note, shown_attrs, title, value_text
 
 _SYMBOLS: Final = {
     "create": "+",
@@ -136,6 +136,8 @@ def _head(document: Mapping[str, Any], drift: bool) -> list[str]:
             f"update, {summary.get('replace', 0)} to replace, {summary.get('delete', 0)} to delete"
         )
     lines = [title, ""]
+    if note := partial_note(document):
+        lines += [f"> **{note}**", ""]
     if not changes:
         lines.append(
             "No drift. Live state matches the specs."

@@ -82,7 +82,7 @@ def title(change: Mapping[str, Any]) -> str:
     if kind == "federated_credential":
         return f"federated_credential {attrs.get('name')} on {_name(attrs.get('identity'))}"
     if kind == "role_assignment":
-        role = attrs.get("role") or attrs.get("roleDefinitionId")
+        role = change.get("role_name") or attrs.get("role") or attrs.get("roleDefinitionId")
         identity = attrs.get("identity")
         who = _name(identity) if identity else f"deleted principal {attrs.get('principalId')}"
         return f"role_assignment {role} at {attrs.get('scope')} for {who}"
@@ -226,6 +226,18 @@ def _notice_lines(document: Mapping[str, Any], style: _Style) -> list[str]:
     return lines
 
 
+def partial_note(document: Mapping[str, Any]) -> str:
+    """The sentence a partial (``--only``) plan or drift report starts with, else ""."""
+    only = [str(o) for o in document.get("only") or []]
+    if not document.get("partial") or not only:
+        return ""
+    what = "checked" if document.get("mode") == "drift" else "planned"
+    return (
+        f"Partial: only {', '.join(only)} and what depends on them were {what} "
+        "(--only); the rest of the specs was left out, and nothing else is pruned."
+    )
+
+
 def render_text(document: Mapping[str, Any], *, color: bool = False) -> str:
     style = _Style(color)
     drift = document.get("mode") == "drift"
@@ -233,6 +245,8 @@ def render_text(document: Mapping[str, Any], *, color: bool = False) -> str:
     summary = document.get("summary") or {}
     owner = document.get("owner", "")
     lines: list[str] = []
+    if note := partial_note(document):
+        lines += [style.alarm(note), ""]
     if not changes:
         lines.append(
             "No drift. Live state matches the specs."

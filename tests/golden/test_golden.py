@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.plan import make_plan
+from reconciler.plan import make_plan, name_roles
 from reconciler.render import render
 from reconciler.render.document import to_document
 from reconciler.render.markdown import render_markdown
@@ -28,12 +28,14 @@ CASES = [
     "adoption_of_unmarked_objects",
     "service_connection_move_creates_first",
     "drift_out_of_band_edits",
+    "prune_owned_only",
 ]
 
 
 def _document(name: str) -> dict[str, object]:
     desired, live, args = load_case(name)
-    plan = make_plan(desired, live, force=args.get("force", False))
+    # as the CLI does: role assignments named from the live role definitions
+    plan = name_roles(make_plan(desired, live, force=args.get("force", False)), live)
     return to_document(plan, mode=args.get("mode", "plan"))
 
 

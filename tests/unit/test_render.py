@@ -103,3 +103,24 @@ def test_dispatcher() -> None:
     assert render(document, "markdown").startswith("### Plan:")
     with pytest.raises(ValueError, match="unknown format"):
         render(document, "yaml")
+
+
+def test_a_pruned_role_assignment_reads_by_role_name_not_guid() -> None:
+    from reconciler.plan import name_roles
+    from reconciler.render import render
+    from reconciler.render.document import from_document
+
+    desired, live, _ = load_case("prune_owned_only")
+    reader = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+    bare = to_document(make_plan(desired, live))
+    assert f"role_assignment {reader} at" in render_text(bare)  # what a reader saw before
+    document = to_document(name_roles(make_plan(desired, live), live))
+    (pruned,) = [c for c in document["changes"] if c["kind"] == "role_assignment"]
+    assert pruned["action"] == "delete" and pruned["role_name"] == "Reader"
+    assert pruned["before"]["roleDefinitionId"] == reader  # the document keeps the id
+    for fmt in ("text", "markdown"):
+        shown = render(document, fmt)
+        assert "role_assignment Reader at /subscriptions/" in shown
+        assert f"role_assignment {reader}" not in shown
+    # a saved plan keeps the name
+    assert to_document(from_document(document)) == document
