@@ -159,6 +159,20 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_only_option(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="ADDRESS_OR_NAME",
+        help=(
+            f"{verb} only this object and what depends on it (an identity's credentials, role "
+            "assignments and connections; a connection's credential), prune nothing else: a "
+            "full address (identity.SUB/RG/NAME) or an identity's or connection's name; "
+            "repeatable (Terraform's -target)"
+        ),
+    )
+
+
 def _add_render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format", choices=["text", "json", "markdown"], default="text", help="output format"
@@ -220,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="take over objects that carry another owner's marker instead of failing",
     )
+    _add_only_option(p, "plan")
     _add_target_options(p)
     p.set_defaults(handler=_cmd_runner("plan"))
 
@@ -239,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accepted for Terraform habits; drift always uses the detailed exit code",
     )
+    _add_only_option(p, "check")
     _add_target_options(p)
     p.set_defaults(handler=_cmd_runner("drift"), force=False)
 
@@ -284,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
             "as given from the working directory, then absolute)"
         ),
     )
+    _add_only_option(p, "apply")
     _add_target_options(p)
     p.set_defaults(handler=_cmd_runner("apply"))
 

@@ -6,7 +6,7 @@ No clients, no callables, no rendering here: a plan can be saved, shown and appl
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -861,3 +861,135 @@ def _short(identity_key_text: str | None) -> str:
 
 def _notice_sort_key(notice: Notice) -> tuple[str, str]:
     return (str(notice.address or ""), notice.message)
+
+
+# -- --only: a partial plan ----------------------------------------------------------------
+
+
+def restrict(plan: Plan, desired: DesiredState, only: Sequence[str]) -> Plan:
+    """``plan`` limited to the objects ``only`` names and what depends on them (``--only``).
+
+    A selector is a full address (``identity.{sub}/{rg}/{name}``, any kind) or a name that
+    ends an identity's or a service connection's key (``deploy-mi``, ``team-a-rg/deploy-mi``,
+    ``contoso/platform/deploy``), matched case-insensitively against the desired objects and
+    the live ones the plan read. What depends on an identity: its federated credentials, its
+    role assignments and the connections that sign in as it (and theirs); on a connection: its
+    implied credential. A change kept this way also keeps the changes it depends on (an
+    identity being created before its connection), as Terraform's ``-target`` does, so the
+    partial plan can be applied. Everything else, prunes included, is left out.
+
+    Raises ``PlanError`` for a selector that matches nothing, or a name that matches more
+    than one object, listing the candidates. Pure: no I/O.
+    """
+    if not only:
+        return plan
+    changes = {c.address: c for c in plan.changes}
+    attrs: dict[Address, Mapping[str, Any]] = {}
+    for change in plan.changes:
+        attrs[change.address] = change.after or change.before or {}
+    for address, resource in desired.resources.items():
+        attrs[address] = resource.attrs
+    universe = set(attrs)
+    for text in plan.fingerprints:
+        try:
+            universe.add(Address.parse(text))
+        except ValueError:
+            continue
+    roots = {_select(text, universe) for text in only}
+    chosen = _dependents(roots, universe, attrs)
+    # what a kept change must wait for comes along, so that the partial plan can run
+    queue = [a for a in chosen if a in changes]
+    while queue:
+        for before in changes[queue.pop()].depends_on:
+            if before not in chosen and before in changes:
+                chosen.add(before)
+                queue.append(before)
+    kept = tuple(
+        replace(c, depends_on=tuple(a for a in c.depends_on if a in chosen))
+        for c in plan.changes
+        if c.address in chosen
+    )
+    changed = {c.address for c in kept}
+    return replace(
+        plan,
+        changes=kept,
+        notices=tuple(n for n in plan.notices if n.address is None or n.address in chosen),
+        unchanged=sum(1 for a in desired.resources if a in chosen and a not in changed),
+        fingerprints={k: v for k, v in plan.fingerprints.items() if _parses_into(k, chosen)},
+        only=tuple(only),
+    )
+
+
+def _parses_into(text: str, addresses: set[Address]) -> bool:
+    try:
+        return Address.parse(text) in addresses
+    except ValueError:
+        return False
+
+
+def _select(text: str, universe: set[Address]) -> Address:
+    wanted = text.strip()
+    kind, dot, key = wanted.partition(".")
+    kinds: tuple[Kind, ...] = (Kind.IDENTITY, Kind.SERVICE_CONNECTION)
+    name = wanted.lower().strip("/")
+    if dot and kind in {k.value for k in Kind}:
+        # a full address, or KIND.NAME: a name within one kind
+        address = Address(Kind(kind), key.lower())
+        if address in universe:
+            return address
+        kinds, name = (Kind(kind),), key.lower().strip("/")
+    named = [a for a in universe if a.kind in kinds]
+    matches = sorted((a for a in named if a.key == name or a.key.endswith(f"/{name}")), key=str)
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise PlanError(
+            f"--only {text} is ambiguous: give one of these addresses (or KIND.NAME) instead"
+            + _listing([str(a) for a in matches])
+        )
+    what = " or ".join(k.value for k in kinds)
+    raise PlanError(
+        f"--only {text}: no {what} with that name or address in the specs or live state; "
+        "known:" + _listing(sorted(str(a) for a in named))
+    )
+
+
+def _listing(items: Sequence[str], limit: int = 20) -> str:
+    if not items:
+        return " (none)"
+    shown = "".join(f"\n  {item}" for item in items[:limit])
+    more = f"\n  … and {len(items) - limit} more" if len(items) > limit else ""
+    return shown + more
+
+
+def _dependents(
+    roots: set[Address], universe: set[Address], attrs: Mapping[Address, Mapping[str, Any]]
+) -> set[Address]:
+    """``roots`` and everything that depends on them, transitively."""
+    chosen = set(roots)
+    queue = list(roots)
+    while queue:
+        address = queue.pop()
+        for other in universe:
+            if other in chosen:
+                continue
+            other_attrs = attrs.get(other) or {}
+            if address.kind is Kind.IDENTITY:
+                under = other.kind in (
+                    Kind.FEDERATED_CREDENTIAL,
+                    Kind.ROLE_ASSIGNMENT,
+                ) and other.key.startswith(f"{address.key}/")
+                signs_in = other.kind is Kind.SERVICE_CONNECTION and (
+                    str(other_attrs.get("identity") or "").lower() == address.key
+                )
+                depends = under or signs_in
+            elif address.kind is Kind.SERVICE_CONNECTION:
+                depends = other.kind is Kind.FEDERATED_CREDENTIAL and (
+                    str(other_attrs.get("serviceConnection") or "").lower() == address.key
+                )
+            else:
+                depends = False
+            if depends:
+                chosen.add(other)
+                queue.append(other)
+    return chosen

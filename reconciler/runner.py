@@ -37,6 +37,8 @@ class Session:
     spec_digest: str
     services: Any  # reconciler.providers.Services (imported lazily: the SDK is slow to import)
     workers: int
+    # --only selectors: every plan of this run is restricted to them (a partial plan)
+    only: tuple[str, ...] = ()
 
 
 def _use_color(args: argparse.Namespace, stream: TextIO) -> bool:
@@ -57,7 +59,8 @@ def _open_session(args: argparse.Namespace, paths: Sequence[str]) -> Session:
     # a connection file's kind is FILE whatever its name; the real cloud only without one
     target = resolve_target(args.target, cloud=getattr(args, "cloud", None))
     services = connect(target, auth=args.auth, workers=args.workers)
-    return Session(list(paths), desired, spec_digest(paths), services, args.workers)
+    only = tuple(getattr(args, "only", None) or ())
+    return Session(list(paths), desired, spec_digest(paths), services, args.workers, only)
 
 
 def _observe(session: Session) -> LiveState:
@@ -72,9 +75,10 @@ def _observe(session: Session) -> LiveState:
 
 
 def _make_plan(session: Session, live: LiveState, *, force: bool) -> Plan:
-    from reconciler.plan import make_plan, name_roles
+    from reconciler.plan import make_plan, name_roles, restrict
 
     plan = make_plan(session.desired, live, force=force)
+    plan = restrict(plan, session.desired, session.only)
     return replace(name_roles(plan, live), spec_digest=session.spec_digest)
 
 
@@ -313,8 +317,13 @@ def _replan_saved(args: argparse.Namespace) -> tuple[Session, LiveState, Plan, d
             f"{plan_file}: this plan was made with --force (it takes over objects that carry "
             "another owner's marker); apply it with --force as well, or make a new plan"
         )
+    if getattr(args, "only", None):
+        raise ConfigError(
+            f"{plan_file}: --only is chosen when a plan is saved (plan --only ... --out)"
+        )
     paths = _saved_spec_paths(plan_file, document, getattr(args, "specs", None))
     session = _open_session(args, paths)
+    session.only = saved.only  # a partial plan stays partial: re-planned the same way
     live = _observe(session)
     fresh = _make_plan(session, live, force=args.force)
     _check_not_stale(saved, fresh, saved.spec_digest, session.spec_digest, paths)
