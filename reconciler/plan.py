@@ -169,13 +169,17 @@ class Plan:
 # assignment's principal, whether credentials are recreated.
 
 
-def name_roles(plan: Plan, live: LiveState) -> Plan:
+def name_roles(plan: Plan, live: LiveState, builtin: Mapping[str, str] | None = None) -> Plan:
     """``plan`` with each role assignment change's ``role_name`` filled in from the live role
-    definitions it was planned against (pure: the catalogues are already in ``live``)."""
+    definitions it was planned against, else from ``builtin`` (GUID -> name of Azure's
+    built-in roles, the same in every tenant): a pruned assignment may sit in a subscription
+    whose catalogue the plan had no reason to read. Pure: the catalogues are passed in."""
     names: dict[str, str] = {}
     for definitions in live.role_definitions.values():
         for definition in definitions:
             names.setdefault(definition.guid.lower(), definition.name)
+    for guid, name in (builtin or {}).items():
+        names.setdefault(guid.lower(), name)
     if not names:
         return plan
     changes = []

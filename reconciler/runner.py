@@ -79,7 +79,10 @@ def _make_plan(session: Session, live: LiveState, *, force: bool) -> Plan:
 
     plan = make_plan(session.desired, live, force=force)
     plan = restrict(plan, session.desired, session.only)
-    return replace(name_roles(plan, live), spec_digest=session.spec_digest)
+    from reconciler.specs import builtin_roles
+
+    builtin = {guid: name for name, guid in builtin_roles().items()}
+    return replace(name_roles(plan, live, builtin), spec_digest=session.spec_digest)
 
 
 def _document(
