@@ -49,6 +49,14 @@ class LiveReferenceError(SpecError, PlanError):
     time, each with the closest existing name when one is close."""
 
 
+class NotConvergedError(ReconcilerError):
+    """After an apply, a fresh plan still holds ``remaining`` changes."""
+
+    def __init__(self, message: str, *, remaining: int) -> None:
+        super().__init__(message)
+        self.remaining = remaining
+
+
 class ConfigError(ReconcilerError):
     """Bad command-line use, target file or credentials configuration."""
 

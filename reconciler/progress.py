@@ -286,6 +286,11 @@ def _pick_symbol(stream: TextIO, preferred: str, fallback: str) -> str:
     return preferred
 
 
+# the version of the JSON-lines events of ``apply --format json`` (docs/apply-events.md): the
+# minor moves for added keys or events, the major for anything a reader would misread
+EVENTS_VERSION = "1.0"
+
+
 class JsonReporter:
     """One JSON object per line: ``start``, ``retry``, ``finish`` and ``summary`` events.
 
@@ -298,6 +303,8 @@ class JsonReporter:
         self._lock = threading.Lock()
 
     def _emit(self, event: dict[str, Any]) -> None:
+        # every event names the version of this format (docs/apply-events.md)
+        event = {"event": event["event"], "events_version": EVENTS_VERSION, **event}
         line = json.dumps(event, ensure_ascii=False)
         with self._lock:
             self._stream.write(line + "\n")
@@ -344,12 +351,19 @@ class JsonReporter:
             }
         )
 
-    def summary(self, result: ApplyResult) -> None:
+    def summary(
+        self, result: ApplyResult, *, converged: bool = False, remaining: int | None = None
+    ) -> None:
+        """The last event. ``converged``: a fresh plan after the apply showed no changes (false
+        when the apply failed or was interrupted, so not checked); ``remaining``: how many
+        changes that fresh plan still holds (null when not checked)."""
         word, _ = _headline(result)
         self._emit(
             {
                 "event": "summary",
                 "status": word,
+                "converged": converged,
+                "remaining": remaining,
                 "applied": len(result.applied),
                 "failed": len(result.failed),
                 "skipped": len(result.skipped),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.errors import ConfigError, PlanError, ReconcilerError
+from reconciler.errors import ConfigError, NotConvergedError, PlanError, ReconcilerError
 from reconciler.model import Address, DesiredState, Kind, LiveState
 from reconciler.plan import Action, Plan
 
@@ -361,7 +361,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
         document = _document(plan, session, "plan", force=force)
 
     if args.format == "json":
-        sys.stdout.write(json.dumps({"event": "plan", "document": document}, sort_keys=True) + "\n")
+        from reconciler.progress import EVENTS_VERSION
+
+        first = {"event": "plan", "events_version": EVENTS_VERSION, "document": document}
+        sys.stdout.write(json.dumps(first, sort_keys=True) + "\n")
     elif saved_plan:
         # reviewed when it was saved; say what it holds instead of printing it again
         counts = ", ".join(f"{n} to {k}" for k, n in plan.counts().items() if n)
@@ -372,6 +375,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(_render(document, "text", color=color))
     if plan.empty:
+        if args.format == "json":  # the last event still says how the run ended
+            from reconciler.apply import ApplyResult
+
+            JsonReporter(sys.stdout).summary(ApplyResult(()), converged=True, remaining=0)
         return EXIT_OK
     check_destroy(plan, args.allow_destroy)
     if not _confirm(args, plan):
@@ -402,6 +409,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
             reporter=reporter,
             stop=stop,
         )
+    if isinstance(reporter, JsonReporter):
+        return _finish_json(args, session, reporter, result, force=force, before=live)
     reporter.summary(result)
     if result.interrupted:
         return EXIT_INTERRUPTED
@@ -409,6 +418,35 @@ def cmd_apply(args: argparse.Namespace) -> int:
         _note_other_writers(session, live, result)
         return EXIT_FAILED
     return _check_converged(args, session, force=force, before=live, result=result)
+
+
+def _finish_json(
+    args: argparse.Namespace,
+    session: Session,
+    reporter: Any,
+    result: Any,
+    *,
+    force: bool,
+    before: LiveState,
+) -> int:
+    """``apply --format json``: check convergence first, so that the summary, the last event,
+    carries ``converged`` (docs/apply-events.md); then exit as the text output does."""
+    if result.interrupted or not result.ok:
+        reporter.summary(result, converged=False)
+        if result.interrupted:
+            return EXIT_INTERRUPTED
+        _note_other_writers(session, before, result)
+        return EXIT_FAILED
+    try:
+        code = _check_converged(args, session, force=force, before=before, result=result)
+    except NotConvergedError as exc:
+        reporter.summary(result, converged=False, remaining=exc.remaining)
+        raise
+    except ReconcilerError:  # the re-read itself failed: convergence unknown
+        reporter.summary(result, converged=False)
+        raise
+    reporter.summary(result, converged=True, remaining=0)
+    return code
 
 
 def _moved_by_others(session: Session, before: LiveState, after: LiveState, result: Any) -> str:
@@ -515,12 +553,14 @@ def _check_converged(
         return EXIT_OK
     document = _document(again, session, "plan", force=force)
     sys.stderr.write(_render(document, "text", color=False))
+    remaining = len(again.changes)
     if before is not None and result is not None:
         sentence = _moved_by_others(session, before, live, result)
         if sentence:
-            raise ReconcilerError(
-                f"{sentence}; {len(again.changes)} differences remain (shown above)"
+            raise NotConvergedError(
+                f"{sentence}; {remaining} differences remain (shown above)", remaining=remaining
             )
-    raise ReconcilerError(
-        f"apply did not converge: {len(again.changes)} differences remain (shown above)"
+    raise NotConvergedError(
+        f"apply did not converge: {remaining} differences remain (shown above)",
+        remaining=remaining,
     )

@@ -315,6 +315,8 @@ def test_json_reporter_events() -> None:
         {
             "event": "summary",
             "status": "failed",
+            "converged": False,
+            "remaining": None,
             "applied": 3,
             "failed": 1,
             "skipped": 1,
@@ -331,6 +333,8 @@ def test_json_reporter_events() -> None:
             ],
         },
     ]
+    # every event names its format version, right after its type
+    expected = [{"event": e["event"], "events_version": "1.0", **e} for e in expected]
     assert events == expected
     # stable key order, not just equal dicts
     assert [list(e) for e in events] == [list(e) for e in expected]
