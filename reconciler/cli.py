@@ -259,6 +259,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_runner("drift"), force=False)
 
     p = sub.add_parser(
+        "output",
+        help="print the live ids pipelines need (client, principal, tenant, connection ids)",
+        description=(
+            "For each declared identity: client id, principal id, tenant id and resource id; "
+            "for each declared service connection: its id, issuer, subject and the client id "
+            "it signs in as. Reads only. Exit 0 when every declared object exists, 2 when some "
+            "are missing (listed as missing), 1 on error."
+        ),
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="spec files or folders")
+    p.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    _add_target_options(p)
+    p.set_defaults(handler=_cmd_runner("output"))
+
+    p = sub.add_parser(
         "show",
         help="render a saved plan again",
         description="Render a plan document saved with plan --out.",

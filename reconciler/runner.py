@@ -171,6 +171,20 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return _plan_command(args, "drift")
 
 
+def cmd_output(args: argparse.Namespace) -> int:
+    """The live ids of every declared identity and connection; writes nothing.
+
+    Exit 0 when every declared object exists, 2 when some are missing (not applied yet).
+    """
+    from reconciler.render.outputs import collect_outputs, render_outputs
+
+    session = _open_session(args, args.paths)
+    live = _observe(session)
+    document = collect_outputs(session.desired, live, tenant_id=session.services.tenant_id)
+    sys.stdout.write(render_outputs(document, args.format))
+    return EXIT_OK if document["complete"] else EXIT_CHANGES
+
+
 def _read_document(path: str) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
