@@ -870,7 +870,9 @@ def _notice_sort_key(notice: Notice) -> tuple[str, str]:
 # -- --only: a partial plan ----------------------------------------------------------------
 
 
-def restrict(plan: Plan, desired: DesiredState, only: Sequence[str]) -> Plan:
+def restrict(
+    plan: Plan, desired: DesiredState, only: Sequence[str], *, missing_ok: bool = False
+) -> Plan:
     """``plan`` limited to the objects ``only`` names and what depends on them (``--only``).
 
     A selector is a full address (``identity.{sub}/{rg}/{name}``, any kind) or a name that
@@ -882,8 +884,9 @@ def restrict(plan: Plan, desired: DesiredState, only: Sequence[str]) -> Plan:
     identity being created before its connection), as Terraform's ``-target`` does, so the
     partial plan can be applied. Everything else, prunes included, is left out.
 
-    Raises ``PlanError`` for a selector that matches nothing, or a name that matches more
-    than one object, listing the candidates. Pure: no I/O.
+    Raises ``PlanError`` for a selector that matches nothing (unless ``missing_ok``: the
+    plan made after an apply that deleted the object), or a name that matches more than one
+    object, listing the candidates. Pure: no I/O.
     """
     if not only:
         return plan
@@ -899,7 +902,7 @@ def restrict(plan: Plan, desired: DesiredState, only: Sequence[str]) -> Plan:
             universe.add(Address.parse(text))
         except ValueError:
             continue
-    roots = {_select(text, universe) for text in only}
+    roots = {a for text in only if (a := _select(text, universe, missing_ok)) is not None}
     chosen = _dependents(roots, universe, attrs)
     # what a kept change must wait for comes along, so that the partial plan can run
     queue = [a for a in chosen if a in changes]
@@ -931,7 +934,7 @@ def _parses_into(text: str, addresses: set[Address]) -> bool:
         return False
 
 
-def _select(text: str, universe: set[Address]) -> Address:
+def _select(text: str, universe: set[Address], missing_ok: bool = False) -> Address | None:
     wanted = text.strip()
     kind, dot, key = wanted.partition(".")
     kinds: tuple[Kind, ...] = (Kind.IDENTITY, Kind.SERVICE_CONNECTION)
@@ -951,6 +954,8 @@ def _select(text: str, universe: set[Address]) -> Address:
             f"--only {text} is ambiguous: give one of these addresses (or KIND.NAME) instead"
             + _listing([str(a) for a in matches])
         )
+    if missing_ok:
+        return None
     what = " or ".join(k.value for k in kinds)
     raise PlanError(
         f"--only {text}: no {what} with that name or address in the specs or live state; "

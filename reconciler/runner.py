@@ -39,6 +39,8 @@ class Session:
     workers: int
     # --only selectors: every plan of this run is restricted to them (a partial plan)
     only: tuple[str, ...] = ()
+    # set once apply ran: a selected object it deleted no longer matches, and that is fine
+    applied: bool = False
 
 
 def _use_color(args: argparse.Namespace, stream: TextIO) -> bool:
@@ -78,7 +80,7 @@ def _make_plan(session: Session, live: LiveState, *, force: bool) -> Plan:
     from reconciler.plan import make_plan, name_roles, restrict
 
     plan = make_plan(session.desired, live, force=force)
-    plan = restrict(plan, session.desired, session.only)
+    plan = restrict(plan, session.desired, session.only, missing_ok=session.applied)
     from reconciler.specs import builtin_roles
 
     builtin = {guid: name for name, guid in builtin_roles().items()}
@@ -377,8 +379,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.format == "json":
         from reconciler.progress import EVENTS_VERSION
 
-        first = {"event": "plan", "events_version": EVENTS_VERSION, "document": document}
-        sys.stdout.write(json.dumps(first, sort_keys=True) + "\n")
+        # "event" and "events_version" first, as on every event; the document's keys sorted
+        body = json.dumps(document, sort_keys=True)
+        sys.stdout.write(
+            f'{{"event": "plan", "events_version": "{EVENTS_VERSION}", "document": {body}}}\n'
+        )
     elif saved_plan:
         # reviewed when it was saved; say what it holds instead of printing it again
         counts = ", ".join(f"{n} to {k}" for k, n in plan.counts().items() if n)
@@ -423,6 +428,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             reporter=reporter,
             stop=stop,
         )
+    session.applied = True
     if isinstance(reporter, JsonReporter):
         return _finish_json(args, session, reporter, result, force=force, before=live)
     reporter.summary(result)
