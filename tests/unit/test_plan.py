@@ -265,3 +265,37 @@ def test_handmade_credential_for_a_connection_is_kept_under_its_name() -> None:
     (notice,) = plan.notices
     assert "ado-pipeline-mi-federated" in notice.message
     assert notice.address is not None and notice.address.key.endswith("/ado-pipeline-mi-federated")
+
+
+def test_restrict_keeps_the_named_objects_their_dependents_and_what_they_wait_for() -> None:
+    import sys
+    from pathlib import Path
+
+    from reconciler.plan import restrict
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "cases"))
+    from caseload import load_case
+
+    desired, live, _ = load_case("create_walkthrough_from_nothing")
+    plan = make_plan(desired, live)
+    assert len(plan.changes) == 4
+    whole = restrict(plan, desired, ["identity.ado-pipeline-mi"])
+    assert [c.address for c in whole.changes] == [c.address for c in plan.changes]
+    assert whole.partial and whole.only == ("identity.ado-pipeline-mi",)
+    assert restrict(plan, desired, []) == plan
+    with pytest.raises(PlanError, match="is ambiguous") as caught:
+        restrict(plan, desired, ["ado-pipeline-mi"])
+    assert "\n  identity." in str(caught.value) and "\n  service_connection." in str(caught.value)
+    with pytest.raises(PlanError, match="no identity or service_connection"):
+        restrict(plan, desired, ["nope"])
+    assert restrict(plan, desired, ["nope"], missing_ok=True).changes == ()
+    (role,) = [c for c in plan.changes if c.address.kind.value == "role_assignment"]
+    only_role = restrict(plan, desired, [str(role.address)])
+    # a role assignment waits for its identity's creation: both, nothing else
+    assert sorted(c.address.kind.value for c in only_role.changes) == [
+        "identity",
+        "role_assignment",
+    ]
+    assert all(
+        set(c.depends_on) <= {d.address for d in only_role.changes} for c in only_role.changes
+    )
