@@ -190,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
             "DevOps, apply it in order, detect drift."
         ),
         epilog=(
-            "exit codes: 0 success / in sync, 1 error, 2 changes present (plan "
-            "--detailed-exitcode, drift), 3 internal error, 130 interrupted"
+            "exit codes: 0 success / in sync, 1 error (usage errors included), 2 changes "
+            "present (plan --detailed-exitcode, drift; output: objects missing), 3 internal "
+            "error, 130 interrupted"
         ),
     )
     parser.add_argument("--version", action=_VersionAction)
