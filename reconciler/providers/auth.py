@@ -349,7 +349,7 @@ def describe_sign_in(token: str, target: Target) -> str:
     The simulator's tokens are opaque: its connection file names the client and tenant.
     """
     claims = token_claims(token)
-    if not target.is_azure:
+    if not target.is_cloud:
         return (
             f"signed in to the simulator ({target.name}, tenant {target.tenant_id}) "
             f"as application {target.client_id}"
@@ -369,7 +369,7 @@ def describe_sign_in(token: str, target: Target) -> str:
     if oid:
         who += f" (object id {oid})"
     tenant = str(claims.get("tid") or target.tenant_id or "unknown")
-    return f"signed in to Azure (tenant {tenant}) as {who}"
+    return f"signed in to {target.name} (tenant {tenant}) as {who}"
 
 
 class AnnouncedCredential:

@@ -14,7 +14,7 @@ from reconciler.providers.auth import (
     describe_sign_in,
     make_credential,
 )
-from reconciler.providers.target import AZURE
+from reconciler.providers.target import AZURE, TargetKind
 
 
 def _jwt(claims: dict[str, str]) -> str:
@@ -55,13 +55,15 @@ def test_a_single_failure_stays_one_line() -> None:
 def test_sign_in_names_the_user_or_application_and_tenant_never_the_token() -> None:
     user = _jwt({"upn": "ana@contoso.com", "oid": "o-1", "tid": "t-1"})
     assert describe_sign_in(user, AZURE) == (
-        "signed in to Azure (tenant t-1) as user ana@contoso.com (object id o-1)"
+        "signed in to Azure public cloud (tenant t-1) as user ana@contoso.com (object id o-1)"
     )
     app = _jwt({"appid": "a-1", "oid": "o-2", "tid": "t-2"})
     line = describe_sign_in(app, AZURE)
-    assert line == "signed in to Azure (tenant t-2) as application a-1 (object id o-2)"
+    assert line == "signed in to Azure public cloud (tenant t-2) as application a-1 (object id o-2)"
     assert app not in line and "signature" not in line
-    sim = replace(AZURE, name="/tmp/sim.json", tenant_id="t-3", client_id="c-3")
+    sim = replace(
+        AZURE, name="/tmp/sim.json", tenant_id="t-3", client_id="c-3", kind=TargetKind.FILE
+    )
     assert describe_sign_in("opaque", sim) == (
         "signed in to the simulator (/tmp/sim.json, tenant t-3) as application c-3"
     )
@@ -91,7 +93,7 @@ def test_the_announcement_is_written_once_and_a_failure_is_not_asked_again() -> 
     credential = AnnouncedCredential(inner, AZURE, write=written.append)  # type: ignore[arg-type]
     for _ in range(3):
         credential.get_token("scope-a")
-    assert written == ["signed in to Azure (tenant t-1) as application a-1\n"]
+    assert written == ["signed in to Azure public cloud (tenant t-1) as application a-1\n"]
     failing = _Inner(fail=True)
     credential = AnnouncedCredential(failing, AZURE, write=written.append)  # type: ignore[arg-type]
     for scope in ("scope-a", "scope-a", "scope-b"):
