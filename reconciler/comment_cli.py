@@ -61,18 +61,22 @@ def _verify(args: argparse.Namespace) -> str | bool:
     return os.environ.get("REQUESTS_CA_BUNDLE") or True
 
 
-def _devops_authorization(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+def _devops_authorization(
+    args: argparse.Namespace, env: Mapping[str, str], collection_uri: str
+) -> str:
     token = env.get("SYSTEM_ACCESSTOKEN", "").strip()
     if token:
+        # the job's own token, issued by that collection (Azure DevOps Server hosts included)
         return f"Bearer {token}"
-    # no job token mapped: an Entra token for Azure DevOps from the tool's own credential
+    # no job token mapped: an Entra token for Azure DevOps from the tool's own credential, only
+    # for one of its target's Azure DevOps hosts
     from reconciler.model import DEVOPS_RESOURCE_ID
     from reconciler.providers.auth import describe_credential_error, make_credential
-    from reconciler.providers.target import resolve_target
+    from reconciler.providers.target import Service, check_token_destination, resolve_target
 
-    credential = make_credential(
-        resolve_target(getattr(args, "target", None), cloud=getattr(args, "cloud", None)), args.auth
-    )
+    target = resolve_target(getattr(args, "target", None), cloud=getattr(args, "cloud", None))
+    check_token_destination(target, Service.DEVOPS, collection_uri)
+    credential = make_credential(target, args.auth)
     try:
         return f"Bearer {credential.get_token(f'{DEVOPS_RESOURCE_ID}/.default').token}"
     except Exception as exc:
@@ -106,7 +110,7 @@ def cmd_comment(args: argparse.Namespace) -> int:
         from reconciler.providers.pullrequests import AzureDevOpsComments
 
         clients = AzureDevOpsComments(
-            pr_ado, _devops_authorization(args, env), verify=_verify(args)
+            pr_ado, _devops_authorization(args, env, pr_ado.collection_uri), verify=_verify(args)
         )
         where = f"pull request {pr_ado.pull_request_id}"
     root = env.get("BUILD_SOURCESDIRECTORY") or env.get("GITHUB_WORKSPACE") or os.getcwd()

@@ -255,6 +255,22 @@ def test_azure_devops_without_job_token_uses_an_entra_token(
     assert len(_threads(sim)) == 1
 
 
+def test_azure_devops_entra_token_only_for_the_targets_devops_host(
+    sim: Simulator,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    ado_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SYSTEM_ACCESSTOKEN")
+    plan = _plan(capsys, sim, tmp_path / "plan.json", "specs/walkthrough.yaml")
+    monkeypatch.setenv("SYSTEM_COLLECTIONURI", "https://dev.azure.com/contoso/")
+    sim.clear_log()
+    code, _, err = run(capsys, "comment", str(plan), *target(sim))
+    assert code == 1 and "refusing to send" in err and "dev.azure.com" in err
+    assert sim.request_log() == []  # not even a token was asked for
+
+
 def test_azure_devops_size_cap_keeps_summary_and_destructive_changes(
     sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path, ado_env: str
 ) -> None:
