@@ -575,3 +575,13 @@ def test_github_sharded_template(sim: Simulator, tmp_path: Path, gh_token: str) 
     owners = {i["tags"].get("reconciler-owner") for i in Portal(sim).identities()}
     assert {"team-a", "team-b"} <= owners
     assert _plan_is_empty(run, "shards/team-a") and _plan_is_empty(run, "shards/team-b")
+
+
+def test_pre_commit_hook_validates_the_whole_spec_set() -> None:
+    (hook,) = _load(REPO / ".pre-commit-hooks.yaml")
+    assert hook["pass_filenames"] is False  # cross-file checks need every file of the set
+    assert re.search(hook["files"], "specs/teams/team-a.yaml")
+    command = [str(BIN / hook["entry"].split()[0]), *hook["entry"].split()[1:], *hook["args"]]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("valid: 4 files")
