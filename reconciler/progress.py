@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TextIO
 
 from reconciler.apply import ApplyResult, Outcome, Status
@@ -166,9 +167,22 @@ class TextReporter:
 
     BAR_WIDTH = 24
 
+    # after a retry line for a reason (error code), further retries for it within this many
+    # seconds are counted, not printed: heavy throttling would otherwise flood the log
+    RETRY_QUIET_SECONDS = 10.0
+
     def __init__(
-        self, stream: TextIO, *, color: bool = False, tty: bool = False, show_retries: bool = True
+        self,
+        stream: TextIO,
+        *,
+        color: bool = False,
+        tty: bool = False,
+        show_retries: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
+        # reason -> (time of its last line, retries not shown since)
+        self._quiet: dict[str, tuple[float, int]] = {}
         self._stream = stream
         self._color = color
         self._tty = tty
@@ -230,6 +244,14 @@ class TextReporter:
             f"    retrying {change_display(change)} in {delay:.1f}s: {code}: {_one_line(str(exc))}"
         )
         with self._lock:
+            now = self._clock()
+            last = self._quiet.get(code)
+            if last is not None and now - last[0] < self.RETRY_QUIET_SECONDS:
+                self._quiet[code] = (last[0], last[1] + 1)
+                return
+            if last is not None and last[1]:
+                line += f" (and {last[1]} more {code} retries not shown)"
+            self._quiet[code] = (now, 0)
             self._write([self._paint(line, "dim")])
 
     def finished(self, outcome: Outcome) -> None:
@@ -268,7 +290,13 @@ class TextReporter:
     def summary(self, result: ApplyResult) -> None:
         word, counts = _headline(result)
         color = {"complete": "green", "failed": "red", "interrupted": "yellow"}[word]
-        lines = [self._paint(f"Apply {word}: {counts}.", color, bold=True)]
+        lines = [
+            self._paint(f"    ({n} more {code} retries not shown)", "dim")
+            for code, (_, n) in sorted(self._quiet.items())
+            if n
+        ]
+        self._quiet.clear()
+        lines.append(self._paint(f"Apply {word}: {counts}.", color, bold=True))
         for outcome in result.failed:
             lines.append(f"  {self._paint(self._cross, 'red')} {_one_line(outcome.error)}")
         with self._lock:

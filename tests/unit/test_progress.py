@@ -428,3 +428,32 @@ def test_a_change_that_got_part_of_the_way_says_what_was_done() -> None:
     (failure,) = events[-1]["failures"]
     assert failure["completed_steps"] == ["create", "wait until ready"]
     assert failure["failed_step"] == "set pipeline permissions"
+
+
+def test_text_reporter_does_not_flood_the_log_with_retries_of_one_reason() -> None:
+    out = io.StringIO()
+    now = [0.0]
+    reporter = TextReporter(out, clock=lambda: now[0])
+    changes = [
+        Change(Address(Kind.IDENTITY, f"{SUB}/rg/mi-{i}"), Action.CREATE, Reason.NEW)
+        for i in range(200)
+    ]
+    throttled = TransientError("slow down", code="TooManyRequests", status=429)
+    for i, change in enumerate(changes):
+        now[0] = i * 0.01  # 200 retries in 2 s
+        reporter.retrying(change, throttled, 1.0)
+    other = TransientError("busy", code="ServiceUnavailable", status=503)
+    reporter.retrying(changes[0], other, 1.0)
+    now[0] = 30.0
+    reporter.retrying(changes[1], throttled, 4.0)
+    reporter.retrying(changes[2], throttled, 4.0)
+    reporter.summary(ApplyResult(()))
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "    retrying identity mi-0 in 1.0s: TooManyRequests: slow down",
+        "    retrying identity mi-0 in 1.0s: ServiceUnavailable: busy",
+        "    retrying identity mi-1 in 4.0s: TooManyRequests: slow down "
+        "(and 199 more TooManyRequests retries not shown)",
+        "    (1 more TooManyRequests retries not shown)",
+        "Apply complete: 0 applied, 0 failed, 0 skipped.",
+    ]
