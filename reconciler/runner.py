@@ -387,8 +387,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     elif saved_plan:
         # reviewed when it was saved; say what it holds instead of printing it again
         counts = ", ".join(f"{n} to {k}" for k, n in plan.counts().items() if n)
+        partial = f" (partial: only {', '.join(plan.only)})" if plan.partial else ""
         print(
-            f"Applying the saved plan {args.paths[0]} (re-planned from "
+            f"Applying the saved plan {args.paths[0]}{partial} (re-planned from "
             f"{', '.join(session.paths)}; it matches): {counts or 'no changes'}."
         )
     else:

@@ -193,6 +193,7 @@ def test_a_saved_partial_plan_applies_partially_and_refuses_a_new_only(
     assert code == 0 and out.startswith("Partial: only team-a-ci-mi")
     code, out, err = run(capsys, "apply", str(saved), *target(sim), "--auto-approve")
     assert code == 0, err
+    assert out.startswith(f"Applying the saved plan {saved} (partial: only team-a-ci-mi)")
     names = {i["name"] for i in portal.identities()}
     assert "team-a-ci-mi" in names and "deploy-mi" not in names
 
