@@ -59,8 +59,15 @@ def _open_session(args: argparse.Namespace, paths: Sequence[str]) -> Session:
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     # a connection file's kind is FILE whatever its name; the real cloud only without one
-    target = resolve_target(args.target, cloud=getattr(args, "cloud", None))
-    services = connect(target, auth=args.auth, workers=args.workers)
+    target = resolve_target(
+        args.target,
+        cloud=getattr(args, "cloud", None),
+        auth=args.auth,
+        warn=lambda message: print(f"warning: {message}", file=sys.stderr),
+    )
+    # --auth chooses among real-cloud credentials: a connection file always uses its own
+    auth = args.auth if target.is_cloud else "auto"
+    services = connect(target, auth=auth, workers=args.workers)
     only = tuple(getattr(args, "only", None) or ())
     return Session(list(paths), desired, spec_digest(paths), services, args.workers, only)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -232,22 +233,42 @@ def check_token_destination(target: Target, service: Service, url: str) -> None:
 # --- choosing the target ----------------------------------------------------------------------
 
 
-def resolve_target(path: str | None, *, cloud: str | None = None) -> Target:
+def resolve_target(
+    path: str | None,
+    *,
+    cloud: str | None = None,
+    auth: str = "auto",
+    warn: Callable[[str], None] | None = None,
+) -> Target:
     """The connection file at ``path``, else at ``$RECONCILER_TARGET`` (a ``FILE`` target,
     whatever its name); else the real services of ``cloud`` (default public).
 
-    Raises ``ConfigError`` for ``cloud`` together with a connection file (a file's endpoints
-    are its own: a cloud does not apply to them) and for anything ``load_target`` refuses."""
+    ``cloud`` and ``auth`` (other than ``auto``) choose among the real cloud's hosts and
+    credentials, which a connection file never gets. Given together with ``--target`` (one
+    command line contradicting itself) they are a ``ConfigError``. With the file from
+    ``$RECONCILER_TARGET`` they are announced through ``warn`` and not used: the variable is
+    how an unchanged command (a pipeline template's ``--auth pipelines``) is pointed at the
+    simulator. Raises ``ConfigError`` for anything ``load_target`` refuses."""
     chosen = path or os.environ.get(TARGET_ENV) or None
     if chosen is None:
         return cloud_target(cloud or DEFAULT_CLOUD)
     origin = "--target" if path else f"${TARGET_ENV}"
-    if cloud is not None:
+    ignored = [f"--cloud {cloud}"] if cloud is not None else []
+    ignored += [f"--auth {auth}"] if auth != "auto" else []
+    if ignored and path:
         raise ConfigError(
-            f"--cloud {cloud} applies to the real Azure services only, not to the connection "
-            f"file {chosen!r} (from {origin}); drop one of them"
+            f"{' and '.join(ignored)} chose the real Azure services, and --target {path!r} is "
+            "a connection file, which only ever signs in with its own client credentials at its "
+            "own endpoints: drop one of them"
         )
-    return load_target(Path(chosen), origin=origin)
+    target = load_target(Path(chosen), origin=origin)
+    if ignored and warn is not None:
+        warn(
+            f"{' and '.join(ignored)} not used: ${TARGET_ENV} names the connection file "
+            f"{chosen!r}, which only ever signs in with its own client credentials at its own "
+            "endpoints"
+        )
+    return target
 
 
 def load_target(path: Path, *, origin: str = "--target") -> Target:

@@ -380,29 +380,55 @@ def test_endpoints_on_another_loopback_host_get_only_the_files_token(
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (["--auth", "cli"], "--auth cli chooses a real Azure credential"),
-        (["--auth", "default"], "--auth default chooses a real Azure credential"),
-        (["--cloud", "usgovernment"], "--cloud usgovernment applies to the real Azure services"),
-        (["--cloud", "public"], "--cloud public applies to the real Azure services"),
-    ],
+    "extra",
+    [["--auth", "cli"], ["--auth", "default"], ["--cloud", "usgovernment"], ["--cloud", "public"]],
 )
-def test_real_cloud_options_with_a_connection_file_are_an_error(
-    tmp_path: Path,
-    loopback: Loopback,
-    fake_az: tuple[Path, Path],
-    extra: list[str],
-    message: str,
+def test_real_cloud_options_with_target_are_an_error(
+    tmp_path: Path, loopback: Loopback, fake_az: tuple[Path, Path], extra: list[str]
 ) -> None:
+    """One command line naming a connection file and a real-cloud option contradicts itself."""
     bin_dir, record = fake_az
     server = loopback.serve()
     _connection(tmp_path / "azure", server, ca=loopback.ca_bundle)
     _spec(tmp_path)
     result = _run(["plan", "spec.yaml", "--target", "azure", *extra], tmp_path, _env(bin_dir))
     assert result.returncode == 1
-    assert message in result.stderr
+    assert f"{' '.join(extra)} chose the real Azure services, and --target 'azure' is a " in (
+        result.stderr
+    )
     assert server.seen == [] and not record.exists()
+
+
+@pytest.mark.parametrize(
+    "extra", [["--auth", "cli"], ["--auth", "pipelines"], ["--cloud", "china"]]
+)
+def test_real_cloud_options_with_the_environment_target_are_announced_and_not_used(
+    tmp_path: Path, loopback: Loopback, fake_az: tuple[Path, Path], extra: list[str]
+) -> None:
+    """``$RECONCILER_TARGET`` is how an unchanged command (a pipeline template's ``--auth
+    pipelines``) is pointed at the simulator: the option is named in a warning and the file
+    still gets only its own credentials."""
+    bin_dir, record = fake_az
+    server = loopback.serve()
+    _connection(tmp_path / "azure", server, ca=loopback.ca_bundle)
+    _spec(tmp_path)
+    pipeline_vars = {
+        "SYSTEM_OIDCREQUESTURI": f"{server.url}/oidc",
+        "AZURESUBSCRIPTION_CLIENT_ID": CLIENT,
+        "AZURESUBSCRIPTION_TENANT_ID": TENANT,
+        "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID": "sc-id",
+        "SYSTEM_ACCESSTOKEN": "system-access-token",
+    }
+    env = _env(bin_dir, RECONCILER_TARGET="azure", **pipeline_vars)
+    result = _run(["plan", "spec.yaml", *extra], tmp_path, env)
+    assert (
+        f"warning: {' '.join(extra)} not used: $RECONCILER_TARGET names the connection file "
+        "'azure'" in result.stderr
+    )
+    assert server.token_requests(), result.stderr
+    _assert_only_the_files_own_token(result, record, server, server)
+    assert not any("/oidc" in s.path for s in server.seen)
+    assert all("system-access-token" not in s.body for s in server.seen)
 
 
 def test_the_fake_az_is_what_the_real_cloud_would_use(
