@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -72,11 +73,21 @@ def _devops_authorization(
     # for one of its target's Azure DevOps hosts
     from reconciler.model import DEVOPS_RESOURCE_ID
     from reconciler.providers.auth import describe_credential_error, make_credential
-    from reconciler.providers.target import Service, check_token_destination, resolve_target
+    from reconciler.providers.target import (
+        Service,
+        check_token_destination,
+        effective_auth,
+        resolve_target,
+    )
 
-    target = resolve_target(getattr(args, "target", None), cloud=getattr(args, "cloud", None))
+    target = resolve_target(
+        getattr(args, "target", None),
+        cloud=getattr(args, "cloud", None),
+        auth=args.auth,
+        warn=lambda message: print(f"warning: {message}", file=sys.stderr),
+    )
     check_token_destination(target, Service.DEVOPS, collection_uri)
-    credential = make_credential(target, args.auth)
+    credential = make_credential(target, effective_auth(target, args.auth))
     try:
         return f"Bearer {credential.get_token(f'{DEVOPS_RESOURCE_ID}/.default').token}"
     except Exception as exc:

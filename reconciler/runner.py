@@ -54,7 +54,7 @@ def _open_session(args: argparse.Namespace, paths: Sequence[str]) -> Session:
 
     desired = load_desired_state(paths)
     from reconciler.providers import connect
-    from reconciler.providers.target import resolve_target
+    from reconciler.providers.target import effective_auth, resolve_target
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
@@ -66,8 +66,7 @@ def _open_session(args: argparse.Namespace, paths: Sequence[str]) -> Session:
         warn=lambda message: print(f"warning: {message}", file=sys.stderr),
     )
     # --auth chooses among real-cloud credentials: a connection file always uses its own
-    auth = args.auth if target.is_cloud else "auto"
-    services = connect(target, auth=auth, workers=args.workers)
+    services = connect(target, auth=effective_auth(target, args.auth), workers=args.workers)
     only = tuple(getattr(args, "only", None) or ())
     return Session(list(paths), desired, spec_digest(paths), services, args.workers, only)
 

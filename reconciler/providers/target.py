@@ -271,6 +271,12 @@ def resolve_target(
     return target
 
 
+def effective_auth(target: Target, auth: str) -> str:
+    """``auth`` for a cloud target; ``auto`` for a connection file (whose own client is the
+    only credential it ever gets; ``resolve_target`` has refused or announced the option)."""
+    return auth if target.is_cloud else "auto"
+
+
 def load_target(path: Path, *, origin: str = "--target") -> Target:
     """A ``FILE`` target from a connection file (JSON written by ``reconciler sim serve``).
 

@@ -255,20 +255,29 @@ def test_azure_devops_without_job_token_uses_an_entra_token(
     assert len(_threads(sim)) == 1
 
 
+@pytest.mark.parametrize(
+    "collection", ["https://dev.azure.com/contoso/", "https://127.0.0.2:{port}/devops/contoso/"]
+)
 def test_azure_devops_entra_token_only_for_the_targets_devops_host(
     sim: Simulator,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     ado_env: str,
     monkeypatch: pytest.MonkeyPatch,
+    collection: str,
 ) -> None:
+    """Without a job token the comment uses the tool's own credential, whose token goes only
+    to the target's Azure DevOps: a collection URI elsewhere is refused before any token."""
     monkeypatch.delenv("SYSTEM_ACCESSTOKEN")
     plan = _plan(capsys, sim, tmp_path / "plan.json", "specs/walkthrough.yaml")
-    monkeypatch.setenv("SYSTEM_COLLECTIONURI", "https://dev.azure.com/contoso/")
+    port = sim.devops_url.split(":")[2].split("/")[0]
+    monkeypatch.setenv("SYSTEM_COLLECTIONURI", collection.format(port=port))
     sim.clear_log()
     code, _, err = run(capsys, "comment", str(plan), *target(sim))
-    assert code == 1 and "refusing to send" in err and "dev.azure.com" in err
-    assert sim.request_log() == []  # not even a token was asked for
+    assert code == 1
+    assert "refusing to send a connection file token for Azure DevOps" in err
+    assert sim.request_log() == []  # not even a token request
+    assert _threads(sim) == []
 
 
 def test_azure_devops_size_cap_keeps_summary_and_destructive_changes(
