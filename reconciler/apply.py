@@ -29,14 +29,13 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from enum import StrEnum
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from reconciler.changes import Change, Plan
 from reconciler.errors import PlanError, ReconcilerError, TransientError
+from reconciler.events import ApplyResult, Outcome, Reporter, Status
 from reconciler.model import Address, Kind
-from reconciler.plan import Change, Plan
 from reconciler.retry import (
     SYSTEM_CLOCK,
     Clock,
@@ -46,8 +45,15 @@ from reconciler.retry import (
     steps_completed,
 )
 
-if TYPE_CHECKING:
-    from reconciler.progress import Reporter
+__all__ = [
+    "ApplyResult",
+    "Outcome",
+    "Status",
+    "apply_plan",
+    "check_destroy",
+    "describe_error",
+    "interrupt_on_sigint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,65 +62,6 @@ DEFAULT_POLICY = RetryPolicy()
 Perform = Callable[[Change], Mapping[str, Any]]
 ConcurrencyKey = Callable[[Change], str | None]
 Lane = Callable[[Change], str | None]
-
-
-class Status(StrEnum):
-    APPLIED = "applied"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    # interrupted: never started, or stopped while waiting to retry
-    NOT_STARTED = "not_started"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    change: Change
-    status: Status
-    # "{address} ({file}:{line}): {code}: {message}" for a failure; why, for the other statuses
-    error: str = ""
-    code: str = ""
-    attempts: int = 0
-    # measured on the engine's clock, retry waits included
-    seconds: float = 0.0
-    result: Mapping[str, Any] | None = None
-    # the failed change that made this one SKIPPED
-    skipped_because: Address | None = None
-    # the service's message alone, for displays that show the address and source themselves
-    message: str = ""
-    # a multi-request change that failed: the steps that were done (they stay done, and the
-    # next apply starts from them) and the step that failed
-    completed_steps: tuple[str, ...] = ()
-    failed_step: str = ""
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    # one per change, in plan order
-    outcomes: tuple[Outcome, ...]
-    interrupted: bool = False
-
-    def _with(self, status: Status) -> tuple[Outcome, ...]:
-        return tuple(o for o in self.outcomes if o.status is status)
-
-    @property
-    def applied(self) -> tuple[Outcome, ...]:
-        return self._with(Status.APPLIED)
-
-    @property
-    def failed(self) -> tuple[Outcome, ...]:
-        return self._with(Status.FAILED)
-
-    @property
-    def skipped(self) -> tuple[Outcome, ...]:
-        return self._with(Status.SKIPPED)
-
-    @property
-    def not_started(self) -> tuple[Outcome, ...]:
-        return self._with(Status.NOT_STARTED)
-
-    @property
-    def ok(self) -> bool:
-        return not self.interrupted and all(o.status is Status.APPLIED for o in self.outcomes)
 
 
 def check_destroy(plan: Plan, allow_destroy: bool) -> None:

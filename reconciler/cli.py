@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from reconciler.errors import ReconcilerError, SpecError
+from reconciler.errors import ConfigError, ReconcilerError, SpecError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -113,9 +113,12 @@ def _cmd_comment(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
-    from reconciler.sim.cli import run
+    from reconciler.sim.cli import SimConfigError, run
 
-    result: int = run(args)
+    try:
+        result: int = run(args)
+    except SimConfigError as exc:
+        raise ConfigError(str(exc)) from exc
     return result
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from reconciler.changes import FieldChange
 from reconciler.model import UNKNOWN
-from reconciler.plan import FieldChange
 
 
 def _is_unknown(value: Any) -> bool:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
+from reconciler.changes import Action, Change
 from reconciler.errors import (
     ConflictError,
     NotFoundError,
@@ -39,7 +40,6 @@ from reconciler.errors import (
 from reconciler.kinds.service_connection import endpoint_gone
 from reconciler.model import UNKNOWN, Address, Kind, LiveState
 from reconciler.ownership import mark_description, mark_tags, read_description, read_tags
-from reconciler.plan import Action, Change
 from reconciler.retry import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:

@@ -12,24 +12,13 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
-from reconciler.apply import ApplyResult, Outcome, Status
+from reconciler.changes import Action, Change
+from reconciler.events import ApplyResult, Outcome, Reporter, Status
 from reconciler.model import Address, Kind
-from reconciler.plan import Action, Change
 
-
-class Reporter(Protocol):
-    def started(self, change: Change) -> None: ...
-
-    def retrying(self, change: Change, exc: Exception, delay: float) -> None: ...
-
-    def finished(self, outcome: Outcome) -> None: ...
-
-    def summary(self, result: ApplyResult) -> None: ...
-
-
-# ``apply_plan`` also calls ``begin(changes)`` on a reporter that has it (for the bar's total).
+__all__ = ["EVENTS_VERSION", "JsonReporter", "Reporter", "TextReporter", "display"]
 
 _KIND_LABELS = {
     Kind.IDENTITY: "identity",

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from reconciler.changes import Action, Plan
 from reconciler.errors import ConfigError, NotConvergedError, PlanError, ReconcilerError
 from reconciler.model import Address, DesiredState, Kind, LiveState
-from reconciler.plan import Action, Plan
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -402,7 +402,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         sys.stdout.write(_render(document, "text", color=color))
     if plan.empty:
         if args.format == "json":  # the last event still says how the run ended
-            from reconciler.apply import ApplyResult
+            from reconciler.events import ApplyResult
 
             JsonReporter(sys.stdout).summary(ApplyResult(()), converged=True, remaining=0)
         return EXIT_OK
@@ -478,7 +478,7 @@ def _finish_json(
 
 def _moved_by_others(session: Session, before: LiveState, after: LiveState, result: Any) -> str:
     """'' or the sentence naming what another writer of this owner changed during the run."""
-    from reconciler.apply import Status
+    from reconciler.events import Status
 
     applied = {
         o.change.address: o.change.action for o in result.outcomes if o.status is Status.APPLIED

@@ -12,9 +12,9 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from reconciler.changes import Action, Change, FieldChange, Notice, NoticeLevel, Plan, Reason
 from reconciler.errors import PlanError
 from reconciler.model import UNKNOWN, Address, Ownership, Source
-from reconciler.plan import Action, Change, FieldChange, Notice, NoticeLevel, Plan, Reason
 
 FORMAT_VERSION: Final = "1.1"
 UNKNOWN_TEXT: Final = "(known after apply)"

@@ -45,22 +45,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class SimConfigError(Exception):
+    """A simulator option or seed that cannot be used; the tool's command line reports it as a
+    configuration error (exit 1). The simulator imports nothing of the tool's, not even its
+    error types."""
+
+
 def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or Ctrl-C. Raises ``SimConfigError`` for a bad option or seed."""
     import json
     import signal
     import threading
     from pathlib import Path
 
-    from reconciler.errors import ConfigError
     from reconciler.sim.faults import make_faults
     from reconciler.sim.server import start
 
     if args.sim_command != "serve":
-        raise ConfigError(f"unknown sim command {args.sim_command!r}")
+        raise SimConfigError(f"unknown sim command {args.sim_command!r}")
     try:
         faults = make_faults(args.fault, make_faults({"latency_ms": args.latency_ms}))
     except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+        raise SimConfigError(str(exc)) from exc
     connection_file = Path(args.connection_file).resolve()
     try:
         sim = start(
@@ -74,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             connection_file=connection_file,
         )
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot start the simulator: {exc}") from exc
+        raise SimConfigError(f"cannot start the simulator: {exc}") from exc
     c = sim.connection
     print("reconciler simulator running (Ctrl-C stops it)")
     print(f"  ARM            {c['arm_url']}")

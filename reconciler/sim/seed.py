@@ -3,7 +3,8 @@
 The format is documented in ``reconciler/sim/README.md``; ``default_seed.yaml`` is the
 example. ``build_world`` turns a seed into a ``World``; ``snapshot`` turns a world back into
 a seed (ids, timestamps and generated values included), which is what ``--state`` persists.
-``large_seed`` builds big worlds for benchmarks and load tests.
+Big worlds for benchmarks and load tests (objects marked as the tool marks them) are built
+by ``bench.estates.large_seed``: the simulator knows nothing of the tool.
 
 Seeding is a single pass of plain loops, no schema validation: 10,000 objects take a few
 tens of milliseconds.
@@ -20,8 +21,6 @@ from typing import Any, Final
 
 import yaml
 
-from reconciler.model import implied_credential_name
-from reconciler.ownership import mark_description, mark_tags
 from reconciler.sim.world import (
     BUILTIN_ROLES,
     DEVOPS_APP_SEGMENT,
@@ -615,95 +614,3 @@ def snapshot(world: World) -> dict[str, Any]:
         ],
         "devops": {"organizations": orgs},
     }
-
-
-def large_seed(
-    identities: int = 1000,
-    *,
-    credentials_per_identity: int = 2,
-    assignments_per_identity: int = 1,
-    connections: int | None = None,
-    owner: str | None = "bench",
-    base: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The default world plus ``identities`` identities in Sandbox/identities-rg, each with
-    credentials and Reader assignments, and (by default one per identity) a service connection
-    in contoso/platform named like its identity, with the matching credential under the name
-    the tool gives it. Everything carries ``owner``'s marker (None: unmarked). Deterministic."""
-    seed = load_seed(base)
-    sub = "11111111-1111-1111-1111-111111111111"
-    tag = mark_tags({}, owner) if owner else {}
-    described = mark_description("bench", owner) if owner else "bench"
-    n_conn = identities if connections is None else connections
-    idents = seed.setdefault("identities", [])
-    ras = seed.setdefault("roleAssignments", [])
-    org = seed["devops"]["organizations"][0]
-    endpoints = org.setdefault("serviceEndpoints", [])
-    tenant = str(seed["tenant"])
-    scopes = [
-        f"/subscriptions/{sub}/resourceGroups/{rg}"
-        for rg in ("sandbox-rg", "team-a-rg", "team-b-rg")
-    ]
-    for n in range(identities):
-        name = f"bench-mi-{n:05d}"
-        fics = [
-            {
-                "name": f"gh-{k}",
-                "issuer": "https://token.actions.githubusercontent.com",
-                "subject": f"repo:contoso/app{n}:env:e{k}",
-            }
-            for k in range(credentials_per_identity)
-        ]
-        if n < n_conn:
-            eid = stable_uuid("bench-endpoint", str(n))
-            endpoints.append(
-                {
-                    "id": eid,
-                    "name": name,
-                    "type": "azurerm",
-                    "scheme": "WorkloadIdentityFederation",
-                    "description": described,
-                    "projects": ["platform"],
-                    "parameters": {
-                        "serviceprincipalid": stable_uuid(
-                            tenant, "client", f"{sub}/identities-rg/{name}"
-                        ),
-                        "tenantid": tenant,
-                    },
-                    "data": {
-                        "subscriptionId": sub,
-                        "subscriptionName": "Sandbox",
-                        "environment": "AzureCloud",
-                        "scopeLevel": "Subscription",
-                        "creationMode": "Manual",
-                    },
-                }
-            )
-            fics.append(
-                {
-                    # the name the tool gives the credential a connection implies
-                    "name": implied_credential_name("contoso", "platform", name),
-                    "issuer": entra_issuer(tenant),
-                    "subject": entra_subject(tenant, org["id"], eid),
-                }
-            )
-        idents.append(
-            {
-                "subscription": sub,
-                "resourceGroup": "identities-rg",
-                "name": name,
-                "location": "westeurope",
-                "tags": dict(tag),
-                "federatedCredentials": fics,
-            }
-        )
-        for k in range(assignments_per_identity):
-            ras.append(
-                {
-                    "identity": f"{sub}/identities-rg/{name}",
-                    "scope": scopes[k % len(scopes)],
-                    "role": "Reader",
-                    "description": described,
-                }
-            )
-    return seed

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from bench.estates import large_seed
 from reconciler.model import UNKNOWN, Address, Kind, LiveState, identity_key
 from reconciler.observe import observe
 from reconciler.providers import Services
-from reconciler.sim.seed import default_seed, entra_issuer, entra_subject, large_seed
+from reconciler.sim.seed import default_seed, entra_issuer, entra_subject
 from reconciler.sim.server import Simulator
 
 from .conftest import (

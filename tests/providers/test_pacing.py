@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.estates import large_seed
 from reconciler.model import Kind
 from reconciler.observe import observe
 from reconciler.providers import connect
 from reconciler.providers.pacing import Pace, Pacer
 from reconciler.providers.target import load_target
-from reconciler.sim.seed import large_seed
 from reconciler.sim.server import Simulator
 
 from .conftest import OWNER, DesiredBuilder

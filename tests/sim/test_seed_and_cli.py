@@ -14,7 +14,8 @@ import pytest
 import requests
 import yaml
 
-from reconciler.sim.seed import build_world, default_seed, large_seed, load_seed, snapshot
+from bench.estates import large_seed
+from reconciler.sim.seed import build_world, default_seed, load_seed, snapshot
 from reconciler.sim.server import start
 from reconciler.sim.world import identity_key
 
