@@ -73,7 +73,13 @@ from reconciler.model import (
     identity_key,
     role_assignment_key,
 )
-from reconciler.ownership import OWNER_TAG, mark_description, read_description, read_tags
+from reconciler.ownership import (
+    OWNER_TAG,
+    mark_description,
+    read_description,
+    read_inventory,
+    read_tags,
+)
 from reconciler.retry import SYSTEM_CLOCK, Clock, RetryPolicy, call_with_retry
 
 if TYPE_CHECKING:
@@ -101,10 +107,11 @@ def kql_string(text: str) -> str:
 
 def owned_identities_query(owner: str) -> str:
     """Resource Graph: every user-assigned identity whose owner tag names ``owner`` (tags are
-    indexed; ``=~`` compares case-insensitively, observe then compares exactly)."""
+    indexed; ``=~`` compares case-insensitively, observe then compares exactly), with its tags
+    (the inventory of organisations, README "Safety")."""
     return (
         "resources | where type =~ 'microsoft.managedidentity/userassignedidentities' "
-        f"| where tags['{OWNER_TAG}'] =~ {kql_string(owner)} | project id, subscriptionId"
+        f"| where tags['{OWNER_TAG}'] =~ {kql_string(owner)} | project id, subscriptionId, tags"
     )
 
 
@@ -469,6 +476,19 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
             f_assignments[scope.lower()] = reader.submit_paged(management_group, scope)
 
     raw.identities = {sub: f.result() for sub, f in f_identities.items()}
+    # the inventory tags of every owned identity (README "Safety"): organisations where a
+    # connection of this owner signs in; one the specs do not name is read by its recorded
+    # name (connectionData, then its projects), and by id through the accounts API below if
+    # that name is not it any more. Nothing more is read when the specs name them all.
+    recorded = _inventory(raw.identities, graph("searching for identities"), desired.owner)
+    by_name: dict[str, tuple[str, set[str]]] = {}
+    for org_id, (name, _) in sorted(recorded.items()):
+        if name and name.lower() not in orgs:
+            by_name.setdefault(name.lower(), (name, set()))[1].add(org_id)
+    f_recorded = {
+        name: reader.submit_paged(_recorded_organization, devops, name, frozenset(ids))
+        for name, ids in by_name.values()
+    }
     forbidden: dict[str, str] = {}
     for sub, f_group in f_groups.items():
         found, status, reason = f_group.result()
@@ -485,6 +505,11 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
         else:
             raw.organization_errors[org] = missing
     raw.projects = {org: f.result() for org, f in f_projects.items() if org in raw.organizations}
+    for name, f_found in f_recorded.items():
+        org_id, projects = f_found.result()
+        if org_id is not None:
+            raw.organizations[name] = org_id
+            raw.projects[name] = projects
 
     # phase 2: connections of every project (credentials started with the identity pages)
     f_endpoints = {
@@ -501,7 +526,7 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
     raw.credentials = {key: f.result() for key, f in f_credentials.items()}
 
     # organisations the credentials name that the specs do not: read them too
-    extra = _organizations_to_resolve(raw)
+    extra = _organizations_to_resolve(raw, {k: where for k, (_, where) in recorded.items()})
     if extra:
         names = _resolve_organizations(reader.retry, devops, extra, desired.owner)
         f_extra = {name: reader.submit_paged(devops.list_projects, name) for name in sorted(names)}
@@ -550,11 +575,48 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
     return raw
 
 
-def _organizations_to_resolve(raw: _Raw) -> dict[str, str]:
-    """Organisation ids named by the credentials read that no organisation read has, each
-    with the first credential naming it (for messages)."""
+def _inventory(
+    identities: Mapping[str, list[dict[str, Any]]], rows: Iterable[Mapping[str, Any]], owner: str
+) -> dict[str, tuple[str, str]]:
+    """The inventory of every identity of ``owner`` read (ARM lists and Resource Graph rows):
+    organisation id (lower case) -> (recorded name, the first identity recording it)."""
+    found: dict[str, tuple[str, str]] = {}
+    items = [item for _, listed in sorted(identities.items()) for item in listed]
+    for item in [*items, *rows]:
+        tags = item.get("tags")
+        if not isinstance(tags, dict) or read_tags(tags)[1] != owner:
+            continue
+        name = str(item.get("name") or str(item.get("id") or "").rsplit("/", 1)[-1])
+        for org_id, org_name in sorted(read_inventory(tags).items()):
+            found.setdefault(org_id, (org_name, f"the inventory tag of identity {name}"))
+    return found
+
+
+def _recorded_organization(
+    devops: Any, name: str, ids: Collection[str], *, retry: Retry
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """An organisation an inventory records, read by its recorded name: (its id, its projects)
+    when the name still belongs to one of ``ids``; (None, []) when it does not answer under
+    that name or is another organisation now (renamed: resolved by id instead)."""
+    try:
+        data = retry(partial(devops.connection_data, name))
+    except (NotFoundError, PermanentError):
+        return None, []
+    org_id = str(data.get("instanceId") or "").lower()
+    if org_id not in ids:
+        return None, []
+    projects: list[dict[str, Any]] = devops.list_projects(name, retry=retry)
+    return org_id, projects
+
+
+def _organizations_to_resolve(raw: _Raw, recorded: Mapping[str, str]) -> dict[str, str]:
+    """Organisation ids named by the credentials read, or recorded in an owned identity's
+    inventory (``recorded``: id -> where), that no organisation read has, each with the first
+    place naming it (for messages)."""
     known = {org_id.lower() for org_id in raw.organizations.values()}
-    found: dict[str, str] = {}
+    found: dict[str, str] = {
+        org_id: where for org_id, where in sorted(recorded.items()) if org_id not in known
+    }
     for identity, creds in sorted(raw.credentials.items()):
         for cred in creds:
             props = cred.get("properties") or {}
@@ -746,6 +808,7 @@ def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
                 "name": item.get("name"),
                 "location": item.get("location"),
                 "tags": tags,
+                "organizations": read_inventory(item.get("tags")),
                 "id": item.get("id"),
                 "principalId": props.get("principalId"),
                 "clientId": props.get("clientId"),

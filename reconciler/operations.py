@@ -315,7 +315,9 @@ def _put_identity(change: Change, ctx: ApplyContext, *, created: bool) -> dict[s
     sub, rg, name = str(after["subscription"]), str(after["resourceGroup"]), str(after["name"])
     body = {
         "location": after["location"],
-        "tags": mark_tags(dict(after.get("tags") or {}), ctx.owner),
+        "tags": mark_tags(
+            dict(after.get("tags") or {}), ctx.owner, dict(after.get("organizations") or {})
+        ),
     }
     raw = ctx.services.arm.put_identity(sub, rg, name, body)
     props = raw.get("properties") or {}
@@ -328,6 +330,7 @@ def _put_identity(change: Change, ctx: ApplyContext, *, created: bool) -> dict[s
         "name": raw.get("name", name),
         "location": raw.get("location", after["location"]),
         "tags": dict(after.get("tags") or {}),
+        "organizations": dict(after.get("organizations") or {}),
         "id": raw.get("id"),
         "principalId": principal,
         "clientId": props.get("clientId"),

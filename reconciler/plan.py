@@ -446,7 +446,9 @@ class _Planner:
         """The desired attributes plus what the plan derives from live state for apply."""
         after = dict(resource.attrs)
         kind = resource.address.kind
-        if kind is Kind.SERVICE_CONNECTION:
+        if kind is Kind.IDENTITY:
+            after["organizations"] = self._inventory_of(resource.address.key)
+        elif kind is Kind.SERVICE_CONNECTION:
             identity = self._identity_live(after.get("identity"))
             known = identity is not None and after.get("identity") not in self.replaced
             after["servicePrincipalId"] = (
@@ -468,6 +470,21 @@ class _Planner:
                 identity.attrs.get("principalId") if known and identity else UNKNOWN
             )
         return after
+
+    def _inventory_of(self, identity: str) -> dict[str, str]:
+        """The identity's inventory (README "Safety"): organisation id -> name for every declared
+        connection that signs in as it. The ids come from live state: observe reads every
+        organisation the specs name, and a plan naming one it could not read has already
+        failed (``check_references``); one left unread (planner cases) is left out."""
+        inventory: dict[str, str] = {}
+        for connection in self.desired_of[Kind.SERVICE_CONNECTION]:
+            if str(connection.attrs.get("identity")) != identity:
+                continue
+            org = str(connection.attrs["organization"])
+            org_id = self.live.organizations.get(org.lower())
+            if org_id:
+                inventory.setdefault(str(org_id).lower(), org)
+        return dict(sorted(inventory.items()))
 
     def _role_name(self, attrs: Mapping[str, Any]) -> str:
         """A live assignment's role as people know it (its name), falling back to the GUID."""
@@ -633,6 +650,7 @@ class _Planner:
                     edge(credential, gone.address)
         self._create_before_delete(creates, deletes, edge)
         self._same_issuer_subject(edge)
+        self._inventory_removals(edge)
 
         kept = set(changes)
         edges = graph.restrict(before, kept)
@@ -678,6 +696,13 @@ class _Planner:
             parent = self.kinds[change.address.kind].identity_of(change.after or {})
             if parent is not None and change.address.kind is not Kind.IDENTITY:
                 groups.setdefault((change.address.kind, parent), []).append(change)
+        # the organisation of the connection a credential delete goes with, if it goes with one
+        serving: dict[Address, str] = {}
+        for gone in deletes:
+            if gone.address.kind is Kind.SERVICE_CONNECTION:
+                org = str((gone.before or {}).get("organization") or "").lower()
+                for credential in self._credentials_of_connection(gone):
+                    serving.setdefault(credential, org)
         live_counts: dict[str, int] = {}
         for current in self.live_of[Kind.FEDERATED_CREDENTIAL]:
             identity = str(current.attrs.get("identity"))
@@ -694,10 +719,53 @@ class _Planner:
                 and live_counts.get(parent, 0) + len(new) > MAX_CREDENTIALS_PER_IDENTITY
             )
             for created in new:
+                if kind is Kind.SERVICE_CONNECTION and not _same_organization(
+                    created.after, gone.before
+                ):
+                    # no pipeline of one organisation can use a connection of another, and
+                    # the identity's inventory drops the old organisation only after the
+                    # delete while the create waits for the identity: ordering these two
+                    # would close a cycle
+                    continue
+                if (
+                    gone.address in serving
+                    and _served_organization(created) != serving[gone.address]
+                ):
+                    # the credential of a connection that leaves an organisation keeps nothing
+                    # signing in for a credential made for anything else (same cycle)
+                    if full:
+                        edge(gone.address, created.address)
+                    continue
                 if full or _same_pair(created.after, gone.before):
                     edge(gone.address, created.address)
                 else:
                     edge(created.address, gone.address)
+
+    def _inventory_removals(self, edge: Callable[[Address, Address], None]) -> None:
+        """An identity update that drops an organisation from its inventory runs after the
+        delete of every connection of this owner in that organisation that signs in as it: an
+        apply stopped half-way never loses the record while such a connection lives.
+        (Additions need nothing: a connection's create already waits for its identity.) A
+        connection moved to another identity in place needs no edge: the other identity's
+        inventory records the organisation before the move (the update waits for it)."""
+        for change in self.changes.values():
+            if change.address.kind is not Kind.IDENTITY or change.action is not Action.UPDATE:
+                continue
+            before = dict((change.before or {}).get("organizations") or {})
+            after = {str(k).lower() for k in ((change.after or {}).get("organizations") or {})}
+            dropped = {str(k).lower() for k in before} - after
+            if not dropped:
+                continue
+            for other in self.changes.values():
+                if other.address.kind is not Kind.SERVICE_CONNECTION or other.before is None:
+                    continue
+                if other.action is not Action.DELETE or str(other.before.get("identity")) != (
+                    change.address.key
+                ):
+                    continue
+                org = str(other.before.get("organization") or "").lower()
+                if str(self.live.organizations.get(org) or "").lower() in dropped:
+                    edge(other.address, change.address)
 
     def _same_issuer_subject(self, edge: Callable[[Address, Address], None]) -> None:
         """A credential write that takes over another's issuer+subject waits until it moved."""
@@ -718,6 +786,19 @@ class _Planner:
                     continue
                 if _same_pair(write.after, old.before) and not _same_pair(old.after, old.before):
                     edge(old.address, write.address)
+
+
+def _served_organization(change: Change) -> str | None:
+    """The organisation (lower case) of the connection a credential create is made for."""
+    served = (change.after or {}).get("serviceConnection")
+    return str(served).split("/", 1)[0].lower() if served else None
+
+
+def _same_organization(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    return (
+        str((a or {}).get("organization") or "").lower()
+        == str((b or {}).get("organization") or "").lower()
+    )
 
 
 def _same_pair(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:

@@ -54,7 +54,7 @@ from reconciler.model import (
     implied_credential_name,
     role_assignment_key,
 )
-from reconciler.ownership import OWNER_TAG
+from reconciler.ownership import ORG_TAG_PREFIX, OWNER_TAG, is_reserved_tag
 from reconciler.references import closest
 from reconciler.yamlload import (
     MAX_BYTES,
@@ -846,15 +846,18 @@ class _Builder:
             values[name] = value
         tags = dict(spec.get("tags") or {})
         for tag in tags:
-            if tag.lower() == OWNER_TAG:
+            if is_reserved_tag(str(tag)):
                 line, column = mark_at(root, [*path, "tags", tag], key=True)
+                why = (
+                    "the tool writes it from `owner` to mark what it owns"
+                    if str(tag).lower() == OWNER_TAG
+                    else f"tags starting with `{ORG_TAG_PREFIX}` are the tool's record of the "
+                    "Azure DevOps organisations where this owner's connections sign in as the "
+                    "identity"
+                )
                 self.problems.append(
                     Problem(
-                        file,
-                        line,
-                        column,
-                        _path_text([*path, "tags", tag]),
-                        "reserved tag: the tool writes it from `owner` to mark what it owns",
+                        file, line, column, _path_text([*path, "tags", tag]), f"reserved tag: {why}"
                     )
                 )
         if any(v is None for v in values.values()):
@@ -872,7 +875,7 @@ class _Builder:
                 "resourceGroup": resource_group,
                 "name": name,
                 "location": values["location"].replace(" ", "").lower(),
-                "tags": {k: v for k, v in tags.items() if k.lower() != OWNER_TAG},
+                "tags": {k: v for k, v in tags.items() if not is_reserved_tag(str(k))},
             },
             source,
             fields={

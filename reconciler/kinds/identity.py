@@ -16,7 +16,9 @@ from reconciler.model import Address, Kind, identity_key
 
 class IdentityKind:
     kind: Kind = Kind.IDENTITY
-    declared_fields: tuple[str, ...] = ("location", "tags")
+    # organizations: the inventory (README "Safety"), organisation id -> name, derived by the
+    # planner from the connections that sign in as the identity and kept in its tags
+    declared_fields: tuple[str, ...] = ("location", "tags", "organizations")
     immutable_fields: tuple[str, ...] = ("location",)
     # the name stays the same, so the old identity must go before the new one can be created
     replace_action: str = DELETE_THEN_CREATE
@@ -30,6 +32,10 @@ class IdentityKind:
         return {
             "location": normalize.location(attrs.get("location")),
             "tags": normalize.tags(attrs.get("tags")),
+            "organizations": {
+                str(k).lower(): str(v).lower()
+                for k, v in (attrs.get("organizations") or {}).items()
+            },
         }
 
     def dependencies(self, attrs: Mapping[str, Any]) -> tuple[Address, ...]:

@@ -16,7 +16,7 @@ from reconciler.changes import Action, Change, FieldChange, Notice, NoticeLevel,
 from reconciler.errors import PlanError
 from reconciler.model import UNKNOWN, Address, Ownership, Source
 
-FORMAT_VERSION: Final = "1.1"
+FORMAT_VERSION: Final = "1.2"
 UNKNOWN_TEXT: Final = "(known after apply)"
 MODES: Final = ("plan", "drift")
 

@@ -41,7 +41,7 @@ _MG_PREFIX: Final = "/providers/microsoft.management/managementgroups/"
 _LITERAL: Final = r"'((?:[^'\\\n]|\\.)*)'"
 _IDENTITIES: Final = re.compile(
     r"resources \| where type =~ 'microsoft\.managedidentity/userassignedidentities' "
-    rf"\| where tags\['reconciler-owner'\] =~ {_LITERAL} \| project id, subscriptionId"
+    rf"\| where tags\['reconciler-owner'\] =~ {_LITERAL} \| project id, subscriptionId, tags"
 )
 _ASSIGNMENTS: Final = re.compile(
     r"authorizationresources \| where type =~ 'microsoft\.authorization/roleassignments' "
@@ -167,7 +167,13 @@ class ResourceGraph:
             # a tag key is matched exactly; =~ compares the value case-insensitively
             value = ident.tags.get(OWNER_TAG)
             if value is not None and value.lower() == owner.lower():
-                rows.append({"id": ident.arm_id, "subscriptionId": ident.subscription})
+                rows.append(
+                    {
+                        "id": ident.arm_id,
+                        "subscriptionId": ident.subscription,
+                        "tags": dict(ident.tags),
+                    }
+                )
         return rows
 
     def _assignments(self, suffix: str, subscriptions: set[str]) -> list[dict[str, Any]]:

@@ -260,7 +260,7 @@ def test_apply_events_are_versioned_and_end_with_convergence(
     assert all(
         list(e)[:2] == ["event", "events_version"] and e["events_version"] == "1.0" for e in events
     )
-    assert events[0]["event"] == "plan" and events[0]["document"]["format_version"] == "1.1"
+    assert events[0]["event"] == "plan" and events[0]["document"]["format_version"] == "1.2"
     last = events[-1]
     assert last["event"] == "summary" and [e["event"] for e in events].count("summary") == 1
     assert last["status"] == "complete" and last["converged"] is True and last["remaining"] == 0

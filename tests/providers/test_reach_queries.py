@@ -28,7 +28,7 @@ def test_a_quote_or_backslash_cannot_end_the_literal() -> None:
 def test_queries_name_the_owner_marker_exactly() -> None:
     assert owned_identities_query("platform-team") == (
         "resources | where type =~ 'microsoft.managedidentity/userassignedidentities' "
-        "| where tags['reconciler-owner'] =~ 'platform-team' | project id, subscriptionId"
+        "| where tags['reconciler-owner'] =~ 'platform-team' | project id, subscriptionId, tags"
     )
     assert "endswith '[reconciler-owner: platform-team]'" in owned_assignments_query(
         "platform-team"

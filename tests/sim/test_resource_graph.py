@@ -16,7 +16,7 @@ GRAPH = "/providers/Microsoft.ResourceGraph/resources?api-version=2021-03-01"
 CONTOSO_ID = "0c7a5f0e-8d8b-4f7e-9a53-2f0b1f6c9d21"
 OWNED_MI = (
     "resources | where type =~ 'microsoft.managedidentity/userassignedidentities' "
-    "| where tags['reconciler-owner'] =~ {} | project id, subscriptionId"
+    "| where tags['reconciler-owner'] =~ {} | project id, subscriptionId, tags"
 )
 OWNED_RA = (
     "authorizationresources | where type =~ 'microsoft.authorization/roleassignments' "
