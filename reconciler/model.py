@@ -66,6 +66,9 @@ DEVOPS_RESOURCE_ID: Final = "499b84ac-1321-427f-aa17-267ca6975798"
 MAX_CREDENTIALS_PER_IDENTITY: Final = 20
 MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION: Final = 4000
 MAX_ROLE_ASSIGNMENTS_PER_MANAGEMENT_GROUP: Final = 500
+# tags on one Azure resource [doc: learn.microsoft.com/azure/azure-resource-manager/management/
+# tag-resources, "Limitations"]; the owner tag and the inventory tags count too
+MAX_TAGS_PER_RESOURCE: Final = 50
 
 
 @dataclass(frozen=True, order=True)

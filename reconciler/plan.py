@@ -26,6 +26,7 @@ from reconciler.errors import LiveReferenceError, PlanError
 from reconciler.kinds import REGISTRY, KindSpec
 from reconciler.model import (
     MAX_CREDENTIALS_PER_IDENTITY,
+    MAX_TAGS_PER_RESOURCE,
     MAX_ROLE_ASSIGNMENTS_PER_MANAGEMENT_GROUP,
     MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION,
     UNKNOWN,
@@ -579,6 +580,19 @@ class _Planner:
                     f"federated credentials ({declared} in the specs, "
                     f"{len(credentials) - declared} kept from live); Azure allows at most "
                     f"{MAX_CREDENTIALS_PER_IDENTITY}"
+                )
+        for change in self.changes.values():
+            after = change.after
+            if change.address.kind is not Kind.IDENTITY or after is None:
+                continue
+            user, inventory = len(after.get("tags") or {}), len(after.get("organizations") or {})
+            if user + 1 + inventory > MAX_TAGS_PER_RESOURCE:
+                where = f"{change.source}: " if change.source else ""
+                problems.append(
+                    f"{where}identity {_short(change.address.key)} would carry "
+                    f"{user + 1 + inventory} tags ({user} in the specs, the owner tag, and one "
+                    f"per Azure DevOps organisation its connections are in: {inventory}); "
+                    f"Azure allows at most {MAX_TAGS_PER_RESOURCE}"
                 )
         delta: dict[str, list[int]] = {}
         for change in self.changes.values():

@@ -86,10 +86,14 @@ def test_connection_removed_from_specs_is_pruned_though_no_spec_names_its_organi
 ) -> None:
     _apply(capsys, sim, _spec(tmp_path, "both.yaml", HEAD + MI_1 + SC_1))
     assert _connection(portal, "sc-1") is not None
+    # an identity applied before the inventory existed: only the credential names contoso
+    # (the inventory's own path: test_reach_inventory.py)
+    sim.edit("identity", MI_ID, {"tags": {"reconciler-owner": "platform-team"}})
     only_identity = _spec(tmp_path, "identity.yaml", HEAD + MI_1)
 
     document = plan_document(capsys, sim, tmp_path, [only_identity])
     changes = _changes(document)
+    assert ("identity", "mi-1") not in changes
     connection = changes[("service_connection", "sc-1")]
     assert connection["action"] == "delete" and connection["destructive"]
     credential = changes[
@@ -231,17 +235,19 @@ def test_reach_adds_an_organisation_to_read(
     sim: Simulator, capsys: pytest.CaptureFixture[str], portal: Portal, tmp_path: Path
 ) -> None:
     _apply(capsys, sim, _spec(tmp_path, "both.yaml", HEAD + MI_1 + SC_1))
-    # the connection lost its credential out of band: no credential names contoso any more
-    (credential,) = portal.credentials(MI_ID)
-    sim.delete("federated_credential", credential["id"])
-    only_identity = _spec(tmp_path, "identity.yaml", HEAD + MI_1)
-    reaching = _spec(tmp_path, "reach.yaml", HEAD + MI_1 + "reach:\n  organizations: [contoso]\n")
+    # the identity was deleted out of band, its credential and its inventory with it: nothing
+    # the tool can read names contoso any more (README "Safety", Limits)
+    sim.delete("identity", MI_ID)
+    nothing = _spec(tmp_path, "nothing.yaml", HEAD + "identities: []\n")
+    reaching = _spec(
+        tmp_path, "reach.yaml", HEAD + "identities: []\nreach:\n  organizations: [contoso]\n"
+    )
     changes = _changes(plan_document(capsys, sim, tmp_path, [reaching]))
     assert changes[("service_connection", "sc-1")]["action"] == "delete"
-    # documented limit: without reach and without a credential naming the organisation,
-    # the organisation is not searched (README "Safety")
+    # documented limit: without reach, without a credential and without an identity whose
+    # inventory names the organisation, the organisation is not searched
     assert ("service_connection", "sc-1") not in _changes(
-        plan_document(capsys, sim, tmp_path, [only_identity])
+        plan_document(capsys, sim, tmp_path, [nothing])
     )
 
 
@@ -288,7 +294,12 @@ def test_credential_of_an_unmarked_live_connection_needs_allow_destroy_and_names
     only_identity = _spec(tmp_path, "identity.yaml", HEAD + MI_1)
 
     document = plan_document(capsys, sim, tmp_path, [only_identity])
-    (change,) = document["changes"]
+    changes = _changes(document)
+    # no connection of this owner is left in contoso: the inventory drops it
+    inventory = changes.pop(("identity", "mi-1"))
+    assert inventory["action"] == "update" and not inventory["destructive"]
+    assert [f["path"].split(".")[0] for f in inventory["fields"]] == ["organizations"]
+    (change,) = changes.values()
     assert change["kind"] == "federated_credential" and change["action"] == "delete"
     assert change["destructive"] is True
     assert "contoso/platform/sc-1" in change["detail"]
