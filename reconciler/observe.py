@@ -39,8 +39,12 @@ marker in every subscription the principal can read; the subscriptions and manag
 they name are then read like those of the specs. Every federated credential read names, in
 its issuer or subject, the Azure DevOps organisation of the connection it serves; an
 organisation id the specs do not name is resolved to its name with the accounts API (two
-requests, only when such an id appears) and read like the others. ``reach`` in the specs
-adds places to read. A place that cannot be read raises ``ReachError``: a plan that might
+requests, only when such an id appears) and read like the others. Every owned identity also
+carries an inventory (``reconciler-org-{org id}: {name}`` tags, on the identity lists and the
+Resource Graph rows alike): an organisation it records that the specs do not name is read by
+its recorded name (connectionData and projects), or resolved by id like a credential's when
+that name is not it any more; nothing more is read when the specs name them all. ``reach`` in
+the specs adds places to read. A place that cannot be read raises ``ReachError``: a plan that might
 miss a delete is never shown as complete.
 
 Plan never writes: every call here is a read.
@@ -506,10 +510,10 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
             raw.organization_errors[org] = missing
     raw.projects = {org: f.result() for org, f in f_projects.items() if org in raw.organizations}
     for name, f_found in f_recorded.items():
-        org_id, projects = f_found.result()
-        if org_id is not None:
-            raw.organizations[name] = org_id
-            raw.projects[name] = projects
+        found_id, found_projects = f_found.result()
+        if found_id is not None:
+            raw.organizations[name] = found_id
+            raw.projects[name] = found_projects
 
     # phase 2: connections of every project (credentials started with the identity pages)
     f_endpoints = {

@@ -26,9 +26,9 @@ from reconciler.errors import LiveReferenceError, PlanError
 from reconciler.kinds import REGISTRY, KindSpec
 from reconciler.model import (
     MAX_CREDENTIALS_PER_IDENTITY,
-    MAX_TAGS_PER_RESOURCE,
     MAX_ROLE_ASSIGNMENTS_PER_MANAGEMENT_GROUP,
     MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION,
+    MAX_TAGS_PER_RESOURCE,
     UNKNOWN,
     Address,
     DesiredState,

@@ -41,9 +41,12 @@ def test_walkthrough_from_nothing_lands_exactly(
 
     ident = portal.identity("identities-rg", "ado-pipeline-mi")
     props = ident["properties"]
+    org = portal.devops("/contoso/_apis/connectionData", **{"api-version": "7.1-preview.1"})
     assert ident["tags"] == {
         "purpose": "azure-devops-deployments",
         "reconciler-owner": "platform-team",
+        # the inventory: the organisation where its connection signs in (README "Safety")
+        f"reconciler-org-{org['instanceId'].lower()}": "contoso",
     }
 
     (conn,) = [

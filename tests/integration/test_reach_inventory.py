@@ -204,3 +204,18 @@ def test_warm_plan_with_the_inventory_reads_nothing_more(
     # contoso is named by the specs: read once, and no accounts lookup
     assert counts[0]["ConnectionData"] == 1 and counts[0]["Projects_List"] == 1
     assert counts[0]["Accounts_List"] == 0 and counts[0]["Resources"] == 2
+
+
+def test_inventory_naming_an_unreadable_organisation_fails_plan_and_drift(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], portal: Portal, tmp_path: Path
+) -> None:
+    only_identity = _spec(tmp_path, "identity.yaml", HEAD + MI_1)
+    _apply(capsys, sim, only_identity)
+    unknown = "5d0c7b1e-0000-4000-8000-00000000abcd"
+    sim.edit("identity", MI_ID, {"tags": {**OWNER_ONLY, f"reconciler-org-{unknown}": "gone-org"}})
+    sim.clear_log()
+    for command in ("plan", "drift"):
+        code, out, err = run(capsys, command, str(only_identity), *target(sim))
+        assert code == 1, out
+        assert unknown in err and "inventory tag of identity mi-1" in err
+    assert sim.count("Accounts_List") == 2
