@@ -10,7 +10,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parents[1] / "cases"))
 from caseload import SANDBOX, load_desired, load_live
 
-from reconciler.plan import Change, make_plan
+from reconciler.changes import Change
+from reconciler.plan import make_plan
 
 IDENTITY = f"{SANDBOX}/identities-rg/mi-1"
 CONTOSO = "0c7a5f0e-8d8b-4f7e-9a53-2f0b1f6c9d21"
