@@ -14,12 +14,15 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.sim.faults import Faults
 from reconciler.sim.protocol import Request, Response, ado_error
 from reconciler.sim.seed import federation
 from reconciler.sim.world import (
+    SECRET_PARAMETERS,
+    SECRET_SET,
     Endpoint,
     Organization,
     PermissionSet,
@@ -29,19 +32,6 @@ from reconciler.sim.world import (
     stable_uuid,
 )
 
-# Authorization parameters the service never stores or returns (answered as null).
-SECRET_PARAMETERS = frozenset(
-    {
-        "serviceprincipalkey",
-        "password",
-        "apitoken",
-        "accesstoken",
-        "certificate",
-        "privatekey",
-        "clientsecret",
-        "idtoken",
-    }
-)
 # Parameters the service generates for workload identity federation; clients cannot set them.
 SERVER_PARAMETERS = (
     "workloadIdentityFederationIssuer",
@@ -50,6 +40,19 @@ SERVER_PARAMETERS = (
 )
 # Top-level fields the service generates; with ``strict_update`` an update carrying one is refused.
 SERVER_FIELDS = ("createdBy", "isReady", "isShared", "operationStatus")
+# ?operation= values an azurerm update accepts (the service's SpnOperation enum, parsed with
+# case; docs/research/convert-authentication-scheme.md, S1)
+CONVERT = "ConvertAuthenticationScheme"
+SPN_OPERATIONS = ("Create", "Update", "Delete", "AssignPermissions", "None", CONVERT)
+# parameters a WorkloadIdentityFederation azurerm connection keeps; an upgrade drops the rest
+# (the secret, authenticationType) and keeps them for a revert
+WIF_KEEP = frozenset(
+    {"serviceprincipalid", "tenantid", "scope"} | {k.lower() for k in SERVER_PARAMETERS}
+)
+# the service's default CleanUpOldSecretsAfterUpgradeDelayInMinutes: 10080 (7 days) (S1)
+REVERT_WINDOW_S = 10080 * 60
+CONVERTING = {"state": "InProgress", "statusMessage": "converting_scheme"}
+AUDIENCE = "api://AzureADTokenExchange"
 LATEST_VERSION = (7, 2)
 _VERSION = re.compile(r"^(\d+)\.(\d+)(-preview(\.\d+)?)?$")
 
@@ -134,7 +137,8 @@ class DevOps:
                         )
                     if m == "PUT":
                         return Route(
-                            "ServiceEndpoints_Update", lambda r: self.update_endpoint(r, org, eid)
+                            "ServiceEndpoints_Update",
+                            lambda r: self.update_endpoint(r, org, eid, project),
                         )
                     if m == "DELETE":
                         # the older project-scoped form deletes the project's reference
@@ -266,6 +270,11 @@ class DevOps:
         ref = self._ref(e, project)
         return str(ref.get("name") or e.name) if ref else e.name
 
+    @staticmethod
+    def masked(parameters: dict[str, str | None]) -> dict[str, str | None]:
+        """The parameters as the service returns them: secrets are kept but read as null."""
+        return {k: None if k.lower() in SECRET_PARAMETERS else v for k, v in parameters.items()}
+
     def endpoint_json(self, e: Endpoint, project: Project | None, now: float) -> dict[str, Any]:
         ready = self._ready(e, now)
         refs = copy.deepcopy(e.project_refs)
@@ -279,13 +288,15 @@ class DevOps:
             "url": e.url,
             "createdBy": dict(e.created_by),
             "description": e.description,
-            "authorization": {"parameters": dict(e.parameters), "scheme": e.scheme},
+            "authorization": {"parameters": self.masked(e.parameters), "scheme": e.scheme},
             "isShared": len(e.project_refs) > 1,
             "isReady": ready,
             "owner": e.owner,
             "serviceEndpointProjectReferences": refs,
             "operationStatus": (
-                {"state": "Ready", "statusMessage": ""}
+                dict(e.operation_status)
+                if ready and e.operation_status
+                else {"state": "Ready", "statusMessage": ""}
                 if ready
                 else {
                     "state": "InProgress",
@@ -352,7 +363,10 @@ class DevOps:
             for k, v in raw.items():
                 if k in SERVER_PARAMETERS:
                     continue
-                out[str(k)] = None if (str(k).lower() in SECRET_PARAMETERS or v is None) else str(v)
+                # a secret is remembered as set, never kept (nothing secret reaches a state
+                # file); a conversion drops it, a revert restores it; it is read as null
+                secret = str(k).lower() in SECRET_PARAMETERS
+                out[str(k)] = None if v is None else SECRET_SET if secret else str(v)
         return out
 
     def _references(
@@ -512,6 +526,7 @@ class DevOps:
                 self._duplicate(org, project, ref["name"], None)
             auth = body.get("authorization") or {}
             scheme = str(auth.get("scheme") or "None")
+            asked = (auth.get("parameters") or {}).get("workloadIdentityFederationIssuerType")
             params = self._parameters(auth.get("parameters"))
             eid = str(uuid.uuid4())
             if scheme.lower() == "workloadidentityfederation":
@@ -522,7 +537,12 @@ class DevOps:
                         "ArgumentException",
                         event_id=0,
                     )
-                issuer, subject, kind = federation(self.world, org, refs[0][0].name, name, eid)
+                # a client may ask for the Entra issuer where the organisation's default is
+                # still the Azure DevOps one (Microsoft's samples send it; README assumption)
+                entra = "EntraID" if str(asked or "").lower() == "entraid" else None
+                issuer, subject, kind = federation(
+                    self.world, org, refs[0][0].name, name, eid, entra
+                )
                 params.update(
                     workloadIdentityFederationIssuer=issuer,
                     workloadIdentityFederationSubject=subject,
@@ -621,9 +641,13 @@ class DevOps:
             )
         return e
 
-    def update_endpoint(self, req: Request, org_name: str, eid: str) -> Response:
+    def update_endpoint(
+        self, req: Request, org_name: str, eid: str, project_ref: str | None = None
+    ) -> Response:
         body = self._body(req)
         operation = req.query.get("operation", "")
+        if operation.lower() == CONVERT.lower():  # the service compares it ignoring case
+            return self.convert_endpoint(req, org_name, eid, project_ref, body)
         with self.world.lock:
             org = self._org(org_name)
             e = self._endpoint(org, eid)
@@ -634,12 +658,13 @@ class DevOps:
                     "ArgumentNullException",
                     event_id=0,
                 )
+            self._check_operation(operation, str(body.get("type") or e.type))
             if self.faults().strict_update:
                 self._refuse_server_fields(body)
             auth = body.get("authorization") or {}
             scheme = str(auth.get("scheme") or e.scheme)
             converting = scheme.lower() != e.scheme.lower()
-            if converting and operation.lower() != "convertauthenticationscheme":
+            if converting:
                 raise ado_error(
                     400,
                     "The authorization scheme of a service connection can only be changed with operation=ConvertAuthenticationScheme.",
@@ -672,26 +697,18 @@ class DevOps:
                 else dict(e.parameters)
             )
             for key in SERVER_PARAMETERS:  # generated by the service, never by the client
-                if key in e.parameters and not converting:
+                if key in e.parameters:
                     params[key] = e.parameters[key]
+            for key, value in e.parameters.items():
+                # a secret read back as null and sent again is kept, as the service merges it
+                if key.lower() in SECRET_PARAMETERS and params.get(key, "") is None and value:
+                    params[key] = value
             renamed = name != e.name
-            if converting and scheme.lower() == "workloadidentityfederation":
-                first = (
-                    org.project(str(new_refs[0]["projectReference"]["id"])) if new_refs else None
-                )
-                issuer, subject, kind = federation(
-                    self.world, org, first.name if first else "", name, e.id
-                )
-                params.update(
-                    workloadIdentityFederationIssuer=issuer,
-                    workloadIdentityFederationSubject=subject,
-                    workloadIdentityFederationIssuerType=kind,
-                )
             e.name = name
             e.scheme = scheme
             e.parameters = params
             e.project_refs = new_refs
-            if renamed and not converting:
+            if renamed:
                 self.regenerate_legacy_subject(org, e)
             if "description" in body:
                 e.description = str(body.get("description") or "")
@@ -722,6 +739,264 @@ class DevOps:
                 "ArgumentException",
                 event_id=0,
             )
+
+    @staticmethod
+    def _check_operation(operation: str, etype: str) -> None:
+        """``?operation=`` on a plain update: only azurerm takes one, and only a value of the
+        service's ``SpnOperation`` enum (S1: ``EnsureOperationSupportedForEndpoint``)."""
+        if not operation:
+            return
+        if etype.lower() != "azurerm":
+            raise ado_error(
+                400,
+                f"Operation '{operation}' is not supported for service connection type '{etype}'.",
+                "ServiceEndpointException",
+            )
+        if operation not in SPN_OPERATIONS:
+            raise ado_error(
+                400,
+                f"Operation '{operation}' is invalid. Allowed operation values are Create, Update, "
+                "Delete and AssignPermissions.",
+                "ServiceEndpointException",
+            )
+
+    def convert_endpoint(
+        self, req: Request, org_name: str, eid: str, project_ref: str | None, body: Any
+    ) -> Response:
+        """``PUT .../endpoints/{id}?operation=ConvertAuthenticationScheme``: the three forms
+        the simulator accepts (README, "Converting a connection in place"):
+
+        - ``ServicePrincipal`` -> ``WorkloadIdentityFederation`` (upgrade): the secret and
+          ``authenticationType`` are dropped (kept for a revert until
+          ``data.revertSchemeDeadline``, now + 7 days), the issuer and subject generated;
+        - ``WorkloadIdentityFederation`` -> ``ServicePrincipal`` before that deadline (revert);
+        - ``WorkloadIdentityFederation`` on the Azure DevOps issuer, with
+          ``authorization.parameters.workloadIdentityFederationIssuerType: EntraID`` (the issuer
+          switch; a hypothesis).
+
+        The id, project references and pipeline permissions are kept. The body may carry only
+        what the connection already has (any other value: 400 ``UpgradeCannotChangeProperties``).
+        An upgrade or switch whose identity cannot sign in with the new issuer and subject yet
+        (a managed identity without the matching federated credential) answers 202 with the
+        connection unchanged and ``operationStatus`` ``InProgress``/``converting_scheme``; the
+        same request once the credential exists completes it (200)."""
+        with self.world.lock:
+            org = self._org(org_name)
+            if not isinstance(body, dict):
+                raise ado_error(
+                    400,
+                    "Value cannot be null.\r\nParameter name: endpoint",
+                    "ArgumentNullException",
+                    event_id=0,
+                )
+            auth = body.get("authorization")
+            if not isinstance(auth, dict):
+                raise ado_error(
+                    400,
+                    "Value cannot be null.\r\nParameter name: endpoint.Authorization",
+                    "ArgumentNullException",
+                    event_id=0,
+                )
+            target = str(auth.get("scheme") or "")
+            if not target:
+                raise ado_error(
+                    400,
+                    "Value cannot be null.\r\nParameter name: targetAuthenticationScheme",
+                    "ArgumentNullException",
+                    event_id=0,
+                )
+            refs = body.get("serviceEndpointProjectReferences")
+            first = refs[0] if isinstance(refs, list) and refs else None
+            first_id = str(((first or {}).get("projectReference") or {}).get("id") or "")
+            if not first_id:
+                raise ado_error(
+                    400,
+                    "Project reference must be set in the updated endpoint.",
+                    "ArgumentException",
+                    event_id=0,
+                )
+            e = self.world.endpoints.get(eid.lower())
+            if e is None or e.organization != org.name.lower():
+                raise ado_error(
+                    404,
+                    f"No service connection found with identifier {eid}.",
+                    "ServiceEndpointNotFoundException",
+                )
+            home = org.project(str(e.project_refs[0]["projectReference"]["id"]))
+            asked = [first_id]
+            if project_ref is not None:
+                asked.append(self._project(org, project_ref).id)
+            for pid in asked:
+                scope = org.project(pid)
+                if scope is None or self._ref(e, scope) is None:
+                    raise ado_error(
+                        404,
+                        f"No service connection found with identifier {eid}.",
+                        "ServiceEndpointNotFoundException",
+                    )
+                if home is not None and scope.id != home.id:
+                    raise ado_error(
+                        400,
+                        f"Service connection '{e.name}' is shared from project '{home.name}'; "
+                        "its authentication scheme can be converted only from that project.",
+                        "ArgumentException",
+                        event_id=0,
+                    )
+            kind = self._conversion(e, target, auth.get("parameters"))
+            self._assert_not_modified(e, body, allow_issuer_type=kind == "issuer")
+            if kind == "revert":
+                return Response(200, self._revert(e, req, home))
+            forced = "EntraID" if kind == "issuer" else None
+            issuer, subject, issuer_type = federation(
+                self.world, org, home.name if home else "", e.name, e.id, forced
+            )
+            if not self._can_sign_in(e.parameters.get("serviceprincipalid"), issuer, subject):
+                e.operation_status = dict(CONVERTING)
+                self.world.touch()
+                return Response(202, self.endpoint_json(e, home, req.now))
+            if kind == "upgrade":
+                e.recovery = {k: v for k, v in e.parameters.items() if k.lower() not in WIF_KEEP}
+                e.parameters = {k: v for k, v in e.parameters.items() if k.lower() in WIF_KEEP}
+                e.scheme = "WorkloadIdentityFederation"
+                e.data["revertSchemeDeadline"] = _dotnet_round_trip(req.now + REVERT_WINDOW_S)
+            e.parameters.update(
+                workloadIdentityFederationIssuer=issuer,
+                workloadIdentityFederationSubject=subject,
+                workloadIdentityFederationIssuerType=issuer_type,
+            )
+            e.operation_status = None
+            self.world.touch()
+            return Response(200, self.endpoint_json(e, home, req.now))
+
+    @staticmethod
+    def _conversion(e: Endpoint, target: str, raw: Any) -> str:
+        """Which of the accepted conversions ``target`` asks for: upgrade, revert or issuer;
+        400 ``ConversionBetweenAuthSchemesNotSupported`` for anything else."""
+        current = e.scheme.lower()
+        wanted = target.lower()
+        asked_type = ""
+        if isinstance(raw, dict):
+            for k, v in raw.items():
+                if str(k).lower() == "workloadidentityfederationissuertype":
+                    asked_type = str(v or "").lower()
+        now_type = str(e.parameters.get("workloadIdentityFederationIssuerType") or "").lower()
+        if e.type.lower() == "azurerm":
+            if current == "serviceprincipal" and wanted == "workloadidentityfederation":
+                return "upgrade"
+            if current == "workloadidentityfederation" and wanted == "serviceprincipal":
+                return "revert"
+            if (
+                current == wanted == "workloadidentityfederation"
+                and asked_type == "entraid"
+                and now_type != "entraid"
+            ):
+                return "issuer"
+        raise ado_error(
+            400,
+            f"Converting endpoint type {e.type} scheme from {e.scheme} to {target} is neither an "
+            "upgrade or a downgrade and is not supported.",
+            "ArgumentException",
+            event_id=0,
+        )
+
+    def _assert_not_modified(
+        self, e: Endpoint, body: dict[str, Any], *, allow_issuer_type: bool
+    ) -> None:
+        """A conversion changes the scheme and nothing else: every property the body carries
+        must equal the connection's (S1: ``ServiceEndpointValidator.AssertEndpointNotModified``).
+        Absent properties are fine; secrets compare as read (null)."""
+
+        def refuse(prop: str) -> None:
+            raise ado_error(
+                400,
+                "Properties cannot be changed during service connection upgrade. Property "
+                f"{prop.lower()} does not match current endpoint value. Set it to the original "
+                "value or do not provide at all.",
+                "ArgumentException",
+                event_id=0,
+            )
+
+        for prop, have in (
+            ("Name", e.name),
+            ("Description", e.description),
+            ("Owner", e.owner),
+            ("CreatedById", e.created_by.get("id")),
+        ):
+            sent = (
+                (body.get("createdBy") or {}).get("id")
+                if prop == "CreatedById" and isinstance(body.get("createdBy"), dict)
+                else body.get(prop[0].lower() + prop[1:])
+                if prop != "CreatedById"
+                else None
+            )
+            if sent is not None and str(sent) != str(have):
+                refuse(prop)
+        url = body.get("url")
+        if url is not None and str(url).rstrip("/").lower() != e.url.rstrip("/").lower():
+            refuse("Url")
+        stored_refs = {str(r["projectReference"]["id"]).lower(): r for r in e.project_refs}
+        for ref in body.get("serviceEndpointProjectReferences") or []:
+            pref = (ref or {}).get("projectReference") or {}
+            have_ref = stored_refs.get(str(pref.get("id") or "").lower())
+            if have_ref is None:
+                refuse("ServiceEndpointProjectReferences")
+                return
+            for sent_value, stored in (
+                (ref.get("name"), have_ref.get("name")),
+                (ref.get("description"), have_ref.get("description")),
+                (pref.get("name"), have_ref["projectReference"].get("name")),
+            ):
+                if sent_value and str(sent_value) != str(stored or ""):
+                    refuse("ServiceEndpointProjectReferences")
+        view = {k.lower(): v for k, v in self.masked(e.parameters).items()}
+        for key, value in ((body.get("authorization") or {}).get("parameters") or {}).items():
+            lowered = str(key).lower()
+            if allow_issuer_type and lowered == "workloadidentityfederationissuertype":
+                continue
+            sent = None if value is None else str(value)
+            if lowered not in view or view[lowered] != sent:
+                refuse(f"Authorization.Parameters['{key}']")
+        data = {str(k).lower(): v for k, v in e.data.items()}
+        for key, value in (body.get("data") or {}).items():
+            lowered = str(key).lower()
+            if lowered not in data or str(data[lowered]) != str(value):
+                refuse(f"Data['{key}']")
+
+    def _revert(self, e: Endpoint, req: Request, home: Project | None) -> dict[str, Any]:
+        """WorkloadIdentityFederation back to ServicePrincipal while the recovery data lasts
+        (S1: ``DowngradeAuthenticationScheme``; the deadline is when the service deletes it)."""
+        deadline = _parse_round_trip(str(e.data.get("revertSchemeDeadline") or ""))
+        if e.recovery is None or deadline is None or req.now > deadline:
+            raise ado_error(
+                400,
+                f"Endpoint scheme could not be downgraded from {e.scheme} to ServicePrincipal as "
+                "no recovery data exist for this endpoint.",
+                "InvalidServiceEndpointRequestException",
+            )
+        kept = {
+            k: v
+            for k, v in e.parameters.items()
+            if k.lower() in WIF_KEEP and k not in SERVER_PARAMETERS
+        }
+        e.parameters = {**kept, **e.recovery}
+        e.scheme = "ServicePrincipal"
+        e.recovery = None
+        e.operation_status = None
+        self.world.touch()
+        return self.endpoint_json(e, home, req.now)
+
+    def _can_sign_in(self, client_id: str | None, issuer: str, subject: str) -> bool:
+        """Whether the identity the connection names would accept a token with this issuer
+        and subject: a managed identity needs a federated credential matching exactly. An
+        identity the simulator does not hold (an app registration) is assumed to accept it."""
+        wanted = str(client_id or "").lower()
+        for ident in self.world.identities.values():
+            if ident.client_id.lower() == wanted:
+                return any(
+                    f.issuer == issuer and f.subject == subject and AUDIENCE in f.audiences
+                    for f in ident.fics.values()
+                )
+        return True
 
     def regenerate_legacy_subject(self, org: Organization, e: Endpoint) -> None:
         """The Azure DevOps (legacy) issuer's subject is ``sc://{org}/{project}/{name}``, with
@@ -964,3 +1239,16 @@ class DevOps:
                     )
                 )
         return Response(200, out)
+
+
+def _dotnet_round_trip(ts: float) -> str:
+    """A UTC time as .NET's round-trip ("O") format writes it: 7 fractional digits and Z."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def _parse_round_trip(text: str) -> float | None:
+    found = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z$", text)
+    if found is None:
+        return None
+    whole = datetime.strptime(found.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return whole.timestamp() + float(found.group(2) or 0)

@@ -24,6 +24,8 @@ import yaml
 from reconciler.sim.world import (
     BUILTIN_ROLES,
     DEVOPS_APP_SEGMENT,
+    SECRET_PARAMETERS,
+    SECRET_SET,
     Client,
     Endpoint,
     Fic,
@@ -143,10 +145,19 @@ def entra_subject(tenant: str, org_id: str, endpoint_id: str) -> str:
 
 
 def federation(
-    world: World, org: Organization, project: str, name: str, endpoint_id: str
+    world: World,
+    org: Organization,
+    project: str,
+    name: str,
+    endpoint_id: str,
+    issuer_type: str | None = None,
 ) -> tuple[str, str, str]:
-    """(issuer, subject, issuer type) Azure DevOps generates for a WIF connection."""
-    if org.issuer_format == "vstoken":
+    """(issuer, subject, issuer type) Azure DevOps generates for a WIF connection: the
+    organisation's default, or ``issuer_type`` (``EntraID`` / ``AzureDevOps``) when given."""
+    legacy = org.issuer_format == "vstoken"
+    if issuer_type is not None:
+        legacy = issuer_type.lower() != "entraid"
+    if legacy:
         return (
             f"https://vstoken.dev.azure.com/{org.id}",
             f"sc://{org.name}/{project}/{name}",
@@ -401,8 +412,12 @@ def _seed_endpoint(world: World, org: Organization, e: Mapping[str, Any], now: f
             )
     if not refs:
         raise ValueError(f"seed: endpoint {e['name']!r} needs a project")
+    # a seeded secret (serviceprincipalkey...) is remembered as set, never kept
     params: dict[str, str | None] = {
-        str(k): (None if v is None else str(v)) for k, v in (e.get("parameters") or {}).items()
+        str(k): (
+            None if v is None else SECRET_SET if str(k).lower() in SECRET_PARAMETERS else str(v)
+        )
+        for k, v in (e.get("parameters") or {}).items()
     }
     scheme = str(e.get("scheme", "WorkloadIdentityFederation"))
     if (
@@ -410,7 +425,13 @@ def _seed_endpoint(world: World, org: Organization, e: Mapping[str, Any], now: f
         and "workloadIdentityFederationIssuer" not in params
     ):
         first = str(refs[0]["projectReference"].get("name", ""))
-        issuer, subject, kind = federation(world, org, first, str(e["name"]), endpoint_id)
+        # ``issuer: devops|entra`` stages one connection on an issuer other than its
+        # organisation's default (a legacy connection in an organisation that now uses Entra)
+        chosen = e.get("issuer")
+        if chosen not in (None, "devops", "entra"):
+            raise ValueError(f"seed: endpoint {e['name']!r}: issuer is devops or entra")
+        forced = None if chosen is None else ("AzureDevOps" if chosen == "devops" else "EntraID")
+        issuer, subject, kind = federation(world, org, first, str(e["name"]), endpoint_id, forced)
         params.update(
             workloadIdentityFederationIssuer=issuer,
             workloadIdentityFederationSubject=subject,
@@ -433,6 +454,8 @@ def _seed_endpoint(world: World, org: Organization, e: Mapping[str, Any], now: f
         created_by=dict(
             e.get("createdBy") or {"displayName": "Seed", "id": stable_uuid("user", "seed")}
         ),
+        operation_status=dict(e["operationStatus"]) if e.get("operationStatus") else None,
+        recovery=dict(e["recoveryParameters"]) if e.get("recoveryParameters") else None,
     )
 
 
@@ -525,6 +548,12 @@ def snapshot(world: World) -> dict[str, Any]:
                         "serviceEndpointProjectReferences": copy.deepcopy(e.project_refs),
                         "createdAt": e.created,
                         "createdBy": dict(e.created_by),
+                        **(
+                            {"operationStatus": dict(e.operation_status)}
+                            if e.operation_status
+                            else {}
+                        ),
+                        **({"recoveryParameters": dict(e.recovery)} if e.recovery else {}),
                     }
                     for e in world.endpoints_of(org.name)
                 ],

@@ -82,6 +82,23 @@ def _load_builtin_roles() -> dict[str, tuple[str, str]]:
 BUILTIN_ROLES: Final = _load_builtin_roles()
 
 
+# Authorization parameters the service never returns (stored, answered as null).
+SECRET_PARAMETERS = frozenset(
+    {
+        "serviceprincipalkey",
+        "password",
+        "apitoken",
+        "accesstoken",
+        "certificate",
+        "privatekey",
+        "clientsecret",
+        "idtoken",
+    }
+)
+# What the simulator keeps for a secret that was set (the value itself is never kept).
+SECRET_SET = "(secret set)"
+
+
 def iso(ts: float) -> str:
     """ARM/ADO style UTC timestamp with 7 fractional digits trimmed to microseconds."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -241,6 +258,11 @@ class Endpoint:
     project_refs: list[dict[str, Any]]  # ServiceEndpointProjectReference objects
     created: float
     created_by: dict[str, Any]
+    # a scheme conversion that could not sign in yet: {"state": "InProgress", ...}
+    operation_status: dict[str, str] | None = None
+    # parameters a ConvertAuthenticationScheme upgrade dropped (the secret), kept for a
+    # revert until data.revertSchemeDeadline
+    recovery: dict[str, str | None] | None = None
 
 
 @dataclass(slots=True)
