@@ -1,0 +1,103 @@
+"""The issuer and subject a workload identity federation service connection presents.
+
+Pure functions, no I/O. Azure DevOps generates these values and reports them on the
+connection (``authorization.parameters.workloadIdentityFederationIssuer`` and
+``...Subject``); Microsoft's guidance is to read them, not to build them. They are computed
+here only where a credential must exist *before* the service reports them: moving an existing
+connection to the Microsoft Entra issuer, or converting a secret-based one, without a moment
+in which the pipeline cannot sign in. After the switch the caller reads back what the service
+reports and compares (``docs/research/convert-authentication-scheme.md``).
+
+Formats [azure-contracts.md §3.4; doc: Azure DevOps sprint 253 release notes and
+MicrosoftDocs/azure-devops-docs ``docs/pipelines/release/convert-service-connections.md``]:
+
+- Azure DevOps issuer (legacy): ``https://vstoken.dev.azure.com/{organization id}``, subject
+  ``sc://{organization}/{project}/{connection name}`` (names: a rename changes it);
+- Microsoft Entra issuer: ``https://login.microsoftonline.com/{tenant id}/v2.0``, subject
+  ``/eid1/c/pub/t/{b64url(tenant id)}/a/{b64url(Azure DevOps app id)}/sc/{organization id}/
+  {connection id}`` (ids only), where ``b64url`` is the URL-safe base64 of the GUID's bytes in
+  Microsoft (little-endian) order without ``=`` padding. ``pub`` is the public cloud's code
+  (``cloudEnvironmentCode`` in the azurerm endpoint type); sovereign clouds keep the Azure
+  DevOps issuer.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Final
+
+from reconciler.model import DEVOPS_RESOURCE_ID
+
+DEVOPS_ISSUER_PREFIX: Final = "https://vstoken.dev.azure.com/"
+ENTRA_ISSUER_PREFIX: Final = "https://login.microsoftonline.com/"
+# ``workloadIdentityFederationIssuerType`` values: new connections report EntraID
+ENTRA_ISSUER_TYPE: Final = "EntraID"
+
+
+def _guid(value: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ValueError(f"{field} must be a GUID, got {value!r}") from None
+
+
+def guid_segment(value: str, field: str = "id") -> str:
+    """The subject's encoding of a GUID: URL-safe base64 of its little-endian bytes, unpadded
+    (22 characters). ``ValueError`` naming ``field`` when ``value`` is not a GUID."""
+    raw = _guid(value, field).bytes_le
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def entra_issuer(tenant_id: str) -> str:
+    """``https://login.microsoftonline.com/{tenant}/v2.0`` (the tenant in lower case)."""
+    return f"{ENTRA_ISSUER_PREFIX}{_guid(tenant_id, 'tenant id')}/v2.0"
+
+
+def entra_subject(
+    tenant_id: str,
+    organization_id: str,
+    connection_id: str,
+    *,
+    application_id: str = DEVOPS_RESOURCE_ID,
+) -> str:
+    """The Entra-issuer subject of an existing connection, from ids only:
+    ``/eid1/c/pub/t/{tenant}/a/{application}/sc/{organization id}/{connection id}``.
+
+    ``application_id`` is the Azure DevOps application (``499b84ac-...``, the ``azp`` of the
+    tokens it issues). GUIDs are written in lower case, as Azure DevOps writes them.
+    ``ValueError`` naming the field when one is not a GUID."""
+    tenant = guid_segment(tenant_id, "tenant id")
+    app = guid_segment(application_id, "Azure DevOps application id")
+    org = _guid(organization_id, "organization id")
+    connection = _guid(connection_id, "service connection id")
+    return f"/eid1/c/pub/t/{tenant}/a/{app}/sc/{org}/{connection}"
+
+
+def entra_federation(
+    tenant_id: str,
+    organization_id: str,
+    connection_id: str,
+    *,
+    application_id: str = DEVOPS_RESOURCE_ID,
+) -> tuple[str, str]:
+    """(issuer, subject) of an existing connection once it uses the Microsoft Entra issuer."""
+    return entra_issuer(tenant_id), entra_subject(
+        tenant_id, organization_id, connection_id, application_id=application_id
+    )
+
+
+def devops_issuer(organization_id: str) -> str:
+    """The Azure DevOps (legacy) issuer: ``https://vstoken.dev.azure.com/{organization id}``."""
+    return f"{DEVOPS_ISSUER_PREFIX}{_guid(organization_id, 'organization id')}"
+
+
+def devops_subject(organization: str, project: str, connection_name: str) -> str:
+    """The Azure DevOps (legacy) subject: ``sc://{organization}/{project}/{connection}``,
+    from the names of the project the connection was created in and of the connection."""
+    return f"sc://{organization}/{project}/{connection_name}"
+
+
+def is_devops_issuer(issuer: str | None) -> bool:
+    """Whether an issuer a connection reports is the Azure DevOps (legacy) one."""
+    return str(issuer or "").lower().startswith(DEVOPS_ISSUER_PREFIX)

@@ -1,0 +1,92 @@
+"""The Entra and Azure DevOps issuer and subject formulas (reconciler/federation.py), held to
+the worked example in azure-contracts.md §3.4."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from reconciler.federation import (
+    devops_issuer,
+    devops_subject,
+    entra_federation,
+    entra_issuer,
+    entra_subject,
+    guid_segment,
+    is_devops_issuer,
+)
+from reconciler.model import DEVOPS_RESOURCE_ID
+
+# azure-contracts.md §3.4: "tenant ff882432-09b0-437b-bd22-ca13c0037ded becomes
+# MiSI_7AJe0O9IsoTwAN97Q"; "rISbSSETf0KqFyZ8ppdXmA is the same encoding of 499b84ac-..."
+TENANT = "ff882432-09b0-437b-bd22-ca13c0037ded"
+TENANT_SEGMENT = "MiSI_7AJe0O9IsoTwAN97Q"
+DEVOPS_APP_SEGMENT = "rISbSSETf0KqFyZ8ppdXmA"
+ORG_ID = "0c7a5f0e-8d8b-4f7e-9a53-2f0b1f6c9d21"
+CONNECTION_ID = "6b0d8a4e-2c1f-4e3a-9b7d-5f8e0a1c2d3b"
+
+
+def test_guid_segments_match_the_worked_example() -> None:
+    assert guid_segment(TENANT) == TENANT_SEGMENT
+    assert guid_segment(DEVOPS_RESOURCE_ID) == DEVOPS_APP_SEGMENT
+
+
+def test_entra_subject_of_an_existing_connection() -> None:
+    assert entra_subject(TENANT, ORG_ID, CONNECTION_ID) == (
+        f"/eid1/c/pub/t/{TENANT_SEGMENT}/a/{DEVOPS_APP_SEGMENT}/sc/{ORG_ID}/{CONNECTION_ID}"
+    )
+    issuer, subject = entra_federation(TENANT, ORG_ID, CONNECTION_ID)
+    assert issuer == f"https://login.microsoftonline.com/{TENANT}/v2.0"
+    assert subject == entra_subject(TENANT, ORG_ID, CONNECTION_ID)
+
+
+def test_ids_are_written_in_lower_case() -> None:
+    upper = entra_subject(TENANT.upper(), ORG_ID.upper(), CONNECTION_ID.upper())
+    assert upper == entra_subject(TENANT, ORG_ID, CONNECTION_ID)
+    assert entra_issuer(TENANT.upper()) == entra_issuer(TENANT)
+
+
+def test_the_application_id_is_part_of_the_subject() -> None:
+    other = str(uuid.UUID(int=1))
+    subject = entra_subject(TENANT, ORG_ID, CONNECTION_ID, application_id=other)
+    assert f"/a/{guid_segment(other)}/" in subject
+    assert DEVOPS_APP_SEGMENT not in subject
+
+
+def test_segment_is_little_endian_unpadded_base64() -> None:
+    # the first three GUID fields are byte-swapped: 00010203-... -> 03 02 01 00 ...
+    value = "00010203-0405-0607-0809-0a0b0c0d0e0f"
+    assert guid_segment(value) == "AwIBAAUEBwYICQoLDA0ODw"
+    assert len(guid_segment(str(uuid.uuid4()))) == 22
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("not-a-guid", ORG_ID, CONNECTION_ID), "tenant id"),
+        ((TENANT, "contoso", CONNECTION_ID), "organization id"),
+        ((TENANT, ORG_ID, "my-connection"), "service connection id"),
+    ],
+)
+def test_a_value_that_is_not_a_guid_is_named(args: tuple[str, str, str], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        entra_subject(*args)
+
+
+def test_legacy_issuer_and_subject() -> None:
+    assert devops_issuer(ORG_ID) == f"https://vstoken.dev.azure.com/{ORG_ID}"
+    assert devops_subject("contoso", "platform", "deploy") == "sc://contoso/platform/deploy"
+    assert is_devops_issuer(devops_issuer(ORG_ID))
+    assert not is_devops_issuer(entra_issuer(TENANT))
+    assert not is_devops_issuer(None)
+
+
+def test_the_simulator_computes_the_same_subject_independently() -> None:
+    # the simulator stands in for Azure DevOps with its own copy of the formula (issue 11 §6):
+    # the two must agree, or a conversion test would pass against a stand-in that is wrong
+    from reconciler.sim.seed import entra_subject as sim_subject
+
+    for _ in range(20):
+        tenant, org, connection = (str(uuid.uuid4()) for _ in range(3))
+        assert sim_subject(tenant, org, connection) == entra_subject(tenant, org, connection)
