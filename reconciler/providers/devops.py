@@ -41,6 +41,12 @@ PIPELINE_PERMISSIONS_API_VERSION: Final = "7.1-preview.1"
 # the profile resource is preview-only in 7.1 [doc: rest/api/azure/devops/profile/profiles/get]
 PROFILE_API_VERSION: Final = "7.1-preview.3"
 DUPLICATE_CONNECTION: Final = "DuplicateServiceConnectionException"
+# The in-place conversion: not in the REST reference; the evidence and the chosen form are in
+# docs/research/convert-authentication-scheme.md. Everything about it is in
+# DevOpsClient.convert_authentication_scheme, so a correction is one change.
+CONVERT_OPERATION: Final = "ConvertAuthenticationScheme"
+CONVERT_API_VERSION: Final = API_VERSION
+CONVERTING_STATUS: Final = "converting_scheme"
 _DELETE_REFUSED_TEXT: Final = "cannot delete this service connection while federated credentials"
 _MAX_PAGES: Final = 1000
 
@@ -276,6 +282,88 @@ class DevOpsClient:
         )
         return _expect_object(result, "updated service connection")
 
+    def convert_authentication_scheme(
+        self,
+        org: str,
+        project: str,
+        endpoint: Mapping[str, Any],
+        *,
+        issuer_type: str | None = None,
+    ) -> dict[str, Any]:
+        """Convert a connection in place, keeping its id, project references and pipeline
+        permissions; returns the connection as the service answers.
+
+        ``endpoint`` is the connection as read (``get_endpoint``/``list_endpoints``); ``project``
+        (name or id) must be the project it was created in, whose reference is sent.
+
+        - ``issuer_type=None``: a secret-based ``ServicePrincipal`` connection becomes
+          ``WorkloadIdentityFederation``; the service drops the secret, generates the issuer
+          and subject, and sets ``data.revertSchemeDeadline`` (a revert is possible until then).
+        - ``issuer_type="EntraID"``: a ``WorkloadIdentityFederation`` connection on the Azure
+          DevOps issuer moves to the Microsoft Entra issuer (new issuer and subject).
+
+        Request: ``PUT {org}/{project}/_apis/serviceendpoint/endpoints/{id}
+        ?operation=ConvertAuthenticationScheme&api-version=7.1`` with the minimal body
+        ``{"id", "type", "authorization": {"scheme"[, "parameters":
+        {"workloadIdentityFederationIssuerType": "EntraID"}]},
+        "serviceEndpointProjectReferences": [the project's reference as read]}``: the service
+        refuses a conversion body whose other properties differ from the connection's, so
+        sending less is safest. Evidence [docs/research/convert-authentication-scheme.md]: the
+        service's decompiled ``ConvertServiceEndpointForCollection`` (Azure DevOps Server 2022),
+        Microsoft's conversion scripts (geekzter/azure-identity-scripts
+        ``convert_azurerm_service_connection_to_oidc*.ps1``), petitess/powershell
+        ``Invoke-RestMethod05.ps1``. The ``issuer_type`` form is a hypothesis: no public source
+        shows the portal's request; ``tests/live/test_live_convert.py`` checks it.
+
+        The service first checks that the identity can sign in with the new issuer and subject;
+        when it cannot yet (a managed identity without the matching federated credential) it
+        answers 202 with the connection unchanged and ``operationStatus`` ``{"state":
+        "InProgress", "statusMessage": "converting_scheme"}`` (see ``conversion_pending``):
+        write the credential, then call again. Not idempotent: after a ``TransientError`` read
+        the connection before repeating (a second conversion of a converted connection is a
+        400). Errors: ``PermanentError`` with the service's ``typeKey`` as code (400
+        ``ArgumentException`` for a refused form, ``InvalidServiceEndpointRequestException``),
+        ``NotFoundError`` (404 ``ServiceEndpointNotFoundException``), ``AuthError``,
+        ``TransientError`` (429, 5xx), as every call here."""
+        endpoint_id = str(endpoint.get("id") or "")
+        if not endpoint_id:
+            raise PermanentError("the service connection to convert has no id", code="NoId")
+        wanted = project.lower()
+        references = [
+            ref
+            for ref in endpoint.get("serviceEndpointProjectReferences") or []
+            if isinstance(ref, dict)
+            and wanted
+            in (
+                str((ref.get("projectReference") or {}).get("id") or "").lower(),
+                str((ref.get("projectReference") or {}).get("name") or "").lower(),
+            )
+        ]
+        if not references:
+            raise PermanentError(
+                f"service connection {endpoint.get('name') or endpoint_id} has no reference to "
+                f"project {project}",
+                code="ProjectReferenceMissing",
+            )
+        authorization: dict[str, Any] = {"scheme": "WorkloadIdentityFederation"}
+        if issuer_type is not None:
+            authorization["parameters"] = {"workloadIdentityFederationIssuerType": issuer_type}
+        body = {
+            "id": endpoint_id,
+            "type": endpoint.get("type") or "azurerm",
+            "authorization": authorization,
+            "serviceEndpointProjectReferences": references[:1],
+        }
+        result = self._json(
+            "PUT",
+            self._url(org, "_apis/serviceendpoint/endpoints", project=project, item=endpoint_id),
+            what=f"converting service connection {endpoint.get('name') or endpoint_id}",
+            params={"operation": CONVERT_OPERATION},
+            body=body,
+            api_version=CONVERT_API_VERSION,
+        )
+        return _expect_object(result, "converted service connection")
+
     def share_endpoint(self, org: str, endpoint_id: str, references: list[dict[str, Any]]) -> None:
         self._send(
             "PATCH",
@@ -325,6 +413,13 @@ class DevOpsClient:
             api_version=PIPELINE_PERMISSIONS_API_VERSION,
         )
         return result if isinstance(result, dict) else {}
+
+
+def conversion_pending(endpoint: Mapping[str, Any]) -> bool:
+    """Whether a conversion answer (or a later read) says the service is still waiting to
+    sign in with the new issuer and subject (``operationStatus`` ``converting_scheme``)."""
+    status = endpoint.get("operationStatus")
+    return isinstance(status, dict) and str(status.get("statusMessage") or "") == CONVERTING_STATUS
 
 
 # what the checks below read: the transport's answer, or a requests.Response (tests)

@@ -1,0 +1,514 @@
+"""Converting a service connection in place (``?operation=ConvertAuthenticationScheme``): the
+forms the simulator accepts, the ones it refuses with Azure DevOps' error body, and what it
+keeps (id, project references, pipeline permissions) and never returns (the secret).
+The evidence for each rule: docs/research/convert-authentication-scheme.md."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from reconciler.federation import devops_issuer, devops_subject, entra_federation
+from reconciler.sim.seed import default_seed
+from reconciler.sim.server import Simulator
+
+from .clients import SANDBOX, Http
+
+V = "api-version=7.1"
+PV = "api-version=7.1-preview.1"
+ORG_ID = "0c7a5f0e-8d8b-4f7e-9a53-2f0b1f6c9d21"
+EP = "/contoso/_apis/serviceendpoint/endpoints"
+PLATFORM_EP = "/contoso/platform/_apis/serviceendpoint/endpoints"
+CONVERT = "operation=ConvertAuthenticationScheme"
+SECRET = "seeded-secret-value-7f3a"
+APP = "3f2e1d0c-aaaa-4bbb-8ccc-0123456789ab"  # an app registration the simulator does not hold
+LEGACY_MI = "9a8b7c6d-1111-4222-8333-0123456789ab"  # client id of legacy-mi
+TARGET_MI = "9a8b7c6d-2222-4333-8444-0123456789ab"  # client id of target-mi (no credentials)
+SPN_ID = "aaaaaaaa-0000-4000-8000-000000000001"
+LEGACY_ID = "aaaaaaaa-0000-4000-8000-000000000002"
+MI_SPN_ID = "aaaaaaaa-0000-4000-8000-000000000003"
+ERROR_KEYS = {"$id", "innerException", "message", "typeName", "typeKey", "errorCode", "eventId"}
+DATA = {
+    "subscriptionId": SANDBOX,
+    "subscriptionName": "Sandbox",
+    "environment": "AzureCloud",
+    "scopeLevel": "Subscription",
+    "creationMode": "Automatic",
+}
+
+
+def estate(tenant: str) -> dict[str, Any]:
+    """The default world plus a small hand-made estate: a secret-based connection shared with
+    a second project, a connection on the legacy issuer, and the identities they name."""
+    seed = default_seed()
+    seed["identities"] += [
+        {
+            "subscription": SANDBOX,
+            "resourceGroup": "identities-rg",
+            "name": "legacy-mi",
+            "clientId": LEGACY_MI,
+            "federatedCredentials": [
+                {
+                    "name": "legacy",
+                    "issuer": devops_issuer(ORG_ID),
+                    "subject": devops_subject("contoso", "platform", "legacy-sc"),
+                }
+            ],
+        },
+        {
+            "subscription": SANDBOX,
+            "resourceGroup": "identities-rg",
+            "name": "target-mi",
+            "clientId": TARGET_MI,
+        },
+    ]
+    contoso = seed["devops"]["organizations"][0]
+    spn = {"serviceprincipalid": APP, "tenantid": tenant, "authenticationType": "spnKey"}
+    contoso["serviceEndpoints"] = [
+        {
+            "id": SPN_ID,
+            "name": "spn-sc",
+            "scheme": "ServicePrincipal",
+            "parameters": {**spn, "serviceprincipalkey": SECRET},
+            "data": DATA,
+            "projects": ["platform", "team-a"],
+        },
+        {
+            "id": LEGACY_ID,
+            "name": "legacy-sc",
+            "issuer": "devops",
+            "parameters": {"serviceprincipalid": LEGACY_MI, "tenantid": tenant},
+            "data": {**DATA, "creationMode": "Manual"},
+            "projects": ["platform"],
+        },
+        {
+            "id": MI_SPN_ID,
+            "name": "mi-spn-sc",
+            "scheme": "ServicePrincipal",
+            "parameters": {**spn, "serviceprincipalid": TARGET_MI, "serviceprincipalkey": SECRET},
+            "data": DATA,
+            "projects": ["platform"],
+        },
+    ]
+    contoso["pipelinePermissions"] = [
+        {"project": "platform", "endpoint": "spn-sc", "allPipelines": True, "pipelines": [1]},
+        {"project": "team-a", "endpoint": "spn-sc", "pipelines": [3]},
+        {"project": "platform", "endpoint": "legacy-sc", "pipelines": [1, 2]},
+    ]
+    return seed
+
+
+@pytest.fixture
+def world(sim: Simulator) -> Simulator:
+    sim.reset(estate(sim.tenant_id))
+    return sim
+
+
+def project_ids(http: Http) -> dict[str, str]:
+    return {
+        p["name"]: p["id"] for p in http.ado("GET", f"/contoso/_apis/projects?{V}").json()["value"]
+    }
+
+
+def read(http: Http, eid: str, project: str = "platform") -> dict[str, Any]:
+    got: dict[str, Any] = http.ado(
+        "GET", f"/contoso/{project}/_apis/serviceendpoint/endpoints/{eid}?{V}"
+    ).json()
+    return got
+
+
+def minimal(http: Http, eid: str, scheme: str = "WorkloadIdentityFederation", **params: str) -> Any:
+    """The body Microsoft's minimal conversion script sends."""
+    endpoint = read(http, eid)
+    home = endpoint["serviceEndpointProjectReferences"][0]
+    authorization: dict[str, Any] = {"scheme": scheme}
+    if params:
+        authorization["parameters"] = params
+    return {
+        "id": eid,
+        "type": "azurerm",
+        "authorization": authorization,
+        "serviceEndpointProjectReferences": [home],
+    }
+
+
+def permissions(http: Http, project: str, eid: str) -> dict[str, Any]:
+    got: dict[str, Any] = http.ado(
+        "GET", f"/contoso/{project}/_apis/pipelines/pipelinePermissions/endpoint/{eid}?{PV}"
+    ).json()
+    return {
+        "all": bool((got.get("allPipelines") or {}).get("authorized")),
+        "pipelines": sorted(p["id"] for p in got["pipelines"]),
+    }
+
+
+def stored(sim: Simulator, eid: str) -> dict[str, Any]:
+    for org in sim.state()["devops"]["organizations"]:
+        for e in org["serviceEndpoints"]:
+            if e["id"] == eid:
+                found: dict[str, Any] = e
+                return found
+    raise AssertionError(f"{eid} not in the simulator's state")
+
+
+def round_trip_time(text: str) -> float:
+    # .NET's round-trip format: 7 fractional digits and Z
+    assert text.endswith("Z") and len(text.split(".")[1]) == 8, text
+    return datetime.fromisoformat(text[:26] + "+00:00").timestamp()
+
+
+def test_a_seeded_secret_is_kept_as_set_and_never_returned(world: Simulator, http: Http) -> None:
+    r = http.ado("GET", f"{PLATFORM_EP}/{SPN_ID}?{V}")
+    assert r.json()["authorization"]["parameters"]["serviceprincipalkey"] is None
+    listed = http.ado("GET", f"{PLATFORM_EP}?type=azurerm&{V}")
+    assert SECRET not in r.text and SECRET not in listed.text
+    assert SECRET not in str(world.state())
+    assert stored(world, SPN_ID)["parameters"]["serviceprincipalkey"] == "(secret set)"
+
+
+def test_secret_to_workload_identity_keeps_id_references_and_permissions(
+    world: Simulator, http: Http
+) -> None:
+    before = read(http, SPN_ID)
+    perms = {p: permissions(http, p, SPN_ID) for p in ("platform", "team-a")}
+    start = time.time()
+    r = http.ado("PUT", f"{PLATFORM_EP}/{SPN_ID}?{CONVERT}&{V}", json=minimal(http, SPN_ID))
+    end = time.time()
+    assert r.status_code == 200, r.text
+    after = r.json()
+    assert after["id"] == SPN_ID and after["name"] == "spn-sc"
+    assert after["authorization"]["scheme"] == "WorkloadIdentityFederation"
+    params = after["authorization"]["parameters"]
+    issuer, subject = entra_federation(world.tenant_id, ORG_ID, SPN_ID)
+    assert params["workloadIdentityFederationIssuer"] == issuer
+    assert params["workloadIdentityFederationSubject"] == subject
+    assert params["workloadIdentityFederationIssuerType"] == "EntraID"
+    assert params["serviceprincipalid"] == APP and params["tenantid"] == world.tenant_id
+    assert "serviceprincipalkey" not in params and "authenticationType" not in params
+    deadline = round_trip_time(after["data"]["revertSchemeDeadline"])
+    week = 7 * 24 * 3600
+    assert start + week - 1 <= deadline <= end + week + 1
+    # what was not asked to change did not change
+    assert sorted(
+        (r["projectReference"]["id"], r["name"]) for r in after["serviceEndpointProjectReferences"]
+    ) == sorted(
+        (r["projectReference"]["id"], r["name"]) for r in before["serviceEndpointProjectReferences"]
+    )
+    assert {k: v for k, v in after["data"].items() if k != "revertSchemeDeadline"} == DATA
+    assert read(http, SPN_ID, "team-a")["authorization"]["scheme"] == "WorkloadIdentityFederation"
+    assert {p: permissions(http, p, SPN_ID) for p in ("platform", "team-a")} == perms
+    assert perms["platform"] == {"all": True, "pipelines": [1]}
+    # the secret is gone from the service, not only hidden
+    assert "serviceprincipalkey" not in stored(world, SPN_ID)["parameters"]
+
+
+def test_the_whole_connection_as_read_is_accepted(world: Simulator, http: Http) -> None:
+    # the form of Microsoft's full conversion script: GET, change the scheme, PUT it back
+    body = read(http, SPN_ID)
+    body["authorization"]["scheme"] = "WorkloadIdentityFederation"
+    r = http.ado("PUT", f"{PLATFORM_EP}/{SPN_ID}?{CONVERT}&{V}", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["authorization"]["scheme"] == "WorkloadIdentityFederation"
+
+
+def test_the_operation_name_is_not_case_sensitive(world: Simulator, http: Http) -> None:
+    r = http.ado(
+        "PUT",
+        f"{EP}/{SPN_ID}?operation=convertauthenticationscheme&{V}",
+        json=minimal(http, SPN_ID),
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_a_revert_before_the_deadline_restores_the_secret(world: Simulator, http: Http) -> None:
+    url = f"{PLATFORM_EP}/{SPN_ID}?{CONVERT}&{V}"
+    assert http.ado("PUT", url, json=minimal(http, SPN_ID)).status_code == 200
+    r = http.ado("PUT", url, json=minimal(http, SPN_ID, "ServicePrincipal"))
+    assert r.status_code == 200, r.text
+    params = r.json()["authorization"]["parameters"]
+    assert r.json()["authorization"]["scheme"] == "ServicePrincipal" and r.json()["id"] == SPN_ID
+    assert params["serviceprincipalkey"] is None and params["authenticationType"] == "spnKey"
+    assert not any(k.startswith("workloadIdentityFederation") for k in params)
+    assert stored(world, SPN_ID)["parameters"]["serviceprincipalkey"] == "(secret set)"
+    # and forward again
+    assert http.ado("PUT", url, json=minimal(http, SPN_ID)).status_code == 200
+
+
+def test_a_revert_after_the_deadline_is_refused(world: Simulator, http: Http) -> None:
+    url = f"{PLATFORM_EP}/{SPN_ID}?{CONVERT}&{V}"
+    assert http.ado("PUT", url, json=minimal(http, SPN_ID)).status_code == 200
+    world.edit(
+        "service_endpoint",
+        SPN_ID,
+        {"data": {"revertSchemeDeadline": "2020-01-01T00:00:00.0000000Z"}},
+    )
+    r = http.ado("PUT", url, json=minimal(http, SPN_ID, "ServicePrincipal"))
+    assert r.status_code == 400 and set(r.json()) == ERROR_KEYS
+    assert r.json()["typeKey"] == "InvalidServiceEndpointRequestException"
+    assert "no recovery data" in r.json()["message"]
+    assert read(http, SPN_ID)["authorization"]["scheme"] == "WorkloadIdentityFederation"
+
+
+def test_a_conversion_waits_until_the_identity_can_sign_in(world: Simulator, http: Http) -> None:
+    # mi-spn-sc names a managed identity the simulator holds, with no credential for the
+    # connection: the service cannot sign in with the new issuer yet, so it changes nothing
+    url = f"{PLATFORM_EP}/{MI_SPN_ID}?{CONVERT}&{V}"
+    r = http.ado("PUT", url, json=minimal(http, MI_SPN_ID))
+    assert r.status_code == 202, r.text
+    assert r.json()["authorization"]["scheme"] == "ServicePrincipal"
+    status = {"state": "InProgress", "statusMessage": "converting_scheme"}
+    assert r.json()["operationStatus"] == status
+    assert read(http, MI_SPN_ID)["operationStatus"] == status
+    assert stored(world, MI_SPN_ID)["parameters"]["serviceprincipalkey"] == "(secret set)"
+    issuer, subject = entra_federation(world.tenant_id, ORG_ID, MI_SPN_ID)
+    add_credential(http, "target-mi", "entra", issuer, subject)
+    r = http.ado("PUT", url, json=minimal(http, MI_SPN_ID))
+    assert r.status_code == 200, r.text
+    assert r.json()["operationStatus"] == {"state": "Ready", "statusMessage": ""}
+    assert r.json()["authorization"]["parameters"]["workloadIdentityFederationSubject"] == subject
+
+
+def add_credential(http: Http, identity: str, name: str, issuer: str, subject: str) -> None:
+    path = (
+        f"/subscriptions/{SANDBOX}/resourceGroups/identities-rg/providers/"
+        f"Microsoft.ManagedIdentity/userAssignedIdentities/{identity}/"
+        f"federatedIdentityCredentials/{name}?api-version=2023-01-31"
+    )
+    body = {
+        "properties": {
+            "issuer": issuer,
+            "subject": subject,
+            "audiences": ["api://AzureADTokenExchange"],
+        }
+    }
+    r = http.arm("PUT", path, json=body)
+    assert r.status_code in (200, 201), r.text
+
+
+def test_issuer_switch_in_place_after_the_entra_credential(world: Simulator, http: Http) -> None:
+    before = read(http, LEGACY_ID)
+    params = before["authorization"]["parameters"]
+    assert params["workloadIdentityFederationIssuer"] == devops_issuer(ORG_ID)
+    assert params["workloadIdentityFederationSubject"] == "sc://contoso/platform/legacy-sc"
+    perms = permissions(http, "platform", LEGACY_ID)
+    url = f"{PLATFORM_EP}/{LEGACY_ID}?{CONVERT}&{V}"
+    body = minimal(http, LEGACY_ID, workloadIdentityFederationIssuerType="EntraID")
+    early = http.ado("PUT", url, json=body)
+    assert early.status_code == 202, early.text
+    assert read(http, LEGACY_ID)["authorization"]["parameters"] == params
+    issuer, subject = entra_federation(world.tenant_id, ORG_ID, LEGACY_ID)
+    add_credential(http, "legacy-mi", "entra", issuer, subject)
+    r = http.ado("PUT", url, json=body)
+    assert r.status_code == 200, r.text
+    after = r.json()["authorization"]["parameters"]
+    assert r.json()["id"] == LEGACY_ID
+    assert after["workloadIdentityFederationIssuer"] == issuer
+    assert after["workloadIdentityFederationSubject"] == subject
+    assert after["workloadIdentityFederationIssuerType"] == "EntraID"
+    assert after["serviceprincipalid"] == LEGACY_MI
+    assert read(http, LEGACY_ID)["authorization"]["parameters"] == after
+    assert permissions(http, "platform", LEGACY_ID) == perms == {"all": False, "pipelines": [1, 2]}
+    # a second switch is not a conversion any more
+    again = http.ado("PUT", url, json=body)
+    assert again.status_code == 400 and again.json()["typeKey"] == "ArgumentException"
+
+
+def _drop(body: dict[str, Any], key: str) -> dict[str, Any]:
+    body.pop(key)
+    return body
+
+
+REFUSED = [
+    # (label, connection, how to make the body, status, typeKey, message part)
+    (
+        "unknown target scheme",
+        SPN_ID,
+        lambda http: minimal(http, SPN_ID, "UsernamePassword"),
+        400,
+        "ArgumentException",
+        "neither an upgrade or a downgrade",
+    ),
+    (
+        "workload identity to itself without the issuer type",
+        LEGACY_ID,
+        lambda http: minimal(http, LEGACY_ID),
+        400,
+        "ArgumentException",
+        "neither an upgrade or a downgrade",
+    ),
+    (
+        "issuer type other than EntraID",
+        LEGACY_ID,
+        lambda http: minimal(http, LEGACY_ID, workloadIdentityFederationIssuerType="AzureDevOps"),
+        400,
+        "ArgumentException",
+        "neither an upgrade or a downgrade",
+    ),
+    (
+        "revert with nothing to recover",
+        LEGACY_ID,
+        lambda http: minimal(http, LEGACY_ID, "ServicePrincipal"),
+        400,
+        "InvalidServiceEndpointRequestException",
+        "no recovery data",
+    ),
+    (
+        "no authorization",
+        SPN_ID,
+        lambda http: _drop(minimal(http, SPN_ID), "authorization"),
+        400,
+        "ArgumentNullException",
+        "endpoint.Authorization",
+    ),
+    (
+        "no scheme",
+        SPN_ID,
+        lambda http: {**minimal(http, SPN_ID), "authorization": {}},
+        400,
+        "ArgumentNullException",
+        "targetAuthenticationScheme",
+    ),
+    (
+        "no project reference",
+        SPN_ID,
+        lambda http: _drop(minimal(http, SPN_ID), "serviceEndpointProjectReferences"),
+        400,
+        "ArgumentException",
+        "Project reference must be set",
+    ),
+    (
+        "a rename",
+        SPN_ID,
+        lambda http: {**minimal(http, SPN_ID), "name": "renamed"},
+        400,
+        "ArgumentException",
+        "Property name does not match",
+    ),
+    (
+        "another identity",
+        SPN_ID,
+        lambda http: {
+            **minimal(http, SPN_ID),
+            "authorization": {
+                "scheme": "WorkloadIdentityFederation",
+                "parameters": {"serviceprincipalid": TARGET_MI},
+            },
+        },
+        400,
+        "ArgumentException",
+        "authorization.parameters['serviceprincipalid']",
+    ),
+    (
+        "changed data",
+        SPN_ID,
+        lambda http: {**minimal(http, SPN_ID), "data": {**DATA, "subscriptionName": "Other"}},
+        400,
+        "ArgumentException",
+        "data['subscriptionname']",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "eid", "make", "status", "type_key", "message"),
+    REFUSED,
+    ids=[r[0] for r in REFUSED],
+)
+def test_other_forms_are_refused_with_the_service_error_body(
+    world: Simulator,
+    http: Http,
+    label: str,
+    eid: str,
+    make: Any,
+    status: int,
+    type_key: str,
+    message: str,
+) -> None:
+    before = read(http, eid)
+    r = http.ado("PUT", f"{PLATFORM_EP}/{eid}?{CONVERT}&{V}", json=make(http))
+    assert r.status_code == status, r.text
+    error = r.json()
+    assert set(error) == ERROR_KEYS and error["$id"] == "1" and error["innerException"] is None
+    assert error["typeKey"] == type_key and error["typeName"].startswith(("System.", "Microsoft."))
+    assert message in error["message"]
+    assert read(http, eid) == before
+
+
+def test_a_connection_shared_from_another_project_is_converted_only_there(
+    world: Simulator, http: Http
+) -> None:
+    # Microsoft's script skips connections shared from another project and treats the 400
+    # the service answers for them as "shared"
+    team_a = next(
+        r
+        for r in read(http, SPN_ID, "team-a")["serviceEndpointProjectReferences"]
+        if r["projectReference"]["name"] == "team-a"
+    )
+    body = {**minimal(http, SPN_ID), "serviceEndpointProjectReferences": [team_a]}
+    r = http.ado(
+        "PUT", f"/contoso/team-a/_apis/serviceendpoint/endpoints/{SPN_ID}?{CONVERT}&{V}", json=body
+    )
+    assert r.status_code == 400 and set(r.json()) == ERROR_KEYS
+    assert "shared from project 'platform'" in r.json()["message"]
+    through_team_a = http.ado(
+        "PUT",
+        f"/contoso/team-a/_apis/serviceendpoint/endpoints/{SPN_ID}?{CONVERT}&{V}",
+        json=minimal(http, SPN_ID),
+    )
+    assert through_team_a.status_code == 400
+    assert read(http, SPN_ID)["authorization"]["scheme"] == "ServicePrincipal"
+
+
+def test_unknown_connection_and_unknown_operation(world: Simulator, http: Http) -> None:
+    missing = str(uuid.uuid4())
+    body = {**minimal(http, SPN_ID), "id": missing}
+    r = http.ado("PUT", f"{PLATFORM_EP}/{missing}?{CONVERT}&{V}", json=body)
+    assert r.status_code == 404 and r.json()["typeKey"] == "ServiceEndpointNotFoundException"
+    r = http.ado("PUT", f"{EP}/{SPN_ID}?operation=Convert&{V}", json=read(http, SPN_ID))
+    assert r.status_code == 400 and set(r.json()) == ERROR_KEYS
+    assert r.json()["typeKey"] == "ServiceEndpointException"
+    assert "Operation 'Convert' is invalid" in r.json()["message"]
+    # a plain update still cannot change the scheme (README: a conservative choice)
+    body = read(http, SPN_ID)
+    body["authorization"]["scheme"] = "WorkloadIdentityFederation"
+    assert http.ado("PUT", f"{EP}/{SPN_ID}?{V}", json=body).status_code == 400
+
+
+def test_create_may_ask_for_the_entra_issuer(world: Simulator, http: Http) -> None:
+    # fabrikam still gives new connections the Azure DevOps issuer
+    pid = http.ado("GET", f"/fabrikam/_apis/projects?{V}").json()["value"][0]["id"]
+
+    def create(name: str, **params: str) -> dict[str, Any]:
+        body = {
+            "name": name,
+            "type": "azurerm",
+            "url": "https://management.azure.com/",
+            "authorization": {
+                "scheme": "WorkloadIdentityFederation",
+                "parameters": {
+                    "serviceprincipalid": TARGET_MI,
+                    "tenantid": world.tenant_id,
+                    **params,
+                },
+            },
+            "data": {**DATA, "creationMode": "Manual"},
+            "serviceEndpointProjectReferences": [{"projectReference": {"id": pid}, "name": name}],
+        }
+        r = http.ado("POST", f"/fabrikam/_apis/serviceendpoint/endpoints?{V}", json=body)
+        assert r.status_code == 200, r.text
+        created: dict[str, Any] = r.json()["authorization"]["parameters"]
+        return created
+
+    default = create("default-issuer")
+    assert default["workloadIdentityFederationIssuer"].startswith("https://vstoken.dev.azure.com/")
+    assert default["workloadIdentityFederationSubject"] == "sc://fabrikam/legacy-app/default-issuer"
+    entra = create("entra-issuer", workloadIdentityFederationIssuerType="EntraID")
+    assert entra["workloadIdentityFederationIssuer"] == (
+        f"https://login.microsoftonline.com/{world.tenant_id}/v2.0"
+    )
+    assert entra["workloadIdentityFederationSubject"].startswith("/eid1/c/pub/t/")
+    assert entra["workloadIdentityFederationIssuerType"] == "EntraID"
