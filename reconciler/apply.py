@@ -35,7 +35,8 @@ from typing import Any
 from reconciler.changes import Change, Plan
 from reconciler.errors import PlanError, ReconcilerError, TransientError
 from reconciler.events import ApplyResult, Outcome, Reporter, Status
-from reconciler.model import Address, Kind
+from reconciler.kinds import executors
+from reconciler.model import Address
 from reconciler.retry import (
     SYSTEM_CLOCK,
     Clock,
@@ -80,39 +81,6 @@ def check_destroy(plan: Plan, allow_destroy: bool) -> None:
         "federated credential a live connection signs in with; "
         "nothing was changed. Re-run with --allow-destroy to permit:\n" + "\n".join(lines)
     )
-
-
-def default_concurrency_key(change: Change) -> str | None:
-    """Writes under one identity's federated credentials must not overlap (Azure answers 409)."""
-    if change.address.kind is not Kind.FEDERATED_CREDENTIAL:
-        return None
-    attrs = change.after or change.before or {}
-    identity = attrs.get("identity")
-    if isinstance(identity, str) and identity:
-        return f"identity:{identity.lower()}"
-    # the credential key is "{identity key}/{name}"
-    return f"identity:{change.address.key.rpartition('/')[0]}"
-
-
-def service_lane(change: Change) -> str | None:
-    """Which rate limit a change's write counts against: the Managed Identity service's, per
-    subscription (2 writes per second), for identities and credentials; ARM's own (far larger)
-    for role assignments; Azure DevOps' for connections.
-
-    A paced write waits for its turn inside its worker. Taken in plan order (one subscription
-    after another), every worker would wait on one subscription's limit while the others'
-    went unused, and the writes no limit holds back would queue behind them."""
-    kind = change.address.kind
-    attrs = change.after or change.before or {}
-    if kind is Kind.IDENTITY:
-        subscription = attrs.get("subscription") or change.address.key.split("/", 1)[0]
-    elif kind is Kind.FEDERATED_CREDENTIAL:
-        subscription = str(attrs.get("identity") or change.address.key).split("/", 1)[0]
-    elif kind is Kind.ROLE_ASSIGNMENT:
-        return "authorization"
-    else:
-        return "devops"
-    return f"managed-identity:{str(subscription).lower()}"
 
 
 class Interrupted(Exception):
@@ -334,7 +302,7 @@ def apply_plan(
     perform: Perform,
     *,
     workers: int = 8,
-    concurrency_key: ConcurrencyKey = default_concurrency_key,
+    concurrency_key: ConcurrencyKey = executors.concurrency_key,
     lane: Lane | None = None,
     clock: Clock = SYSTEM_CLOCK,
     policy: RetryPolicy = DEFAULT_POLICY,

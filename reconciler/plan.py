@@ -258,6 +258,10 @@ class _Planner:
             detail = f"{', '.join(immutable)} cannot change in place"
             if ownership is Ownership.FOREIGN:
                 detail += f"; taking over from {other}"
+            if spec.replace_action is None:  # a kind with immutable fields says how it is replaced
+                raise PlanError(
+                    f"{address}: {detail}, and a {address.kind.value} is never replaced"
+                )
             action = Action(spec.replace_action)
             self._add(
                 Change(

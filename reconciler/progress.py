@@ -8,7 +8,6 @@ statuses and the services' error codes and messages.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -16,16 +15,10 @@ from typing import Any, TextIO
 
 from reconciler.changes import Action, Change
 from reconciler.events import ApplyResult, Outcome, Reporter, Status
-from reconciler.model import Address, Kind
+from reconciler.kinds import kind_of
+from reconciler.model import Address
 
 __all__ = ["EVENTS_VERSION", "JsonReporter", "Reporter", "TextReporter", "display"]
-
-_KIND_LABELS = {
-    Kind.IDENTITY: "identity",
-    Kind.FEDERATED_CREDENTIAL: "federated credential",
-    Kind.ROLE_ASSIGNMENT: "role assignment",
-    Kind.SERVICE_CONNECTION: "service connection",
-}
 
 _VERBS = {
     Action.NOOP: "unchanged",
@@ -35,9 +28,6 @@ _VERBS = {
     Action.DELETE_THEN_CREATE: "replaced",
     Action.CREATE_THEN_DELETE: "replaced",
 }
-
-_SUBSCRIPTION_SCOPE = re.compile(r"^/subscriptions/([^/]+)$", re.IGNORECASE)
-_GROUP_SCOPE = re.compile(r"^/subscriptions/[^/]+/resourcegroups/([^/]+)$", re.IGNORECASE)
 
 
 def display(
@@ -52,30 +42,10 @@ def display(
     The full address stays in JSON events and in failure messages.
     """
     attrs = attrs or {}
-    labels = labels or {}
-    label = _KIND_LABELS.get(address.kind, str(address.kind))
-    parts = address.key.split("/")
-    name = attrs.get("name")
-
-    def identity(key: str) -> str:
-        return labels.get(key) or key.rpartition("/")[2]
-
-    if address.kind is Kind.IDENTITY and len(parts) == 3:
-        return f"{label} {labels.get(address.key) or name or parts[2]}"
-    if address.kind is Kind.FEDERATED_CREDENTIAL and len(parts) == 4:
-        return f"{label} {identity('/'.join(parts[:3]))}/{name or parts[3]}"
-    if address.kind is Kind.SERVICE_CONNECTION and len(parts) == 3:
-        org = attrs.get("organization") or parts[0]
-        project = attrs.get("project") or parts[1]
-        return f"{label} {org}/{project}/{name or parts[2]}"
-    if address.kind is Kind.ROLE_ASSIGNMENT and "//" in address.key:
-        owner, _, rest = address.key.partition("//")
-        scope, _, role_ref = f"/{rest}".rpartition("/")
-        # a role written as a full role definition id reads better as its GUID
-        role = str(attrs.get("role") or role_ref.removeprefix("name:")).rpartition("/")[2]
-        where = _short_scope(str(attrs.get("scope") or scope))
-        return f"{label} {identity(owner)}: {role} on {where}"
-    return f"{label} {address.key}"
+    names = labels or {}
+    rules = kind_of(address.kind)
+    shown = rules.display(address, attrs, names.get)
+    return f"{rules.noun} {shown if shown is not None else address.key}"
 
 
 def identity_labels(addresses: Iterable[Address]) -> dict[str, str]:
@@ -86,12 +56,9 @@ def identity_labels(addresses: Iterable[Address]) -> dict[str, str]:
     """
     keys: set[str] = set()
     for address in addresses:
-        if address.kind is Kind.IDENTITY:
-            keys.add(address.key)
-        elif address.kind is Kind.FEDERATED_CREDENTIAL:
-            keys.add(address.key.rpartition("/")[0])
-        elif address.kind is Kind.ROLE_ASSIGNMENT and "//" in address.key:
-            keys.add(address.key.partition("//")[0])
+        key = kind_of(address.kind).identity_in_key(address)
+        if key is not None:
+            keys.add(key)
     keys = {k for k in keys if k.count("/") == 2}
     labels: dict[str, str] = {}
     for key in keys:
@@ -101,14 +68,6 @@ def identity_labels(addresses: Iterable[Address]) -> dict[str, str]:
                 labels[key] = label
                 break
     return labels
-
-
-def _short_scope(scope: str) -> str:
-    if m := _GROUP_SCOPE.match(scope):
-        return m.group(1)
-    if m := _SUBSCRIPTION_SCOPE.match(scope):
-        return f"subscription {m.group(1)}"
-    return scope
 
 
 def change_display(change: Change, labels: Mapping[str, str] | None = None) -> str:

@@ -364,8 +364,8 @@ def _replan_saved(args: argparse.Namespace) -> tuple[Session, LiveState, Plan, d
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from reconciler.apply import apply_plan, check_destroy, interrupt_on_sigint, service_lane
-    from reconciler.operations import ApplyContext, perform
+    from reconciler.apply import apply_plan, check_destroy, interrupt_on_sigint
+    from reconciler.kinds.executors import ApplyContext, lane, perform
     from reconciler.progress import JsonReporter, Reporter, TextReporter
 
     color = _use_color(args, sys.stdout)
@@ -431,7 +431,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             # more changes in progress than requests in flight (--workers, enforced by the
             # providers): a change waiting for a rate limit's turn holds a thread, not a request
             workers=args.workers * _CHANGES_PER_WORKER,
-            lane=service_lane,
+            lane=lane,
             reporter=reporter,
             stop=stop,
         )

@@ -1,4 +1,9 @@
-"""The resource kinds, listed explicitly: adding a kind means one module and one line here."""
+"""The resource kinds, listed explicitly: adding a kind means its rules module, its executor
+(``reconciler.kinds.executors``) and one line in each registry.
+
+This registry holds the pure rules (keys, canonical form, decisions, labels). Everything that
+differs by kind is asked of it; nothing outside ``reconciler.kinds`` names a kind.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +20,26 @@ REGISTRY: Final[dict[Kind, KindSpec]] = {
     Kind.SERVICE_CONNECTION: service_connection.KIND,
 }
 
+_BY_VALUE: Final[dict[str, KindSpec]] = {kind.value: spec for kind, spec in REGISTRY.items()}
+
+
+class UnknownKindError(LookupError):
+    """A kind with no rules or no executor registered: a programming error (exit code 3),
+    never a silent fallback to another kind's behaviour."""
+
 
 def kind_of(kind: Kind) -> KindSpec:
-    return REGISTRY[kind]
+    """The rules of ``kind``. Raises ``UnknownKindError`` for a kind not registered."""
+    try:
+        return REGISTRY[kind]
+    except KeyError:
+        raise UnknownKindError(f"no rules registered for kind {kind!r}") from None
 
 
-def concurrency_key(change: ChangeLike) -> str | None:
-    """The apply engine's key: changes sharing one never overlap (a credential's identity)."""
-    return REGISTRY[change.address.kind].concurrency_key(change)
+def rules_named(value: str) -> KindSpec | None:
+    """The rules of the kind a plan document names (``"identity"``), or None for a name this
+    version does not know (a document from elsewhere: renderers show its address)."""
+    return _BY_VALUE.get(value)
 
 
-__all__ = ["REGISTRY", "ChangeLike", "KindSpec", "concurrency_key", "kind_of"]
+__all__ = ["REGISTRY", "ChangeLike", "KindSpec", "UnknownKindError", "kind_of", "rules_named"]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from reconciler.kinds.base import (
-    DELETE_THEN_CREATE,
-    ChangeLike,
-)
+from reconciler.kinds.base import DELETE_THEN_CREATE, identity_label, short_name
 from reconciler.model import Address, Kind, credential_key
 
 
@@ -17,9 +14,15 @@ class FederatedCredentialKind:
     # issuer, subject and audiences change in place: a delete/create window breaks sign-in
     declared_fields: tuple[str, ...] = ("issuer", "subject", "audiences")
     immutable_fields: tuple[str, ...] = ()
-    replace_action: str = DELETE_THEN_CREATE
+    replace_action: str | None = DELETE_THEN_CREATE
     optional_fields: tuple[str, ...] = ()
     has_marker: bool = False
+    noun: str = "federated credential"
+    shown_fields: tuple[str, ...] = ("issuer", "subject", "audiences")
+    # a credential is destructive only when a live connection signs in with it
+    destructive_warning: str = (
+        "!! DESTRUCTIVE: a service connection stops working; apply needs --allow-destroy"
+    )
 
     def natural_key(self, attrs: Mapping[str, Any]) -> str:
         return credential_key(attrs["identity"], attrs["name"])
@@ -43,13 +46,23 @@ class FederatedCredentialKind:
         value = attrs.get("identity")
         return str(value) if value else None
 
-    def concurrency_key(self, change: ChangeLike) -> str | None:
-        # Azure answers 409 to overlapping credential writes under one identity
-        attrs = change.after or change.before or {}
-        return self.identity_of(attrs)
-
     def is_destructive(self, action: str) -> bool:
         return False
+
+    def title(self, change: Mapping[str, Any]) -> str:
+        attrs = change.get("after") or change.get("before") or {}
+        return f"federated_credential {attrs.get('name')} on {short_name(attrs.get('identity'))}"
+
+    def display(
+        self, address: Address, attrs: Mapping[str, Any], label: Callable[[str], str | None]
+    ) -> str | None:
+        parts = address.key.split("/")
+        if len(parts) != 4:
+            return None
+        return f"{identity_label('/'.join(parts[:3]), label)}/{attrs.get('name') or parts[3]}"
+
+    def identity_in_key(self, address: Address) -> str | None:
+        return address.key.rpartition("/")[0]
 
 
 KIND = FederatedCredentialKind()

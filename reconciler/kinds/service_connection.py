@@ -6,16 +6,12 @@ permissions, approvals and checks, so deleting one is destructive.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconciler import normalize
-from reconciler.kinds.base import (
-    CREATE_THEN_DELETE,
-    LOSING,
-    IdentityChild,
-)
-from reconciler.model import Kind, connection_key
+from reconciler.kinds.base import DESTROYS_IDS, LOSING, IdentityChild
+from reconciler.model import Address, Kind, connection_key
 
 
 class ServiceConnectionKind(IdentityChild):
@@ -32,9 +28,24 @@ class ServiceConnectionKind(IdentityChild):
         "tenantId",
     )
     immutable_fields: tuple[str, ...] = ()
-    replace_action: str = CREATE_THEN_DELETE
+    # never replaced: no field is immutable and a replaced identity's connection is updated
+    # to the new client id (the executor refuses a replace from a hand-edited plan)
+    replace_action: str | None = None
     optional_fields: tuple[str, ...] = ("pipelinePermissions",)
     has_marker: bool = True
+    noun: str = "service connection"
+    shown_fields: tuple[str, ...] = (
+        "description",
+        "subscriptionId",
+        "subscriptionName",
+        "scope",
+        "sharedWith",
+        "pipelinePermissions",
+        "servicePrincipalId",
+        "tenantId",
+        "id",
+    )
+    destructive_warning: str = DESTROYS_IDS
 
     def natural_key(self, attrs: Mapping[str, Any]) -> str:
         return connection_key(attrs["organization"], attrs["project"], attrs["name"])
@@ -53,6 +64,23 @@ class ServiceConnectionKind(IdentityChild):
 
     def is_destructive(self, action: str) -> bool:
         return action in LOSING
+
+    def title(self, change: Mapping[str, Any]) -> str:
+        attrs = change.get("after") or change.get("before") or {}
+        return (
+            f"service_connection {attrs.get('organization')}/{attrs.get('project')}/"
+            f"{attrs.get('name')}"
+        )
+
+    def display(
+        self, address: Address, attrs: Mapping[str, Any], label: Callable[[str], str | None]
+    ) -> str | None:
+        parts = address.key.split("/")
+        if len(parts) != 3:
+            return None
+        org = attrs.get("organization") or parts[0]
+        project = attrs.get("project") or parts[1]
+        return f"{org}/{project}/{attrs.get('name') or parts[2]}"
 
 
 KIND = ServiceConnectionKind()

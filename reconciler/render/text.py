@@ -10,6 +10,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from reconciler.kinds import rules_named
+from reconciler.kinds.base import DESTROYS_IDS
 from reconciler.render.document import UNKNOWN_TEXT
 
 _SYMBOLS: Final = {
@@ -67,31 +69,16 @@ def value_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def _name(identity: Any) -> str:
-    return str(identity).rsplit("/", 1)[-1] if identity else ""
-
-
 def title(change: Mapping[str, Any]) -> str:
     """A change's object as a reader names it (the address is in the JSON document)."""
-    kind = str(change.get("kind", ""))
-    attrs = change.get("after") or change.get("before") or {}
-    if kind == "identity":
-        key = str(change.get("key", ""))
-        where = key.rsplit("/", 1)[0] if "/" in key else ""
-        return f"identity {attrs.get('name') or _name(key)}" + (f" ({where})" if where else "")
-    if kind == "federated_credential":
-        return f"federated_credential {attrs.get('name')} on {_name(attrs.get('identity'))}"
-    if kind == "role_assignment":
-        role = change.get("role_name") or attrs.get("role") or attrs.get("roleDefinitionId")
-        identity = attrs.get("identity")
-        who = _name(identity) if identity else f"deleted principal {attrs.get('principalId')}"
-        return f"role_assignment {role} at {attrs.get('scope')} for {who}"
-    if kind == "service_connection":
-        return (
-            f"service_connection {attrs.get('organization')}/{attrs.get('project')}/"
-            f"{attrs.get('name')}"
-        )
-    return str(change.get("address", ""))
+    rules = rules_named(str(change.get("kind", "")))
+    return rules.title(change) if rules is not None else str(change.get("address", ""))
+
+
+def destructive_warning(change: Mapping[str, Any]) -> str:
+    """The line shown next to a destructive change: what its kind loses."""
+    rules = rules_named(str(change.get("kind", "")))
+    return rules.destructive_warning if rules is not None else DESTROYS_IDS
 
 
 def _where(change: Mapping[str, Any]) -> str:
@@ -104,32 +91,12 @@ def _reason(change: Mapping[str, Any]) -> str:
     return f"{change['reason']}: {detail}" if detail else str(change["reason"])
 
 
-# What a created or deleted object shows besides its title: what a reviewer checks, plus the
-# ids a delete will need; everything else is in the JSON document.
-_SHOWN: Final = {
-    "identity": ("location", "tags", "principalId", "clientId"),
-    "federated_credential": ("issuer", "subject", "audiences"),
-    "role_assignment": ("roleDefinitionId", "scope", "description", "condition", "principalId"),
-    "service_connection": (
-        "description",
-        "subscriptionId",
-        "subscriptionName",
-        "scope",
-        "sharedWith",
-        "pipelinePermissions",
-        "servicePrincipalId",
-        "tenantId",
-        "id",
-    ),
-}
-
-
 def shown_attrs(change: Mapping[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The attributes worth showing for a created or deleted object, in a stable order."""
-    names = _SHOWN.get(str(change.get("kind")))
-    if names is None:
+    rules = rules_named(str(change.get("kind")))
+    if rules is None:
         return dict(sorted(attrs.items()))
-    return {n: attrs[n] for n in names if n in attrs}
+    return {n: attrs[n] for n in rules.shown_fields if n in attrs}
 
 
 def _attr_lines(attrs: Mapping[str, Any], sign: str) -> list[str]:
@@ -155,16 +122,7 @@ def _plan_block(change: Mapping[str, Any], style: _Style) -> list[str]:
     where = _where(change)
     lines.append(f"      {phrase}" + (f"  {style.dim(where)}" if where else ""))
     if change.get("destructive"):
-        lines.append(
-            "      "
-            + style.alarm(
-                # a credential is destructive only when a live connection signs in with it
-                "!! DESTRUCTIVE: a service connection stops working; apply needs --allow-destroy"
-                if change.get("kind") == "federated_credential"
-                else "!! DESTRUCTIVE: this loses ids, grants or pipeline permissions; "
-                "apply needs --allow-destroy"
-            )
-        )
+        lines.append("      " + style.alarm(destructive_warning(change)))
     if action == "create":
         body = _attr_lines(shown_attrs(change, change.get("after") or {}), "+")
     elif action == "delete":

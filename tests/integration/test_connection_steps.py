@@ -12,9 +12,9 @@ import pytest
 
 from bench.world import ORG, BenchWorld, Shape
 from reconciler.apply import ApplyResult, Status, apply_plan
+from reconciler.kinds.executors import ApplyContext, perform
 from reconciler.model import Kind
 from reconciler.observe import observe
-from reconciler.operations import ApplyContext, perform
 from reconciler.plan import Plan, make_plan
 from reconciler.providers import Services, connect
 from reconciler.providers.target import resolve_target

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from reconciler.apply import apply_plan
+from reconciler.kinds.executors import ApplyContext, perform
 from reconciler.model import implied_credential_name
 from reconciler.observe import observe
-from reconciler.operations import ApplyContext, perform
 from reconciler.plan import make_plan
 from reconciler.providers import connect
 from reconciler.providers.target import resolve_target

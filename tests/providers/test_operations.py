@@ -18,6 +18,8 @@ from reconciler.errors import (
     PermanentError,
     TransientError,
 )
+from reconciler.kinds.executors import ApplyContext, perform
+from reconciler.kinds.executors.role_assignment import assignment_name
 from reconciler.model import (
     UNKNOWN,
     Address,
@@ -29,7 +31,6 @@ from reconciler.model import (
     role_assignment_key,
 )
 from reconciler.observe import observe
-from reconciler.operations import ApplyContext, assignment_name, perform
 from reconciler.plan import Action, Change, Reason
 from reconciler.providers import Services
 from reconciler.retry import SYSTEM_CLOCK, FakeClock, RetryPolicy, call_with_retry

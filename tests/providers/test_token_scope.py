@@ -636,7 +636,7 @@ def test_a_new_connection_names_the_target_cloud() -> None:
     ARM URL); one against the public cloud or a connection file keeps ``AzureCloud``."""
     from types import SimpleNamespace
 
-    from reconciler.operations import _cloud_of, connection_body
+    from reconciler.kinds.executors.service_connection import _cloud_of, connection_body
 
     after = {"name": "sc", "project": "p", "subscriptionId": "s", "subscriptionName": "S"}
     for target, environment, url in (

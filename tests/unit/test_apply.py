@@ -18,7 +18,6 @@ from reconciler.apply import (
     _Schedule,
     apply_plan,
     check_destroy,
-    default_concurrency_key,
     interrupt_on_sigint,
 )
 from reconciler.errors import (
@@ -29,6 +28,7 @@ from reconciler.errors import (
     PlanError,
     TransientError,
 )
+from reconciler.kinds.executors import concurrency_key as default_concurrency_key
 from reconciler.model import Address, Kind, Source
 from reconciler.plan import Action, Change, Plan, Reason
 from reconciler.retry import FakeClock, RetryPolicy, SystemClock

@@ -10,9 +10,9 @@ from reconciler.apply import (
     ConcurrencyKey,
     Status,
     _Schedule,
-    default_concurrency_key,
-    service_lane,
 )
+from reconciler.kinds.executors import concurrency_key as default_concurrency_key
+from reconciler.kinds.executors import lane as service_lane
 from reconciler.model import Address, Kind
 from reconciler.plan import Action, Change, Reason
 

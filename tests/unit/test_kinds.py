@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.kinds import REGISTRY, concurrency_key
+from reconciler.kinds import REGISTRY
+from reconciler.kinds.executors import concurrency_key
 from reconciler.model import Address, Kind, credential_key, identity_key
 from reconciler.plan import Action, Change, Reason
 
@@ -21,7 +22,7 @@ def test_credential_writes_under_one_identity_share_a_key() -> None:
     address = Address(Kind.FEDERATED_CREDENTIAL, credential_key(MI, "a"))
     create = Change(address, Action.CREATE, Reason.NEW, after={"identity": MI, "name": "a"})
     delete = Change(address, Action.DELETE, Reason.NOT_IN_SPEC, before={"identity": MI})
-    assert concurrency_key(create) == concurrency_key(delete) == MI
+    assert concurrency_key(create) == concurrency_key(delete) == f"identity:{MI.lower()}"
     other = Change(Address(Kind.IDENTITY, MI), Action.CREATE, Reason.NEW, after={})
     assert concurrency_key(other) is None
 

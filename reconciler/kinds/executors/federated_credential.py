@@ -1,0 +1,125 @@
+"""The federated credential's executor: PUT and DELETE under its identity through the
+``CredentialPort``, with the issuer and subject a service connection generated resolved at
+apply time. Writes under one identity never overlap (Azure answers 409 to concurrent ones)
+and count against the Managed Identity service's per-subscription rate limit."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from reconciler.changes import Action, Change
+from reconciler.errors import NotFoundError, PermanentError
+from reconciler.kinds.executors.context import (
+    ApplyContext,
+    guard_identity,
+    identity_path,
+    known,
+    lagging,
+    step,
+)
+from reconciler.model import Address, Kind
+
+
+class FederatedCredentialExecutor:
+    kind: Kind = Kind.FEDERATED_CREDENTIAL
+
+    def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
+        return _perform_credential(change, ctx)
+
+    def lane(self, change: Change) -> str:
+        """Its identity's subscription's Managed Identity limit (2 writes per second)."""
+        attrs = change.after or change.before or {}
+        subscription = str(attrs.get("identity") or change.address.key).split("/", 1)[0]
+        return f"managed-identity:{subscription.lower()}"
+
+    def concurrency_key(self, change: Change) -> str | None:
+        """Its identity: writes under one identity's credentials must not overlap."""
+        attrs = change.after or change.before or {}
+        identity = attrs.get("identity")
+        if isinstance(identity, str) and identity:
+            return f"identity:{identity.lower()}"
+        # the credential key is "{identity key}/{name}"
+        return f"identity:{change.address.key.rpartition('/')[0]}"
+
+
+EXECUTOR = FederatedCredentialExecutor()
+
+
+def _perform_credential(change: Change, ctx: ApplyContext) -> dict[str, Any]:
+    action = change.action
+    if action is Action.DELETE:
+        _delete_credential(change, ctx)
+        return {}
+    if action is Action.DELETE_THEN_CREATE:
+        step(ctx, change, "delete old", lambda: _delete_credential(change, ctx))
+        return step(ctx, change, "create new", lambda: _put_credential(change, ctx))
+    if action is Action.CREATE_THEN_DELETE and change.before is not None:
+        result = step(ctx, change, "create new", lambda: _put_credential(change, ctx))
+        step(ctx, change, "delete old", lambda: _delete_credential(change, ctx))
+        return result
+    return _put_credential(change, ctx)
+
+
+def _issuer_and_subject(change: Change, ctx: ApplyContext) -> tuple[str, str]:
+    after = change.after or {}
+    issuer, subject = after.get("issuer"), after.get("subject")
+    if known(issuer) and known(subject):
+        return str(issuer), str(subject)
+    connection = after.get("serviceConnection")
+    if not connection:
+        raise PermanentError(
+            f"{change.address}: issuer and subject are unknown and no service connection "
+            "implies them",
+            code="Plan",
+        )
+    # the connection's own values, read back after it was written (either issuer format)
+    address = Address(Kind.SERVICE_CONNECTION, str(connection))
+    source: dict[str, Any] = {}
+    live = ctx.live.resources.get(address)
+    if live is not None:
+        source.update(live.attrs)
+    source.update(ctx.result(address) or {})
+    issuer = issuer if known(issuer) else source.get("issuer")
+    subject = subject if known(subject) else source.get("subject")
+    if not (known(issuer) and known(subject)):
+        raise PermanentError(
+            f"{change.address}: service connection {connection} reported no workload identity "
+            "issuer and subject",
+            code="IssuerUnknown",
+        )
+    return str(issuer), str(subject)
+
+
+def _put_credential(change: Change, ctx: ApplyContext) -> dict[str, Any]:
+    after = change.after or {}
+    ident_key = str(after["identity"])
+    sub, rg, ident = identity_path(ctx, ident_key)
+    issuer, subject = _issuer_and_subject(change, ctx)
+    audiences = sorted(after.get("audiences") or [])
+    body = {"properties": {"issuer": issuer, "subject": subject, "audiences": audiences}}
+    name = str(after["name"])
+    try:
+        raw = ctx.services.arm.put_credential(sub, rg, ident, name, body)
+    except NotFoundError as exc:
+        # the parent identity may have just been created
+        raise lagging(ctx, exc, ident_key, f"identity {ident}") from None
+    return {
+        "identity": ident_key,
+        "name": name,
+        "issuer": issuer,
+        "subject": subject,
+        "audiences": audiences,
+        "id": raw.get("id"),
+    }
+
+
+def _delete_credential(change: Change, ctx: ApplyContext) -> None:
+    before = change.before or {}
+    ident_key = str(before["identity"])
+    sub, rg, ident = identity_path(ctx, ident_key)
+    # a credential has no marker of its own: its identity must still be ours (or adopted)
+    if not guard_identity(ctx, ident_key, of=f" (parent of {change.address})"):
+        return  # a missing identity took its credentials with it
+    with contextlib.suppress(NotFoundError):
+        ctx.services.arm.delete_credential(sub, rg, ident, str(before["name"]))

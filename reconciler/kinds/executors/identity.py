@@ -1,0 +1,79 @@
+"""The identity's executor: PUT and DELETE of a user-assigned managed identity through the
+``IdentityPort``; a replace deletes first (the name must be free). Its writes count against the
+Managed Identity service's per-subscription rate limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.changes import Action, Change
+from reconciler.kinds.executors.context import ApplyContext, guard_identity, step
+from reconciler.model import Kind
+from reconciler.ownership import mark_tags
+
+
+class IdentityExecutor:
+    kind: Kind = Kind.IDENTITY
+
+    def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
+        return _perform_identity(change, ctx)
+
+    def lane(self, change: Change) -> str:
+        """The Managed Identity service's limit, per subscription (2 writes per second)."""
+        attrs = change.after or change.before or {}
+        subscription = attrs.get("subscription") or change.address.key.split("/", 1)[0]
+        return f"managed-identity:{str(subscription).lower()}"
+
+    def concurrency_key(self, change: Change) -> str | None:
+        return None
+
+
+EXECUTOR = IdentityExecutor()
+
+
+def _perform_identity(change: Change, ctx: ApplyContext) -> dict[str, Any]:
+    action = change.action
+    if action is Action.DELETE:
+        _delete_identity(change, ctx)
+        return {}
+    if action.is_replace:
+        # same name: the old one has to go first whichever replace the plan names
+        step(ctx, change, "delete old", lambda: _delete_identity(change, ctx))
+        return step(ctx, change, "create new", lambda: _put_identity(change, ctx, created=True))
+    return _put_identity(change, ctx, created=action is not Action.UPDATE)
+
+
+def _put_identity(change: Change, ctx: ApplyContext, *, created: bool) -> dict[str, Any]:
+    after = change.after or {}
+    sub, rg, name = str(after["subscription"]), str(after["resourceGroup"]), str(after["name"])
+    body = {
+        "location": after["location"],
+        "tags": mark_tags(
+            dict(after.get("tags") or {}), ctx.owner, dict(after.get("organizations") or {})
+        ),
+    }
+    raw = ctx.services.arm.put_identity(sub, rg, name, body)
+    props = raw.get("properties") or {}
+    principal = props.get("principalId")
+    if created and principal:
+        ctx.add_principal(str(principal))
+    return {
+        "subscription": sub,
+        "resourceGroup": rg,
+        "name": raw.get("name", name),
+        "location": raw.get("location", after["location"]),
+        "tags": dict(after.get("tags") or {}),
+        "organizations": dict(after.get("organizations") or {}),
+        "id": raw.get("id"),
+        "principalId": principal,
+        "clientId": props.get("clientId"),
+        "tenantId": props.get("tenantId"),
+    }
+
+
+def _delete_identity(change: Change, ctx: ApplyContext) -> None:
+    before = change.before or {}
+    sub, rg, name = str(before["subscription"]), str(before["resourceGroup"]), str(before["name"])
+    if not guard_identity(ctx, change.address.key):
+        return
+    ctx.services.arm.delete_identity(sub, rg, name)

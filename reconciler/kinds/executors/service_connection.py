@@ -1,0 +1,493 @@
+"""The service connection's executor: an Azure DevOps workload identity federation endpoint
+through the ``DevOpsPort``, in named steps (create, wait until ready, share, set pipeline
+permissions; read, update, ...; delete, wait until deleted), so that a retry resumes at the
+step that failed. Always updated in place: the rules never plan a replace (a recreated
+connection loses its id and pipeline permissions), and a hand-edited plan that asks for one is
+refused. Its writes count against Azure DevOps' limit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from reconciler.changes import Action, Change
+from reconciler.errors import (
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    ProviderError,
+    TransientError,
+)
+from reconciler.kinds.executors.context import (
+    ApplyContext,
+    guard_description,
+    identity_attrs,
+    known,
+    lagging,
+    need,
+    no_action,
+    step,
+)
+from reconciler.kinds.service_connection import endpoint_gone
+from reconciler.model import UNKNOWN, Kind
+from reconciler.ownership import mark_description, read_description
+
+# what azure DevOps records as the connection's ARM endpoint (data, not where we talk)
+ARM_ENDPOINT_URL: Final = "https://management.azure.com/"
+_DELETE_REFUSED_TEXT: Final = "cannot delete this service connection while federated credentials"
+
+
+class ServiceConnectionExecutor:
+    kind: Kind = Kind.SERVICE_CONNECTION
+
+    def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
+        return _perform_connection(change, ctx)
+
+    def lane(self, change: Change) -> str:
+        """Azure DevOps' own limit (per organisation and user)."""
+        return "devops"
+
+    def concurrency_key(self, change: Change) -> str | None:
+        return None
+
+
+EXECUTOR = ServiceConnectionExecutor()
+
+
+# -- service connections -------------------------------------------------------------------
+#
+# A connection change is several requests. Each is a step (``_step``): done steps are kept in
+# the context, so a retry of the change resumes at the step that failed instead of creating
+# the connection again, and a failure says what was done.
+
+
+def _perform_connection(change: Change, ctx: ApplyContext) -> dict[str, Any]:
+    action = change.action
+    if action is Action.DELETE:
+        _delete_connection(change, ctx, change.before or {})
+        return {}
+    if action.is_replace:
+        # never planned (no field forces one, a replaced identity's connection is updated):
+        # a recreated connection would lose its id and pipeline permissions
+        raise no_action(change)
+    if action is Action.UPDATE and change.before is not None and change.before.get("id"):
+        return _update_connection(change, ctx, str(change.before["id"]))
+    return _create_connection(change, ctx)
+
+
+def _project_id(ctx: ApplyContext, org: str, project: str) -> str:
+    found = ctx.live.projects.get(f"{org}/{project}".lower())
+    if found:
+        return found
+    for item in ctx.services.devops.list_projects(org):
+        if str(item.get("name", "")).lower() == project.lower():
+            return str(item["id"])
+    raise PermanentError(
+        f"project {project!r} does not exist in Azure DevOps organisation {org!r}",
+        code="ProjectNotFound",
+    )
+
+
+def _ref_project_id(ref: Mapping[str, Any]) -> str:
+    return str((ref.get("projectReference") or {}).get("id") or "").lower()
+
+
+def _principal_and_tenant(change: Change, ctx: ApplyContext) -> tuple[str, str]:
+    after = change.after or {}
+    ident_key = str(after["identity"])
+    client_id = after.get("servicePrincipalId")
+    tenant = after.get("tenantId")
+    if not (known(client_id) and known(tenant)):
+        ident = identity_attrs(ctx, ident_key)
+        if not known(client_id):
+            # the identity's client (application) id, not its principal id
+            client_id = need(ident, "clientId", ident_key)
+        if not known(tenant):
+            tenant = ident.get("tenantId") if known(ident.get("tenantId")) else None
+    if not known(tenant):
+        tenant = ctx.live.tenant_id or ctx.services.tenant_id
+    return str(client_id), str(tenant)
+
+
+def _cloud_of(ctx: ApplyContext) -> dict[str, str]:
+    """The service connection ``environment`` and ARM URL of the run's cloud (``--cloud``)."""
+    target = getattr(ctx.services, "target", None)
+    if target is None or not target.is_cloud:
+        return {}
+    return {"environment": target.environment, "management_url": target.arm_url + "/"}
+
+
+def connection_body(
+    current: Mapping[str, Any],
+    after: Mapping[str, Any],
+    owner: str,
+    client_id: str,
+    tenant: str,
+    project_id: str,
+    *,
+    environment: str = "AzureCloud",
+    management_url: str = ARM_ENDPOINT_URL,
+) -> dict[str, Any]:
+    """The POST or PUT body of a workload identity connection: only what the tool manages.
+
+    Like Terraform's azuredevops provider (``doBaseExpansion`` + ``expandServiceEndpointAzureRM``)
+    and nothing the service generates (``createdBy``, ``isReady``, ``isShared``,
+    ``operationStatus``, the ``workloadIdentityFederation*`` parameters), whatever ``current``
+    (the connection as read, or empty) holds; only its ``url``, ``type``, ``owner`` and
+    ``data.environment`` carry over. The one project reference is the owning project's (by id);
+    the service keeps the other projects' references of an update as they are. A new
+    connection gets ``environment`` and ``management_url``: the target cloud's (``--cloud``).
+    """
+    description = mark_description(after.get("description"), owner)
+    name = str(after["name"])
+    params = {"serviceprincipalid": client_id, "tenantid": tenant}
+    if after.get("scope"):
+        params["scope"] = str(after["scope"])
+    environment = (current.get("data") or {}).get("environment") or environment
+    return {
+        "name": name,
+        "type": current.get("type") or "azurerm",
+        "url": current.get("url") or management_url,
+        "owner": current.get("owner") or "library",
+        "description": description,
+        "authorization": {"scheme": "WorkloadIdentityFederation", "parameters": params},
+        "data": {
+            "subscriptionId": str(after["subscriptionId"]),
+            "subscriptionName": str(after.get("subscriptionName") or ""),
+            "environment": environment,
+            "scopeLevel": "Subscription",
+            "creationMode": "Manual",
+        },
+        "serviceEndpointProjectReferences": [
+            {
+                "projectReference": {"id": project_id, "name": str(after["project"])},
+                "name": name,
+                "description": description,
+            }
+        ],
+    }
+
+
+def _create_connection(change: Change, ctx: ApplyContext) -> dict[str, Any]:
+    after = change.after or {}
+    org, project, name = str(after["organization"]), str(after["project"]), str(after["name"])
+    devops = ctx.services.devops
+
+    def create() -> dict[str, Any]:
+        client_id, tenant = _principal_and_tenant(change, ctx)
+        project_id = _project_id(ctx, org, project)
+        body = connection_body(
+            {}, after, ctx.owner, client_id, tenant, project_id, **_cloud_of(ctx)
+        )
+        try:
+            return devops.create_endpoint(org, body)
+        except ConflictError as exc:
+            if exc.code != "DuplicateServiceConnectionException":
+                raise
+            # a create whose answer was lost, or one made by hand since the plan: update it
+            existing = _find_by_name(ctx, org, project, name)
+            if existing is None:
+                raise
+            return devops.update_endpoint(
+                org,
+                str(existing["id"]),
+                {
+                    **connection_body(
+                        existing, after, ctx.owner, client_id, tenant, project_id, **_cloud_of(ctx)
+                    ),
+                    "id": str(existing["id"]),
+                },
+            )
+
+    created = step(ctx, change, "create", create)
+    endpoint_id = str(created["id"])
+    ready = step(
+        ctx,
+        change,
+        "wait until ready",
+        lambda: _wait_ready(ctx, org, project, endpoint_id, created),
+    )
+    # from here on the connection exists: its issuer and subject are final
+    ctx.record(change.address, _connection_result(ready, after, ctx))
+    _connection_finish(change, ctx, endpoint_id, ready)
+    return _connection_result(ready, after, ctx)
+
+
+def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> dict[str, Any]:
+    after = change.after or {}
+    org, project = str(after["organization"]), str(after["project"])
+    devops = ctx.services.devops
+
+    def read() -> dict[str, Any]:
+        try:
+            return devops.get_endpoint(org, project, endpoint_id)
+        except NotFoundError as exc:
+            raise lagging(ctx, exc, endpoint_id, f"service connection {endpoint_id}") from None
+
+    current = step(ctx, change, "read", read)
+
+    def update() -> dict[str, Any]:
+        client_id, tenant = _principal_and_tenant(change, ctx)
+        project_id = _project_id(ctx, org, project)
+        body = connection_body(
+            current, after, ctx.owner, client_id, tenant, project_id, **_cloud_of(ctx)
+        )
+        return devops.update_endpoint(org, endpoint_id, {**body, "id": endpoint_id})
+
+    updated = step(ctx, change, "update", update)
+    # a rename in an organisation on the legacy issuer changes the subject: the PUT's answer
+    # carries the values the implied credential must have
+    ctx.record(change.address, _connection_result(updated, after, ctx))
+    _connection_finish(change, ctx, endpoint_id, updated)
+    return _connection_result(updated, after, ctx)
+
+
+def _connection_finish(
+    change: Change, ctx: ApplyContext, endpoint_id: str, endpoint: Mapping[str, Any]
+) -> None:
+    after = change.after or {}
+    org, project = str(after["organization"]), str(after["project"])
+    step(ctx, change, "share", lambda: _share(ctx, org, endpoint_id, endpoint, after))
+    step(
+        ctx,
+        change,
+        "set pipeline permissions",
+        lambda: _set_permissions(ctx, org, project, endpoint_id, after.get("pipelinePermissions")),
+    )
+
+
+def _find_by_name(ctx: ApplyContext, org: str, project: str, name: str) -> dict[str, Any] | None:
+    for item in ctx.services.devops.list_endpoints(org, project, names=[name]):
+        if str(item.get("name", "")).lower() == name.lower() and not endpoint_gone(item):
+            return item
+    return None
+
+
+def _wait_ready(
+    ctx: ApplyContext, org: str, project: str, endpoint_id: str, endpoint: dict[str, Any]
+) -> dict[str, Any]:
+    """Poll until the new connection reports ready; its issuer and subject are final then."""
+    devops = ctx.services.devops
+    deadline = ctx.clock.monotonic() + ctx.readiness_timeout
+    current = endpoint
+    while True:
+        if current.get("isReady"):
+            return current
+        status = current.get("operationStatus") or {}
+        if str(status.get("state", "")).lower() == "failed":
+            raise PermanentError(
+                f"service connection {current.get('name')} failed to become ready: "
+                f"{status.get('statusMessage') or 'no message'}",
+                code="ServiceConnectionFailed",
+            )
+        if ctx.clock.monotonic() >= deadline:
+            raise PermanentError(
+                f"service connection {current.get('name')} is still not ready after "
+                f"{ctx.readiness_timeout:.0f}s (state {status.get('state', 'unknown')})",
+                code="ServiceConnectionNotReady",
+            )
+        ctx.clock.sleep(ctx.readiness_interval)
+        try:
+            current = devops.get_endpoint(org, project, endpoint_id)
+        except (NotFoundError, TransientError):
+            continue  # just created: a lagging read or a hiccup is one more poll
+
+
+def _share(
+    ctx: ApplyContext, org: str, endpoint_id: str, endpoint: Mapping[str, Any], after: Any
+) -> None:
+    """Make the connection's project references match ``sharedWith``.
+
+    The owning project's reference is found by its project id, wherever the service lists it.
+    """
+    owning_id = _project_id(ctx, org, str(after["project"])).lower()
+    wanted = {str(p).lower(): str(p) for p in after.get("sharedWith") or []}
+    refs = endpoint.get("serviceEndpointProjectReferences") or []
+    present = {
+        str((r.get("projectReference") or {}).get("name", "")).lower(): r
+        for r in refs
+        if _ref_project_id(r) != owning_id
+    }
+    owning = str(after["project"]).lower()
+    to_add = [name for low, name in sorted(wanted.items()) if low not in present and low != owning]
+    to_remove = [low for low in sorted(present) if low not in wanted and low != owning]
+    devops = ctx.services.devops
+    if to_add:
+        description = mark_description(after.get("description"), ctx.owner)
+        devops.share_endpoint(
+            org,
+            endpoint_id,
+            [
+                {
+                    "projectReference": {"id": _project_id(ctx, org, name), "name": name},
+                    "name": str(after["name"]),
+                    "description": description,
+                }
+                for name in to_add
+            ],
+        )
+    if to_remove:
+        ids = [_ref_project_id(present[low]) or _project_id(ctx, org, low) for low in to_remove]
+        devops.delete_endpoint(org, endpoint_id, ids)
+
+
+def _pipeline_ids(ctx: ApplyContext, org: str, project: str) -> dict[str, int]:
+    known = ctx.live.pipelines.get(f"{org}/{project}".lower())
+    if known:
+        return {name.lower(): pid for name, pid in known.items()}
+    items = ctx.services.devops.list_pipelines(org, project)
+    return {str(p["name"]).lower(): int(p["id"]) for p in items}
+
+
+def _set_permissions(
+    ctx: ApplyContext, org: str, project: str, endpoint_id: str, wanted: Any
+) -> None:
+    """``all`` opens the connection to every pipeline; a list authorises exactly those
+    pipelines, revoking the others it had authorised. None leaves permissions alone."""
+    if wanted is None or wanted is UNKNOWN:
+        return
+    devops = ctx.services.devops
+    resource = {"id": endpoint_id, "type": "endpoint"}
+    if wanted == "all":
+        body: dict[str, Any] = {"resource": resource, "allPipelines": {"authorized": True}}
+        _patch_permissions(ctx, org, project, endpoint_id, body)
+        return
+    ids = _pipeline_ids(ctx, org, project)
+    missing = [str(n) for n in wanted if str(n).lower() not in ids]
+    if missing:
+        raise PermanentError(
+            f"pipeline(s) {', '.join(sorted(missing))} not found in {org}/{project}",
+            code="PipelineNotFound",
+        )
+    target = {ids[str(n).lower()] for n in wanted}
+    try:
+        current = devops.get_pipeline_permissions(org, project, endpoint_id)
+    except NotFoundError:
+        current = {}
+    authorised = {
+        int(p["id"]) for p in current.get("pipelines") or [] if p.get("authorized") and "id" in p
+    }
+    pipelines = [{"id": pid, "authorized": True} for pid in sorted(target)]
+    pipelines += [{"id": pid, "authorized": False} for pid in sorted(authorised - target)]
+    body = {"resource": resource, "pipelines": pipelines}
+    if (current.get("allPipelines") or {}).get("authorized"):
+        body["allPipelines"] = {"authorized": False}
+    _patch_permissions(ctx, org, project, endpoint_id, body)
+
+
+def _patch_permissions(
+    ctx: ApplyContext, org: str, project: str, endpoint_id: str, body: dict[str, Any]
+) -> None:
+    try:
+        ctx.services.devops.update_pipeline_permissions(org, project, endpoint_id, body)
+    except NotFoundError as exc:
+        raise lagging(ctx, exc, endpoint_id, f"service connection {endpoint_id}") from None
+
+
+def _connection_result(
+    endpoint: Mapping[str, Any], after: Any, ctx: ApplyContext
+) -> dict[str, Any]:
+    params = (endpoint.get("authorization") or {}).get("parameters") or {}
+    description, _ = read_description(endpoint.get("description"))
+    return {
+        "organization": after["organization"],
+        "project": after["project"],
+        "name": endpoint.get("name"),
+        "description": description,
+        "identity": after.get("identity"),
+        "subscriptionId": (endpoint.get("data") or {}).get("subscriptionId"),
+        "subscriptionName": (endpoint.get("data") or {}).get("subscriptionName"),
+        "scope": params.get("scope") or None,
+        "sharedWith": sorted(after.get("sharedWith") or [], key=str.lower),
+        "pipelinePermissions": after.get("pipelinePermissions"),
+        "id": endpoint.get("id"),
+        "servicePrincipalId": params.get("serviceprincipalid"),
+        "tenantId": params.get("tenantid"),
+        "issuer": params.get("workloadIdentityFederationIssuer"),
+        "subject": params.get("workloadIdentityFederationSubject"),
+        "issuerType": params.get("workloadIdentityFederationIssuerType"),
+        "isReady": endpoint.get("isReady"),
+    }
+
+
+def _delete_connection(change: Change, ctx: ApplyContext, before: Mapping[str, Any]) -> None:
+    """Delete, then wait until Azure DevOps no longer returns the connection (the delete is
+    asynchronous): two steps, ``delete`` and ``wait until deleted``."""
+    org, project = str(before["organization"]), str(before["project"])
+
+    def locate() -> str | None:
+        # the owner marker is read again right before the delete (one request)
+        endpoint_id = before.get("id")
+        found: dict[str, Any] | None
+        if endpoint_id:
+            try:
+                found = ctx.services.devops.get_endpoint(org, project, str(endpoint_id))
+            except NotFoundError:
+                return None  # already gone
+        else:
+            found = _find_by_name(ctx, org, project, str(before["name"]))
+        if found is None:
+            return None
+        what = f"service connection {before.get('name')} in {org}/{project}"
+        guard_description(ctx, change.address, found, what)
+        return str(found.get("id") or endpoint_id)
+
+    endpoint_id = step(ctx, change, "delete", lambda: _delete_endpoint(ctx, before, locate()))
+    if endpoint_id is None:
+        return
+    step(
+        ctx,
+        change,
+        "wait until deleted",
+        lambda: _wait_gone(ctx, org, project, endpoint_id, str(before.get("name") or "")),
+    )
+
+
+def _delete_endpoint(
+    ctx: ApplyContext, before: Mapping[str, Any], endpoint_id: str | None
+) -> str | None:
+    """The DELETE itself; the id deleted, or None when there was nothing to delete."""
+    if endpoint_id is None:
+        return None
+    org, project = str(before["organization"]), str(before["project"])
+    projects = [project, *(before.get("sharedWith") or [])]
+    ids = [_project_id(ctx, org, p) for p in projects]
+    try:
+        ctx.services.devops.delete_endpoint(org, endpoint_id, ids)
+    except NotFoundError:
+        return endpoint_id
+    except ProviderError as exc:
+        if _DELETE_REFUSED_TEXT not in str(exc).lower():
+            raise
+        # Azure DevOps sees the removed credential only after a moment
+        if ctx.within("delete-refused", endpoint_id, ctx.delete_refusal_wait):
+            raise TransientError(
+                f"Azure DevOps still refuses to delete service connection {before.get('name')}"
+                f" (its federated credential was just removed): {exc}",
+                code="ServiceConnectionDeleteRefused",
+                status=exc.status,
+                delay=ctx.wait_delay,
+            ) from None
+        raise
+    return endpoint_id
+
+
+def _wait_gone(ctx: ApplyContext, org: str, project: str, endpoint_id: str, name: str) -> None:
+    """Poll the connection until it is gone: 404, ``null`` or a partial object (``endpoint_gone``),
+    within ``ctx.delete_timeout`` seconds on ``ctx.clock``."""
+    devops = ctx.services.devops
+    deadline = ctx.clock.monotonic() + ctx.delete_timeout
+    while True:
+        try:
+            current: Any = devops.get_endpoint(org, project, endpoint_id)
+        except NotFoundError:
+            return
+        if endpoint_gone(current):
+            return
+        if ctx.clock.monotonic() >= deadline:
+            raise PermanentError(
+                f"service connection {name or endpoint_id} was deleted but Azure DevOps still "
+                f"returns it after {ctx.delete_timeout:.0f}s",
+                code="ServiceConnectionNotDeleted",
+            )
+        ctx.clock.sleep(ctx.readiness_interval)
