@@ -92,7 +92,10 @@ def large_seed(
                 "resourceGroup": "identities-rg",
                 "name": name,
                 "location": "westeurope",
-                "tags": dict(tag),
+                # with the inventory the tool keeps when the identity has a connection
+                "tags": mark_tags({}, owner, {str(org["id"]): str(org["name"])})
+                if owner and n < n_conn
+                else dict(tag),
                 "federatedCredentials": fics,
             }
         )

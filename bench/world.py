@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from reconciler.model import implied_credential_name
-from reconciler.ownership import mark_description
+from reconciler.ownership import mark_description, mark_tags
 from reconciler.sim.seed import default_seed, entra_issuer, entra_subject
 
 OWNER = "bench"
@@ -338,7 +338,10 @@ class BenchWorld:
                     "resourceGroup": ident.resource_group,
                     "name": ident.name,
                     "location": LOCATION,
-                    "tags": {**ident.tags, "reconciler-owner": OWNER},
+                    # as the tool writes them: owner tag and the inventory (README "Safety")
+                    "tags": mark_tags(
+                        dict(ident.tags), OWNER, {self.org_id: ORG} if c is not None else None
+                    ),
                     "principalId": ident.principal_id,
                     "clientId": ident.client_id,
                     "federatedCredentials": fics,
