@@ -916,19 +916,17 @@ class DevOps:
                 event_id=0,
             )
 
-        for prop, have in (
-            ("Name", e.name),
-            ("Description", e.description),
-            ("Owner", e.owner),
-            ("CreatedById", e.created_by.get("id")),
+        created_by = body.get("createdBy")
+        for prop, sent, have in (
+            ("Name", body.get("name"), e.name),
+            ("Description", body.get("description"), e.description),
+            ("Owner", body.get("owner"), e.owner),
+            (
+                "CreatedById",
+                created_by.get("id") if isinstance(created_by, dict) else None,
+                e.created_by.get("id"),
+            ),
         ):
-            sent = (
-                (body.get("createdBy") or {}).get("id")
-                if prop == "CreatedById" and isinstance(body.get("createdBy"), dict)
-                else body.get(prop[0].lower() + prop[1:])
-                if prop != "CreatedById"
-                else None
-            )
             if sent is not None and str(sent) != str(have):
                 refuse(prop)
         url = body.get("url")

@@ -13,13 +13,13 @@ from reconciler.federation import entra_federation
 from reconciler.providers import Services
 from reconciler.providers.devops import conversion_pending
 from reconciler.sim.server import Simulator
-from tests.sim.test_convert_scheme import (
+from tests.sim.estates import (
     LEGACY_ID,
     ORG_ID,
     SPN_ID,
     estate,
-    stored,
 )
+from tests.sim.test_convert_scheme import stored
 
 from .conftest import SANDBOX
 

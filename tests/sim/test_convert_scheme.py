@@ -12,94 +12,29 @@ from typing import Any
 
 import pytest
 
-from reconciler.federation import devops_issuer, devops_subject, entra_federation
-from reconciler.sim.seed import default_seed
+from reconciler.federation import devops_issuer, entra_federation
 from reconciler.sim.server import Simulator
 
 from .clients import SANDBOX, Http
+from .estates import (
+    APP,
+    DATA,
+    LEGACY_ID,
+    LEGACY_MI,
+    MI_SPN_ID,
+    ORG_ID,
+    SECRET,
+    SPN_ID,
+    TARGET_MI,
+    estate,
+)
 
 V = "api-version=7.1"
 PV = "api-version=7.1-preview.1"
-ORG_ID = "0c7a5f0e-8d8b-4f7e-9a53-2f0b1f6c9d21"
 EP = "/contoso/_apis/serviceendpoint/endpoints"
 PLATFORM_EP = "/contoso/platform/_apis/serviceendpoint/endpoints"
 CONVERT = "operation=ConvertAuthenticationScheme"
-SECRET = "seeded-secret-value-7f3a"
-APP = "3f2e1d0c-aaaa-4bbb-8ccc-0123456789ab"  # an app registration the simulator does not hold
-LEGACY_MI = "9a8b7c6d-1111-4222-8333-0123456789ab"  # client id of legacy-mi
-TARGET_MI = "9a8b7c6d-2222-4333-8444-0123456789ab"  # client id of target-mi (no credentials)
-SPN_ID = "aaaaaaaa-0000-4000-8000-000000000001"
-LEGACY_ID = "aaaaaaaa-0000-4000-8000-000000000002"
-MI_SPN_ID = "aaaaaaaa-0000-4000-8000-000000000003"
 ERROR_KEYS = {"$id", "innerException", "message", "typeName", "typeKey", "errorCode", "eventId"}
-DATA = {
-    "subscriptionId": SANDBOX,
-    "subscriptionName": "Sandbox",
-    "environment": "AzureCloud",
-    "scopeLevel": "Subscription",
-    "creationMode": "Automatic",
-}
-
-
-def estate(tenant: str) -> dict[str, Any]:
-    """The default world plus a small hand-made estate: a secret-based connection shared with
-    a second project, a connection on the legacy issuer, and the identities they name."""
-    seed = default_seed()
-    seed["identities"] += [
-        {
-            "subscription": SANDBOX,
-            "resourceGroup": "identities-rg",
-            "name": "legacy-mi",
-            "clientId": LEGACY_MI,
-            "federatedCredentials": [
-                {
-                    "name": "legacy",
-                    "issuer": devops_issuer(ORG_ID),
-                    "subject": devops_subject("contoso", "platform", "legacy-sc"),
-                }
-            ],
-        },
-        {
-            "subscription": SANDBOX,
-            "resourceGroup": "identities-rg",
-            "name": "target-mi",
-            "clientId": TARGET_MI,
-        },
-    ]
-    contoso = seed["devops"]["organizations"][0]
-    spn = {"serviceprincipalid": APP, "tenantid": tenant, "authenticationType": "spnKey"}
-    contoso["serviceEndpoints"] = [
-        {
-            "id": SPN_ID,
-            "name": "spn-sc",
-            "scheme": "ServicePrincipal",
-            "parameters": {**spn, "serviceprincipalkey": SECRET},
-            "data": DATA,
-            "projects": ["platform", "team-a"],
-        },
-        {
-            "id": LEGACY_ID,
-            "name": "legacy-sc",
-            "issuer": "devops",
-            "parameters": {"serviceprincipalid": LEGACY_MI, "tenantid": tenant},
-            "data": {**DATA, "creationMode": "Manual"},
-            "projects": ["platform"],
-        },
-        {
-            "id": MI_SPN_ID,
-            "name": "mi-spn-sc",
-            "scheme": "ServicePrincipal",
-            "parameters": {**spn, "serviceprincipalid": TARGET_MI, "serviceprincipalkey": SECRET},
-            "data": DATA,
-            "projects": ["platform"],
-        },
-    ]
-    contoso["pipelinePermissions"] = [
-        {"project": "platform", "endpoint": "spn-sc", "allPipelines": True, "pipelines": [1]},
-        {"project": "team-a", "endpoint": "spn-sc", "pipelines": [3]},
-        {"project": "platform", "endpoint": "legacy-sc", "pipelines": [1, 2]},
-    ]
-    return seed
 
 
 @pytest.fixture
@@ -403,6 +338,43 @@ REFUSED = [
         "authorization.parameters['serviceprincipalid']",
     ),
     (
+        "another description",
+        SPN_ID,
+        lambda http: {**minimal(http, SPN_ID), "description": "changed"},
+        400,
+        "ArgumentException",
+        "Property description does not match",
+    ),
+    (
+        "another url",
+        SPN_ID,
+        lambda http: {**minimal(http, SPN_ID), "url": "https://management.usgovcloudapi.net/"},
+        400,
+        "ArgumentException",
+        "Property url does not match",
+    ),
+    (
+        "another creator",
+        SPN_ID,
+        lambda http: {**minimal(http, SPN_ID), "createdBy": {"id": str(uuid.uuid4())}},
+        400,
+        "ArgumentException",
+        "Property createdbyid does not match",
+    ),
+    (
+        "a renamed project reference",
+        SPN_ID,
+        lambda http: {
+            **minimal(http, SPN_ID),
+            "serviceEndpointProjectReferences": [
+                {**minimal(http, SPN_ID)["serviceEndpointProjectReferences"][0], "name": "x"}
+            ],
+        },
+        400,
+        "ArgumentException",
+        "Property serviceendpointprojectreferences does not match",
+    ),
+    (
         "changed data",
         SPN_ID,
         lambda http: {**minimal(http, SPN_ID), "data": {**DATA, "subscriptionName": "Other"}},
@@ -512,3 +484,27 @@ def test_create_may_ask_for_the_entra_issuer(world: Simulator, http: Http) -> No
     )
     assert entra["workloadIdentityFederationSubject"].startswith("/eid1/c/pub/t/")
     assert entra["workloadIdentityFederationIssuerType"] == "EntraID"
+
+
+def test_the_whole_body_after_a_revert_is_accepted_again(world: Simulator, http: Http) -> None:
+    # after a revert data.revertSchemeDeadline stays; sent back unchanged it equals the
+    # connection's, so the service has nothing to refuse (scripts remove it all the same)
+    url = f"{PLATFORM_EP}/{SPN_ID}?{CONVERT}&{V}"
+    assert http.ado("PUT", url, json=minimal(http, SPN_ID)).status_code == 200
+    assert http.ado("PUT", url, json=minimal(http, SPN_ID, "ServicePrincipal")).status_code == 200
+    body = read(http, SPN_ID)
+    assert "revertSchemeDeadline" in body["data"]
+    body["authorization"]["scheme"] = "WorkloadIdentityFederation"
+    assert http.ado("PUT", url, json=body).status_code == 200
+
+
+def test_an_update_sending_the_secret_back_as_read_keeps_it(world: Simulator, http: Http) -> None:
+    body = read(http, SPN_ID)
+    assert body["authorization"]["parameters"]["serviceprincipalkey"] is None
+    body["description"] = "edited"
+    r = http.ado("PUT", f"{EP}/{SPN_ID}?{V}", json=body)
+    assert r.status_code == 200, r.text
+    assert stored(world, SPN_ID)["parameters"]["serviceprincipalkey"] == "(secret set)"
+    body["authorization"]["parameters"]["serviceprincipalkey"] = "another-secret-value"
+    assert http.ado("PUT", f"{EP}/{SPN_ID}?{V}", json=body).status_code == 200
+    assert "another-secret-value" not in str(world.state())
