@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from reconciler.sim.activitylog import ACTIVITY_LOG_VERSIONS, ActivityLog
 from reconciler.sim.faults import Faults
 from reconciler.sim.graph import GRAPH_VERSIONS, ResourceGraph
 from reconciler.sim.protocol import ApiError, Request, Response, arm_error
@@ -107,6 +108,7 @@ class Arm:
         self._fic_writers: set[str] = set()
         self._fic_lock = threading.Lock()
         self.graph = ResourceGraph(world)
+        self.activity = ActivityLog(lambda: world.tenant_id)
 
     # --- routing ---------------------------------------------------------------------------
 
@@ -129,6 +131,13 @@ class Arm:
                 )
 
         if low[:1] == ["subscriptions"]:
+            if (
+                low[2:] == ["providers", "microsoft.insights", "eventtypes", "management", "values"]
+                and m == "GET"
+            ):
+                return Route(
+                    "ActivityLogs_List", self.list_activity_log, ACTIVITY_LOG_VERSIONS, cls, sub
+                )
             if len(low) == 1 and m == "GET":
                 return Route(
                     "Subscriptions_List", self.list_subscriptions, RESOURCES_VERSIONS, cls, None
@@ -329,6 +338,13 @@ class Arm:
                 )
             )
         return page
+
+    # --- the Activity Log ----------------------------------------------------------------------
+
+    def list_activity_log(self, req: Request) -> Response:
+        sub = req.segments[1]
+        self._subscription(sub)
+        return self.activity.list(req, sub, max(1, self.faults().activity_log_page_size))
 
     # --- subscriptions and resource groups --------------------------------------------------------
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.sim.faults import Faults
 from reconciler.sim.protocol import Request, Response, ado_error
@@ -31,6 +31,9 @@ from reconciler.sim.world import (
     iso,
     stable_uuid,
 )
+
+if TYPE_CHECKING:
+    from reconciler.sim.auditlog import AuditLog
 
 # Parameters the service generates for workload identity federation; clients cannot set them.
 SERVER_PARAMETERS = (
@@ -68,6 +71,8 @@ class DevOps:
     def __init__(self, world: World, faults: Callable[[], Faults]) -> None:
         self.world = world
         self.faults = faults
+        # the organisation's audit log (sim/auditlog.py), set by the server
+        self.audit: AuditLog | None = None
 
     # --- routing -----------------------------------------------------------------------------
 
@@ -255,6 +260,35 @@ class DevOps:
             "uniqueName": req.caller,
             "descriptor": f"aadsp.{oid.replace('-', '')}",
         }
+
+    def _audit(
+        self,
+        req: Request,
+        org: Organization,
+        action: str,
+        data: dict[str, Any],
+        project: Project | None = None,
+    ) -> None:
+        """An audit log entry for a change the caller made (kept only while auditing is on)."""
+        if self.audit is None:
+            return
+        from reconciler.sim.auditlog import AuditActor
+
+        self.audit.record(
+            org,
+            AuditActor.of_request(req),
+            action,
+            data,
+            now=req.now,
+            project=project,
+            user_agent=req.headers.get("user-agent", ""),
+        )
+
+    @staticmethod
+    def connection_data_fields(e: Endpoint) -> dict[str, Any]:
+        """The ``data`` of a service connection's audit entries [doc: auditing-events.md names
+        ConnectionName and ConnectionType; ConnectionId is an assumption]."""
+        return {"ConnectionId": e.id, "ConnectionName": e.name, "ConnectionType": e.type}
 
     def _ready(self, e: Endpoint, now: float) -> bool:
         return (now - e.created) * 1000 >= self.faults().ready_after_ms
@@ -565,6 +599,22 @@ class DevOps:
             )
             self.world.endpoints[eid] = endpoint
             self.world.touch()
+            data = self.connection_data_fields(endpoint)
+            if len(refs) == 1:
+                self._audit(
+                    req,
+                    org,
+                    "Library.ServiceConnectionCreated",
+                    {**data, "ProjectId": refs[0][0].id},
+                    refs[0][0],
+                )
+            else:
+                self._audit(
+                    req,
+                    org,
+                    "Library.ServiceConnectionCreatedForMultipleProjects",
+                    {**data, "ProjectIds": [p.id for p, _ in refs]},
+                )
             return Response(200, self.endpoint_json(endpoint, refs[0][0], req.now))
 
     def get_endpoint(self, req: Request, org_name: str, project_ref: str, eid: str) -> Response:
@@ -723,6 +773,9 @@ class DevOps:
                 org.project(str(e.project_refs[0]["projectReference"]["id"]))
                 if e.project_refs
                 else None
+            )
+            self._audit(
+                req, org, "Library.ServiceConnectionModified", self.connection_data_fields(e)
             )
             return Response(200, self.endpoint_json(e, first_project, req.now))
 
@@ -1055,6 +1108,13 @@ class DevOps:
             remaining = [
                 r for r in e.project_refs if str(r["projectReference"]["id"]).lower() not in targets
             ]
+            removed = [
+                p
+                for r in e.project_refs
+                if str(r["projectReference"]["id"]).lower() in targets
+                and (p := org.project(str(r["projectReference"]["id"]))) is not None
+            ]
+            data = self.connection_data_fields(e)
             if not remaining:
                 self._refuse_while_federated(e, req.now)
                 del self.world.endpoints[e.id.lower()]
@@ -1075,6 +1135,21 @@ class DevOps:
                 ]:
                     del self.world.permissions[key]
             self.world.touch()
+            if len(removed) == 1:
+                self._audit(
+                    req,
+                    org,
+                    "Library.ServiceConnectionDeleted",
+                    {**data, "ProjectId": removed[0].id},
+                    removed[0],
+                )
+            elif removed:
+                self._audit(
+                    req,
+                    org,
+                    "Library.ServiceConnectionDeletedFromMultipleProjects",
+                    {**data, "ProjectIds": [p.id for p in removed]},
+                )
         return Response(204)
 
     def _refuse_while_federated(self, e: Endpoint, now: float) -> None:
@@ -1112,13 +1187,31 @@ class DevOps:
                     "ArgumentException",
                     event_id=0,
                 )
+            added = []
             for project, ref in refs:
                 existing = self._ref(e, project)
                 if existing is not None:
                     continue
                 self._duplicate(org, project, ref["name"], e.id)
                 e.project_refs.append(ref)
+                added.append(project)
             self.world.touch()
+            data = self.connection_data_fields(e)
+            if len(added) == 1:
+                self._audit(
+                    req,
+                    org,
+                    "Library.ServiceConnectionShared",
+                    {**data, "ProjectId": added[0].id},
+                    added[0],
+                )
+            elif added:
+                self._audit(
+                    req,
+                    org,
+                    "Library.ServiceConnectionSharedWithMultipleProjects",
+                    {**data, "ProjectIds": [p.id for p in added]},
+                )
         return Response(204)
 
     # --- pipeline permissions ----------------------------------------------------------------
@@ -1188,15 +1281,31 @@ class DevOps:
         pset = self.world.permissions.setdefault(key, PermissionSet())
         stamp = {"authorizedBy": self._user(req), "authorizedOn": iso(req.now)}
         all_pipelines = body.get("allPipelines")
+        resource = {"ResourceType": rtype, "ResourceId": rid}
         if isinstance(all_pipelines, dict):
+            was = pset.all_pipelines is not None
             pset.all_pipelines = (
                 {"authorized": True, **stamp} if all_pipelines.get("authorized") else None
             )
+            if was != (pset.all_pipelines is not None):
+                self._audit(
+                    req,
+                    org,
+                    "Pipelines.ResourceAuthorizedForProject"
+                    if pset.all_pipelines is not None
+                    else "Pipelines.ResourceUnauthorizedForProject",
+                    dict(resource),
+                    project,
+                )
         for pid, authorized in changes:  # merge: pipelines not mentioned stay as they are
             if authorized:
                 pset.pipelines[pid] = {"id": pid, "authorized": True, **stamp}
+                action = "Pipelines.ResourceAuthorizedForPipeline"
+            elif pset.pipelines.pop(pid, None) is not None:
+                action = "Pipelines.ResourceUnauthorizedForPipeline"
             else:
-                pset.pipelines.pop(pid, None)
+                continue
+            self._audit(req, org, action, {**resource, "PipelineId": pid}, project)
         self.world.touch()
         return self._permissions_json(org, project, rtype, rid)
 

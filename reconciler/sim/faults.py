@@ -7,7 +7,8 @@ depends only on (seed, fault, method, path, n), not on how requests from other p
 CLI/``POST /_sim/faults`` spec strings (``--fault SPEC``): ``429:P``, ``5xx:P``, ``drop:P``
 (probabilities), ``lag:MS`` (a new resource 404s on GET for MS ms), ``principal-window:S``
 (principals younger than S seconds are not found, even with principalType), ``delete-lag:S``
-(deleted service connections stay visible for S seconds), ``throttle`` or
+(deleted service connections stay visible for S seconds), ``activity-log-delay:S`` and
+``audit-log-delay:S`` (ingestion delays of the Activity Log and the audit log), ``throttle`` or
 ``throttle:SCALE`` (the documented ARM, Managed Identity and Azure DevOps limits, every rate and
 bucket multiplied by SCALE), ``latency:MS``, ``jitter:MS``, ``seed:N``, and any other field
 below by its name with dashes (``fic-write-ms:50``, ``ready-after-ms:200``, ``ops:A,B``...).
@@ -39,6 +40,8 @@ _ALIASES = {
     "max": "max_faults",
     "delete-lag": "delete_lag_s",
     "delete-whole": "delete_whole_s",
+    "activity-log-delay": "activity_log_delay_s",
+    "audit-log-delay": "audit_log_delay_s",
 }
 
 
@@ -95,6 +98,13 @@ class Faults:
     role_assignment_page_size: int = 1000
     role_definition_page_size: int = 1000
     devops_page_size: int = 100  # projects and pipelines (x-ms-continuationtoken)
+    # Activity Log: an event is invisible to queries until this long after its eventTimestamp
+    # (Azure documents no figure; "minutes" in practice), and the events a page holds
+    activity_log_delay_s: float = 5.0
+    activity_log_page_size: int = 200
+    # Azure DevOps audit log: the same for its entries
+    audit_log_delay_s: float = 0.0
+    audit_log_page_size: int = 200
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Faults:

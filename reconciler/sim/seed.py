@@ -348,6 +348,10 @@ def build_world(seed: Mapping[str, Any], *, world: World | None = None) -> World
             str(o["name"]),
             str(o.get("id") or stable_uuid("org", str(o["name"]).lower())),
             "vstoken" if str(o.get("issuerFormat", "entra")).lower() == "vstoken" else "entra",
+            auditing=bool(o.get("auditing", False)),
+            audit_readers=(
+                [str(r) for r in o["auditReaders"]] if o.get("auditReaders") is not None else None
+            ),
         )
         world.organizations[org.name.lower()] = org
         for p in o.get("projects") or []:
@@ -522,6 +526,12 @@ def snapshot(world: World) -> dict[str, Any]:
                 "name": org.name,
                 "id": org.id,
                 "issuerFormat": org.issuer_format,
+                "auditing": org.auditing,
+                **(
+                    {"auditReaders": list(org.audit_readers)}
+                    if org.audit_readers is not None
+                    else {}
+                ),
                 "projects": [
                     {
                         "name": p.name,

@@ -2,7 +2,8 @@
 
 One TLS port on loopback serves everything: the Entra token endpoint and discovery
 (``/{tenant}/...``), ARM (``/subscriptions/...``, ``/providers/...``), Azure DevOps
-(``/devops/{org}/...``), its organisation-independent host (``/vssps/...``) and the admin API (``/_sim/...``, no token, loopback only, not
+(``/devops/{org}/...``), its organisation-independent host (``/vssps/...``), its audit service
+(``/auditservice/{org}/...``) and the admin API (``/_sim/...``, no token, loopback only, not
 reachable through any Azure path).
 
     sim = start(seed=None, state_dir=tmp_path)       # port 0: a free port
@@ -34,7 +35,9 @@ from typing import Any
 
 from reconciler.sim import arm as arm_mod
 from reconciler.sim import devops as devops_mod
+from reconciler.sim.activitylog import ADMIN_OPERATIONS, PORTAL_USER, Actor
 from reconciler.sim.arm import Arm
+from reconciler.sim.auditlog import LOG_AUDIT_EVENTS, AuditActor, AuditLog
 from reconciler.sim.auth import (
     TokenStore,
     check_arm,
@@ -71,6 +74,8 @@ class App:
         self.throttle = ThrottleModel(faults.throttle_scale, enforce=faults.throttle)
         self.arm = Arm(self.world, lambda: self._faults)
         self.devops = DevOps(self.world, lambda: self._faults)
+        self.audit = AuditLog(self.world, lambda: self._faults)
+        self.devops.audit = self.audit
         self.vssps = Vssps(self.world)
         self.pullrequests = PullRequests()
         self.base_url = ""
@@ -98,6 +103,8 @@ class App:
         """Rebuild the world from ``seed``, or from the start seed when None."""
         with self.world.lock:
             build_world(self.seed if seed is None else dict(seed), world=self.world)
+        self.arm.activity.clear()
+        self.audit.clear()
         self.pullrequests.reset()
         self.dice.reset()
         self.throttle = ThrottleModel(self._faults.throttle_scale, enforce=self._faults.throttle)
@@ -178,6 +185,8 @@ class App:
                 return self._serve_devops(req, faults)
             if low[:1] == ["vssps"]:
                 return self._serve_devops(req, faults, self.vssps.route)
+            if low[:1] == ["auditservice"]:
+                return self._serve_devops(req, faults, self.audit.route)
             if len(low) == 4 and low[1:] == ["oauth2", "v2.0", "token"] and req.method == "POST":
                 req.op = "Token"
                 self._sleep(req, faults)
@@ -298,15 +307,49 @@ class App:
                 )
                 if not msi.ok:
                     raise self._throttled(msi, arm=True)
-            if route.fic_write is not None:
-                resp = self.arm.fic_write(req, route, delay)
-            else:
-                resp = route.handler(req)
+            try:
+                if route.fic_write is not None:
+                    resp = self.arm.fic_write(req, route, delay)
+                else:
+                    resp = route.handler(req)
+            except ApiError as exc:
+                resp = exc.response
+            # a request ARM let through to the resource provider is in the Activity Log
+            self._activity(req, route, resp.status, headers, faults)
         except ApiError as exc:
             resp = exc.response
         for k, v in headers.items():
             resp.headers.setdefault(k, v)
         return resp, fault
+
+    def _activity(
+        self,
+        req: Request,
+        route: arm_mod.Route,
+        status: int,
+        headers: Mapping[str, str],
+        faults: Faults,
+    ) -> None:
+        if route.op_class == "reads":
+            return
+        client = req.client
+        actor = Actor.service_principal(
+            client.object_id if client else req.caller_object_id,
+            client.client_id if client else req.caller,
+            self.world.tenant_id,
+        )
+        self.arm.activity.record_request(
+            op=route.op,
+            subscription=route.subscription,
+            resource_id=req.raw_path,
+            method=req.method,
+            status=status,
+            actor=actor,
+            correlation_id=headers["x-ms-correlation-request-id"],
+            client_request_id=req.headers.get("x-ms-client-request-id", ""),
+            now=req.now,
+            delay_s=faults.activity_log_delay_s,
+        )
 
     @staticmethod
     def _throttled(verdict: Verdict, *, arm: bool) -> ApiError:
@@ -432,6 +475,26 @@ class App:
             token = body.get("token") if isinstance(body, dict) else None
             self.tokens.expire(token, time.time())
             return Response(204)
+        if parts == ["activitylog"] and m == "GET":
+            return Response(200, {"value": self.arm.activity.events()})
+        if parts == ["auditlog"] and m == "GET":
+            return Response(200, {"value": self.audit.entries(req.query.get("organization"))})
+        if parts == ["logs", "age"] and m == "POST" and isinstance(body, dict):
+            try:
+                self.age_logs(float(body.get("seconds", 0)))
+            except (TypeError, ValueError) as exc:
+                return Response(400, {"error": str(exc)})
+            return Response(204)
+        if parts == ["auditing"] and m == "POST" and isinstance(body, dict):
+            try:
+                self.set_auditing(
+                    str(body.get("organization", "")),
+                    bool(body.get("enabled")),
+                    caller=str(body.get("caller") or PORTAL_USER),
+                )
+            except KeyError as exc:
+                return Response(404, {"error": f"not found: {exc.args[0]}"})
+            return Response(204)
         if parts == ["edit"] and m == "POST" and isinstance(body, dict):
             try:
                 result = self.edit(
@@ -439,6 +502,7 @@ class App:
                     str(body.get("id", "")),
                     body.get("patch"),
                     delete=bool(body.get("delete")),
+                    caller=str(body.get("caller") or PORTAL_USER),
                 )
             except KeyError as exc:
                 return Response(404, {"error": f"not found: {exc.args[0]}"})
@@ -447,8 +511,96 @@ class App:
             return Response(200, result) if result is not None else Response(204)
         return Response(404, {"error": f"no admin route {m} /{'/'.join(req.segments)}"})
 
-    def edit(self, kind: str, object_id: str, patch: Any, *, delete: bool = False) -> Any:
-        """Out-of-band change (the portal user). Returns the object as its API renders it."""
+    def age_logs(self, seconds: float) -> None:
+        """Move every Activity Log event and audit entry ``seconds`` into the past."""
+        self.arm.activity.age(seconds)
+        self.audit.age(seconds)
+
+    def set_auditing(self, organization: str, enabled: bool, *, caller: str = PORTAL_USER) -> None:
+        """Turn an organisation's "Log Audit Events" policy on or off, as ``caller`` would in
+        Organization settings; the change itself is audited (turning off: the last entry)."""
+        now = time.time()
+        with self.world.lock:
+            org = self.world.organizations[organization.lower()]
+            if org.auditing == enabled:
+                return
+            org.auditing = enabled
+            self.audit.record(
+                org,
+                AuditActor.user(caller),
+                "OrganizationPolicy.PolicyValueUpdated",
+                {"PolicyName": LOG_AUDIT_EVENTS, "PolicyValue": "On" if enabled else "Off"},
+                now=now,
+                force=True,
+            )
+            self.world.touch()
+
+    def _admin_activity(self, kind: str, delete: bool, resource_id: str, caller: str) -> None:
+        """The Activity Log events of an out-of-band edit: a portal user's request."""
+        op = ADMIN_OPERATIONS.get((kind, delete))
+        if op is None:
+            return
+        self.arm.activity.record_request(
+            op=op,
+            subscription=self.world.subscription_of(resource_id),
+            resource_id=resource_id,
+            method="DELETE" if delete else "PUT",
+            status=200,
+            actor=Actor.user(
+                caller, str(uuid.uuid5(uuid.NAMESPACE_URL, caller)), self.world.tenant_id
+            ),
+            correlation_id=str(uuid.uuid4()),
+            client_request_id=str(uuid.uuid4()),
+            now=time.time(),
+            delay_s=self._faults.activity_log_delay_s,
+        )
+
+    def _admin_audit(
+        self,
+        org_name: str,
+        action: str,
+        data: dict[str, Any],
+        caller: str,
+        project_id: str | None = None,
+    ) -> None:
+        org = self.world.organizations.get(org_name.lower())
+        if org is None:
+            return
+        project = org.project(project_id) if project_id else None
+        self.audit.record(
+            org, AuditActor.user(caller), action, data, now=time.time(), project=project
+        )
+
+    def _audit_permissions(
+        self,
+        org: Any,
+        project: Any,
+        rtype: str,
+        rid: str,
+        before: PermissionSet,
+        after: PermissionSet | None,
+        caller: str,
+    ) -> None:
+        for action, pid in _permission_changes(before, after):
+            data: dict[str, Any] = {"ResourceType": rtype, "ResourceId": rid}
+            if pid is not None:
+                data["PipelineId"] = pid
+            self._admin_audit(org.name, action, data, caller, project.id)
+
+    def edit(
+        self,
+        kind: str,
+        object_id: str,
+        patch: Any,
+        *,
+        delete: bool = False,
+        caller: str = PORTAL_USER,
+    ) -> Any:
+        """Out-of-band change by ``caller`` (a portal user), recorded in the Activity Log or
+        the organisation's audit log. Returns the object as its API renders it."""
+        return self._edit(kind, object_id, patch, delete=delete, caller=caller)
+
+    def _edit(self, kind: str, object_id: str, patch: Any, *, delete: bool, caller: str) -> Any:
         w = self.world
         patch = dict(patch or {})
         with w.lock:
@@ -457,6 +609,7 @@ class App:
                 ident = w.identities.get(key)
                 if ident is None:
                     raise KeyError(object_id)
+                self._admin_activity("identity", delete, ident.arm_id, caller)
                 if delete:
                     del w.identities[key]
                     w.principals.pop(ident.principal_id.lower(), None)
@@ -474,6 +627,12 @@ class App:
                 fic = ident.fics.get(name.lower()) if ident else None
                 if ident is None or fic is None:
                     raise KeyError(object_id)
+                self._admin_activity(
+                    "federated_credential",
+                    delete,
+                    f"{ident.arm_id}/federatedIdentityCredentials/{fic.name}",
+                    caller,
+                )
                 if delete:
                     del ident.fics[name.lower()]
                     w.touch()
@@ -492,6 +651,12 @@ class App:
                 if ra is None:
                     raise KeyError(object_id)
                 if delete:
+                    self._admin_activity(
+                        "role_assignment",
+                        True,
+                        f"{ra.scope}/providers/Microsoft.Authorization/roleAssignments/{ra.name}",
+                        caller,
+                    )
                     del w.role_assignments[name]
                     w.touch()
                     return None
@@ -508,13 +673,36 @@ class App:
                     ra.role_guid = str(patch["roleDefinitionId"]).rsplit("/", 1)[-1].lower()
                 if "scope" in patch:
                     ra.scope = norm_scope(str(patch["scope"]))
+                self._admin_activity(
+                    "role_assignment",
+                    False,
+                    f"{ra.scope}/providers/Microsoft.Authorization/roleAssignments/{ra.name}",
+                    caller,
+                )
                 w.touch()
                 return self.arm.assignment_json(ra)
             if kind in ("service_endpoint", "endpoint", "service_connection"):
                 e = w.endpoints.get(object_id.lower())
                 if e is None:
                     raise KeyError(object_id)
+                data = self.devops.connection_data_fields(e)
                 if delete:  # no federated-credential check: the admin can do what the API refuses
+                    pids = [str(r["projectReference"]["id"]) for r in e.project_refs]
+                    if len(pids) == 1:
+                        self._admin_audit(
+                            e.organization,
+                            "Library.ServiceConnectionDeleted",
+                            {**data, "ProjectId": pids[0]},
+                            caller,
+                            pids[0],
+                        )
+                    else:
+                        self._admin_audit(
+                            e.organization,
+                            "Library.ServiceConnectionDeletedFromMultipleProjects",
+                            {**data, "ProjectIds": pids},
+                            caller,
+                        )
                     del w.endpoints[e.id.lower()]
                     for gone in [k for k in w.permissions if k[3] == e.id.lower()]:
                         del w.permissions[gone]
@@ -546,6 +734,12 @@ class App:
                     e.project_refs = list(patch["serviceEndpointProjectReferences"])
                 if "createdAt" in patch:
                     e.created = float(patch["createdAt"])
+                self._admin_audit(
+                    e.organization,
+                    "Library.ServiceConnectionModified",
+                    self.devops.connection_data_fields(e),
+                    caller,
+                )
                 w.touch()
                 return self.devops.endpoint_json(e, None, time.time())
             if kind == "project":
@@ -574,8 +768,10 @@ class App:
                 if project is None:
                     raise KeyError(project_ref)
                 pkey = (org.name.lower(), project.id.lower(), rtype.lower(), rid.lower())
+                before = w.permissions.get(pkey) or PermissionSet()
                 if delete:
                     w.permissions.pop(pkey, None)
+                    self._audit_permissions(org, project, rtype, rid, before, None, caller)
                     w.touch()
                     return None
                 stamp = {
@@ -591,6 +787,7 @@ class App:
                 for pid in patch.get("pipelines") or []:
                     pset.pipelines[int(pid)] = {"id": int(pid), "authorized": True, **stamp}
                 w.permissions[pkey] = pset
+                self._audit_permissions(org, project, rtype, rid, before, pset, caller)
                 w.touch()
                 return self.devops._permissions_json(org, project, rtype, rid)
             if kind == "principal":
@@ -607,6 +804,29 @@ class App:
         raise ValueError(
             f"unknown kind {kind!r} (identity, federated_credential, role_assignment, service_endpoint, project, pipeline_permissions, principal)"
         )
+
+
+def _permission_changes(
+    before: PermissionSet, after: PermissionSet | None
+) -> list[tuple[str, int | None]]:
+    """The audit actions that take ``before`` to ``after`` (pipeline id, or None for all)."""
+    after = after or PermissionSet()
+    out: list[tuple[str, int | None]] = []
+    had, has = before.all_pipelines is not None, after.all_pipelines is not None
+    if had != has:
+        out.append(
+            (
+                "Pipelines.ResourceAuthorizedForProject"
+                if has
+                else "Pipelines.ResourceUnauthorizedForProject",
+                None,
+            )
+        )
+    for pid in sorted(set(after.pipelines) - set(before.pipelines)):
+        out.append(("Pipelines.ResourceAuthorizedForPipeline", pid))
+    for pid in sorted(set(before.pipelines) - set(after.pipelines)):
+        out.append(("Pipelines.ResourceUnauthorizedForPipeline", pid))
+    return out
 
 
 def _identity_key_of(arm_id: str) -> str:
@@ -842,6 +1062,7 @@ class Simulator:
             "arm_url": base,
             "devops_url": f"{base}/devops",
             "vssps_url": f"{base}/vssps",
+            "audit_url": f"{base}/auditservice",
             "authority": f"{self.host}:{self.port}",
             "tenant_id": app.world.tenant_id,
             "client_id": client.client_id,
@@ -871,6 +1092,10 @@ class Simulator:
     @property
     def vssps_url(self) -> str:
         return self.connection["vssps_url"]
+
+    @property
+    def audit_url(self) -> str:
+        return self.connection["audit_url"]
 
     @property
     def authority(self) -> str:
@@ -965,13 +1190,32 @@ class Simulator:
         with self.world.lock:
             return snapshot(self.world)
 
-    def edit(self, kind: str, object_id: str, patch: Mapping[str, Any]) -> Any:
-        """Change an object out of band, as a portal user would."""
-        return self.app.edit(kind, object_id, dict(patch))
+    def edit(
+        self, kind: str, object_id: str, patch: Mapping[str, Any], *, caller: str = PORTAL_USER
+    ) -> Any:
+        """Change an object out of band, as the portal user ``caller`` would (recorded in the
+        Activity Log, or in the organisation's audit log when auditing is on)."""
+        return self.app.edit(kind, object_id, dict(patch), caller=caller)
 
-    def delete(self, kind: str, object_id: str) -> None:
-        """Delete an object out of band, skipping the API's checks."""
-        self.app.edit(kind, object_id, None, delete=True)
+    def delete(self, kind: str, object_id: str, *, caller: str = PORTAL_USER) -> None:
+        """Delete an object out of band, skipping the API's checks (recorded as ``edit``)."""
+        self.app.edit(kind, object_id, None, delete=True, caller=caller)
+
+    def set_auditing(self, organization: str, enabled: bool, *, caller: str = PORTAL_USER) -> None:
+        """Turn an organisation's "Log Audit Events" policy on or off."""
+        self.app.set_auditing(organization, enabled, caller=caller)
+
+    def age_logs(self, seconds: float) -> None:
+        """Move every Activity Log event and audit entry ``seconds`` into the past."""
+        self.app.age_logs(seconds)
+
+    def activity_log(self) -> list[dict[str, Any]]:
+        """Every Activity Log event recorded, visible to queries yet or not, oldest first."""
+        return self.app.arm.activity.events()
+
+    def audit_log(self, organization: str | None = None) -> list[dict[str, Any]]:
+        """Every audit entry recorded (of one organisation), visible yet or not, newest first."""
+        return self.app.audit.entries(organization)
 
     def expire_tokens(self, token: str | None = None) -> None:
         """Expire one access token, or all of them (then every client must sign in again:

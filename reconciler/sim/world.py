@@ -231,6 +231,11 @@ class Organization:
     id: str
     issuer_format: str  # "entra" | "vstoken"
     projects: dict[str, Project] = field(default_factory=dict)  # lower name -> project
+    # the "Log Audit Events" policy (off by default, as in Azure DevOps): audit entries are
+    # recorded only while it is on
+    auditing: bool = False
+    # who has "View audit log" (client ids, object ids or PAT user names); None: everyone
+    audit_readers: list[str] | None = None
 
     def project(self, ref: str) -> Project | None:
         """A project by name or id, case-insensitively."""

@@ -18,6 +18,7 @@ def test_connection_file_has_the_contract_fields(sim: Simulator) -> None:
         "arm_url",
         "devops_url",
         "vssps_url",
+        "audit_url",
         "authority",
         "tenant_id",
         "client_id",
@@ -27,6 +28,7 @@ def test_connection_file_has_the_contract_fields(sim: Simulator) -> None:
     }
     assert data["devops_url"] == data["arm_url"] + "/devops"
     assert data["vssps_url"] == data["arm_url"] + "/vssps"
+    assert data["audit_url"] == data["arm_url"] + "/auditservice"
     assert data["arm_url"].startswith("https://127.0.0.1:")
 
 
