@@ -167,6 +167,7 @@ class AuditLog:
         self.faults = faults
         self._lock = threading.Lock()
         self._entries: list[Entry] = []
+        self._last = 0.0
 
     def clear(self) -> None:
         with self._lock:
@@ -223,13 +224,11 @@ class AuditLog:
             details = template
         unique = str(uuid.uuid4())
         body: dict[str, Any] = {
-            "id": self._id(now, actor.user_id, unique),
             "correlationId": correlation_id or unique,
             "activityId": str(uuid.uuid4()),
             "actorCUID": actor.user_id,
             "actorUserId": actor.user_id,
             "authenticationMechanism": actor.mechanism,
-            "timestamp": _stamp(now),
             "scopeType": "organization",
             "scopeDisplayName": f"{org.name} (Organization)",
             "scopeId": org.id,
@@ -251,8 +250,13 @@ class AuditLog:
             body["projectId"] = project.id
             body["projectName"] = project.name
         with self._lock:
+            # entries of one request keep their order: each a microsecond after the last
+            at = max(now, self._last + 0.000_001)
+            self._last = at
+            body["id"] = self._id(at, actor.user_id, unique)
+            body["timestamp"] = _stamp(at)
             self._entries.append(
-                Entry(org.name.lower(), now, now + max(0.0, self.faults().audit_log_delay_s), body)
+                Entry(org.name.lower(), at, at + max(0.0, self.faults().audit_log_delay_s), body)
             )
 
     # --- the API ---------------------------------------------------------------------------

@@ -22,6 +22,10 @@ AUTHZ_DEFINITIONS = SPECS / "authorization/2022-04-01/authorization-RoleDefiniti
 ENDPOINTS = SPECS / "devops/serviceEndpoint/7.1/serviceEndpoint.json"
 PERMISSIONS = SPECS / "devops/approvalsAndChecks/7.1/pipelinePermissions.json"
 V4_TYPES = SPECS / "msi/common-types/resource-management/v4/types.json"
+# descriptions the shared copy lacks, kept in the repository (tests/sim/apispecs/SOURCES.md)
+LOCAL_SPECS = Path(__file__).resolve().parent / "apispecs"
+ACTIVITY_LOGS = LOCAL_SPECS / "monitor/2015-04-01/activityLogs_API.json"
+AUDIT = LOCAL_SPECS / "devops/audit/7.1/audit.json"
 
 UNRESOLVED: set[str] = set()
 
