@@ -18,12 +18,13 @@ import contextlib
 import functools
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from functools import partial
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from reconciler.errors import (
     AuthError,
@@ -60,6 +61,19 @@ _MAX_GRAPH_PAGES: Final = 1000
 # Microsoft.Resources ResourceGroups_List; any version lists the same names
 RESOURCES_API_VERSION: Final = "2021-04-01"
 _MSI: Final = "providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+# Microsoft.Insights ActivityLogs_List [spec: tests/sim/apispecs/monitor/2015-04-01]
+ACTIVITY_LOG_API_VERSION: Final = "2015-04-01"
+# what a drift reader needs of each event: who, when, what, on which resource, how it ended
+ACTIVITY_LOG_SELECT: Final = (
+    "caller",
+    "eventTimestamp",
+    "submissionTimestamp",
+    "operationName",
+    "status",
+    "resourceId",
+    "correlationId",
+    "eventDataId",
+)
 _AUTHZ: Final = "providers/Microsoft.Authorization"
 
 
@@ -347,6 +361,74 @@ class ArmClient:
                 return rows
         raise PermanentError(f"too many pages while {what}", code="InvalidResponse")
 
+    # -- the Activity Log ------------------------------------------------------------------
+
+    def list_activity_log(
+        self,
+        subscription: str,
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        resource_provider: str | None = None,
+        resource_group: str | None = None,
+        resource_uri: str | None = None,
+        correlation_id: str | None = None,
+        select: Sequence[str] = ACTIVITY_LOG_SELECT,
+        retry: Retry = once,
+    ) -> list[dict[str, Any]]:
+        """The subscription's management events with ``since <= eventTimestamp <= until``,
+        every page, newest first as the service sends them.
+
+        ``GET {arm}/subscriptions/{sub}/providers/Microsoft.Insights/eventtypes/management/
+        values?api-version=2015-04-01&$filter=...&$select=...`` [doc: learn.microsoft.com/rest/
+        api/monitor/activity-logs/list; spec: activityLogs_API.json; estate-and-ci.md §4],
+        following ``nextLink``; each page is retried on its own. ``$filter`` is the documented
+        grammar: the time window (``until`` defaults to the service's now) and at most one of
+        ``resource_provider`` (``Microsoft.ManagedIdentity``), ``resource_group``,
+        ``resource_uri`` (one resource's id; its children are other resources) or
+        ``correlation_id``; ``ValueError`` for two, for a naive datetime or a quote in a value.
+
+        Each event is an ``EventData`` dict holding the ``select``ed properties, by default
+        ``caller`` (a user's UPN, a service principal's id), ``eventTimestamp`` and
+        ``submissionTimestamp`` (ISO 8601 UTC; the second is when the event became queryable),
+        ``operationName`` (``{"value": "Microsoft.ManagedIdentity/userAssignedIdentities/
+        federatedIdentityCredentials/write", "localizedValue"}``), ``status``
+        (``{"value": "Started"|"Succeeded"|"Failed"|...}``), ``resourceId``,
+        ``correlationId`` and ``eventDataId``. Events appear minutes after they happen (the
+        ingestion delay; ``submissionTimestamp - eventTimestamp``) and are kept 90 days: a
+        window that is too recent or too old is answered, just incompletely, so callers must
+        judge coverage themselves. Raises the project's errors (a refused filter is
+        ``PermanentError`` code ``BadRequest``)."""
+        scopes = {
+            "resourceProvider": resource_provider,
+            "resourceGroupName": resource_group,
+            "resourceUri": resource_uri,
+            "correlationId": correlation_id,
+        }
+        given = [(k, v) for k, v in scopes.items() if v is not None]
+        if len(given) > 1:
+            raise ValueError(
+                "the Activity Log filters by one of resource provider, resource group, "
+                f"resource or correlation id, not {', '.join(k for k, _ in given)} together"
+            )
+        clauses = [f"eventTimestamp ge '{_utc(since)}'"]
+        if until is not None:
+            clauses.append(f"eventTimestamp le '{_utc(until)}'")
+        for key, value in given:
+            if "'" in str(value):
+                raise ValueError(f"a quote cannot be part of the Activity Log's {key} filter")
+            clauses.append(f"{key} eq '{value}'")
+        query = {"$filter": " and ".join(clauses)}
+        if select:
+            query["$select"] = ",".join(select)
+        url = self._url(
+            f"subscriptions/{_q(subscription)}/providers/Microsoft.Insights/eventtypes/management/values",
+            ACTIVITY_LOG_API_VERSION,
+            "&" + urlencode(query, quote_via=quote, safe=",'"),
+        )
+        what = f"reading the Activity Log of subscription {subscription}"
+        return self._paged(what, url, None, retry)
+
     # -- identities ----------------------------------------------------------------------
 
     def list_identities(
@@ -562,6 +644,13 @@ class ArmClient:
             self._authz.clear()
         for client in clients:
             client.close()
+
+
+def _utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z``, as the Activity Log's filter examples write it."""
+    if moment.tzinfo is None:
+        raise ValueError(f"a time without a time zone is ambiguous: {moment.isoformat()}")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _q(segment: str) -> str:

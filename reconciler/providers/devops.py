@@ -1,5 +1,5 @@
-"""Azure DevOps REST: organisation data, projects, pipelines, service endpoints and pipeline
-permissions, over ``requests``.
+"""Azure DevOps REST: organisation data, projects, pipelines, service endpoints, pipeline
+permissions and the audit log, over ``requests``.
 
 Every method returns the parsed JSON and raises only ``errors.py`` types. Azure DevOps answers
 bad credentials with a 203 and an HTML sign-in page: that is an ``AuthError``, never a JSON
@@ -12,6 +12,7 @@ import contextlib
 import json
 import threading
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlencode
@@ -40,6 +41,8 @@ CONNECTION_DATA_API_VERSION: Final = "7.1-preview"
 PIPELINE_PERMISSIONS_API_VERSION: Final = "7.1-preview.1"
 # the profile resource is preview-only in 7.1 [doc: rest/api/azure/devops/profile/profiles/get]
 PROFILE_API_VERSION: Final = "7.1-preview.3"
+# the audit log is preview-only [spec: vsts-rest-api-specs specification/audit/7.1/audit.json]
+AUDIT_API_VERSION: Final = "7.1-preview.1"
 DUPLICATE_CONNECTION: Final = "DuplicateServiceConnectionException"
 # The in-place conversion: not in the REST reference; the evidence and the chosen form are in
 # docs/research/convert-authentication-scheme.md. Everything about it is in
@@ -49,6 +52,14 @@ CONVERT_API_VERSION: Final = API_VERSION
 CONVERTING_STATUS: Final = "converting_scheme"
 _DELETE_REFUSED_TEXT: Final = "cannot delete this service connection while federated credentials"
 _MAX_PAGES: Final = 1000
+
+
+class AuditLogUnavailable(PermanentError):
+    """The organisation's audit log cannot be read: no audit service for this target
+    (``NoAuditService``), the caller lacks "View audit log" (``AuditLogForbidden``, HTTP 401 or
+    403), or the organisation or its audit service is not found (``AuditLogNotFound``, 404;
+    auditing needs an organisation backed by Microsoft Entra ID). A reader falls back to
+    reading in full and says why (``str(error)``)."""
 
 
 def is_delete_refused(exc: BaseException) -> bool:
@@ -69,6 +80,7 @@ class DevOpsClient:
     ) -> None:
         self._base = target.devops_url.rstrip("/")
         self._vssps = target.vssps_url.rstrip("/")
+        self._audit = target.audit_url.rstrip("/")
         # requests in flight, shared with the other clients of the run (see connect)
         self._slots: AbstractContextManager[Any] = slots or contextlib.nullcontext()
         self._auth = auth
@@ -195,6 +207,80 @@ class DevOpsClient:
             what=f"listing pipelines of {org}/{project}",
             retry=retry,
         )
+
+    # -- the audit log (auditservice.dev.azure.com) ----------------------------------------
+
+    def list_audit_log(
+        self,
+        org: str,
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        batch_size: int = 1000,
+        retry: Retry = once,
+    ) -> list[dict[str, Any]]:
+        """The organisation's audit entries with ``since <= timestamp <= until``, newest first,
+        every page.
+
+        ``GET {audit}/{org}/_apis/audit/auditlog?startTime=&endTime=&batchSize=
+        &continuationToken=&skipAggregation=true&api-version=7.1-preview.1`` [doc: learn.
+        microsoft.com/rest/api/azure/devops/audit/audit-log/query; spec: audit/7.1/audit.json;
+        estate-and-ci.md §4], following ``continuationToken`` while ``hasMore``; each page is
+        retried on its own. Times are sent as ISO 8601 UTC (``until`` defaults to the
+        service's now); ``batch_size`` entries a page.
+
+        Each entry is a ``DecoratedAuditLogEntry`` dict: ``id``, ``timestamp`` (ISO 8601),
+        ``actionId`` (``Library.ServiceConnectionCreated|Modified|Deleted|Shared...``,
+        ``Pipelines.ResourceAuthorizedForPipeline``...), ``data`` (``ConnectionId``,
+        ``ConnectionName``, ``ProjectId``, ``ResourceId``, ``PipelineId``... by action), the
+        actor (``actorDisplayName``, ``actorUPN`` for users, ``actorClientId`` for service
+        principals, ``actorUserId``), ``projectId``, ``scopeId`` (the organisation id) and
+        ``details``. Reading the log is itself audited (``AuditLog.AccessLog``). Entries are
+        kept 90 days and exist only for times the organisation's "Log Audit Events" policy was
+        on (off by default): an empty answer does not prove that nothing changed.
+
+        Raises ``AuditLogUnavailable`` when the log cannot be read (see there), and the
+        project's other errors for the rest."""
+        if not self._audit:
+            raise AuditLogUnavailable(
+                "this target names no Azure DevOps audit service (audit_url), so the audit log "
+                "cannot be read",
+                code="NoAuditService",
+            )
+        what = f"reading the audit log of {org}"
+        url = f"{self._audit}/{quote(org, safe='')}/_apis/audit/auditlog"
+        params = {
+            "startTime": _audit_time(since),
+            "batchSize": str(batch_size),
+            "skipAggregation": "true",
+        }
+        if until is not None:
+            params["endTime"] = _audit_time(until)
+        entries: list[dict[str, Any]] = []
+        token = ""
+        for _ in range(_MAX_PAGES):
+            query = dict(params, continuationToken=token) if token else params
+            try:
+                response = retry(
+                    partial(
+                        self._send,
+                        "GET",
+                        url,
+                        what=what,
+                        params=query,
+                        api_version=AUDIT_API_VERSION,
+                    )
+                )
+            except ProviderError as exc:
+                raise _audit_unavailable(exc, org) from exc
+            body = _expect_object(_parse(response, what), what)
+            page = body.get("decoratedAuditLogEntries") or []
+            entries.extend(e for e in page if isinstance(e, dict))
+            next_token = str(body.get("continuationToken") or "")
+            if not body.get("hasMore") or not next_token or next_token == token:
+                return entries
+            token = next_token
+        raise PermanentError(f"too many pages while {what}", code="InvalidResponse")
 
     # -- organisations the caller belongs to (app.vssps.visualstudio.com) ------------------
 
@@ -424,6 +510,31 @@ def conversion_pending(endpoint: Mapping[str, Any]) -> bool:
 
 # what the checks below read: the transport's answer, or a requests.Response (tests)
 _Answer = Response | requests.Response
+
+
+def _audit_time(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError(f"a time without a time zone is ambiguous: {moment.isoformat()}")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _audit_unavailable(exc: ProviderError, org: str) -> ProviderError:
+    """A refusal that means "this log cannot be read here" as ``AuditLogUnavailable``; other
+    errors (throttling, outages) stay what they are."""
+    if exc.status in (401, 403) or isinstance(exc, AuthError):
+        reason = (
+            f'the audit log of {org} cannot be read: the caller lacks the "View audit log" '
+            f"permission or is not a member ({exc})"
+        )
+        return AuditLogUnavailable(reason, code="AuditLogForbidden", status=exc.status)
+    if exc.status == 404:
+        return AuditLogUnavailable(
+            f"the audit log of {org} cannot be read: the organisation or its audit service was "
+            f"not found (auditing needs an organisation backed by Microsoft Entra ID) ({exc})",
+            code="AuditLogNotFound",
+            status=exc.status,
+        )
+    return exc
 
 
 def _expect_object(body: Any, what: str) -> dict[str, Any]:

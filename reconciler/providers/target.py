@@ -61,6 +61,8 @@ class Cloud:
     environment: str
     devops_url: str = "https://dev.azure.com"
     vssps_url: str = "https://app.vssps.visualstudio.com"
+    # the audit log's host [spec: vsts-rest-api-specs specification/audit/7.1/audit.json]
+    audit_url: str = "https://auditservice.dev.azure.com"
 
 
 CLOUDS: Final = {
@@ -79,6 +81,8 @@ CLOUDS: Final = {
 }
 DEFAULT_CLOUD: Final = "public"
 DEVOPS_HOST: Final = "dev.azure.com"
+# the audit log's host: Azure DevOps Services, reached with the same tokens and PATs
+AUDIT_HOST: Final = "auditservice.dev.azure.com"
 _DEVOPS_SUFFIX: Final = ".visualstudio.com"
 # a connection file may name none of these (or a host under them): they are Microsoft's
 _MICROSOFT_DOMAINS: Final = (
@@ -110,6 +114,9 @@ class Target:
     # Azure DevOps' organisation-independent host (profile, accounts); "" when a connection
     # file names none, and then organisations cannot be resolved from their ids
     vssps_url: str = ""
+    # Azure DevOps' audit service (``auditservice.dev.azure.com``); "" when a connection file
+    # names none, and then the audit log cannot be read
+    audit_url: str = ""
     # what this target is (required, never derived): decides which credentials are used and
     # where tokens may go
     kind: TargetKind = field(kw_only=True)
@@ -142,6 +149,7 @@ def cloud_target(name: str = DEFAULT_CLOUD) -> Target:
         ca_bundle=None,
         name=f"Azure {name} cloud",
         vssps_url=cloud.vssps_url,
+        audit_url=cloud.audit_url,
         kind=TargetKind.CLOUD,
         cloud=name,
     )
@@ -169,13 +177,14 @@ def _tls_host(url: str) -> str | None:
 
 
 def is_devops_host(url: str) -> bool:
-    """True for ``https://dev.azure.com/...`` and ``https://{name}.visualstudio.com/...`` only
-    (default port, no user info): the Azure DevOps Services hosts (learn.microsoft.com, "Allowed
-    IP addresses and domain URLs"). The only place a PAT may be sent."""
+    """True for ``https://dev.azure.com/...``, ``https://auditservice.dev.azure.com/...`` and
+    ``https://{name}.visualstudio.com/...`` only (default port, no user info): the Azure DevOps
+    Services hosts (learn.microsoft.com, "Allowed IP addresses and domain URLs"; the audit
+    log's host from its REST reference). The only place a PAT may be sent."""
     host = _tls_host(url)
     if host is None:
         return False
-    if host == DEVOPS_HOST:
+    if host in (DEVOPS_HOST, AUDIT_HOST):
         return True
     # any name under visualstudio.com (organisations, app.vssps), each label non-empty
     labels = host.removesuffix(_DEVOPS_SUFFIX)
@@ -212,7 +221,11 @@ def token_may_go(target: Target, service: Service, url: str) -> bool:
         return False
     if parts.username is not None or parts.password is not None:
         return False
-    own = [target.arm_url] if service is Service.ARM else [target.devops_url, target.vssps_url]
+    own = (
+        [target.arm_url]
+        if service is Service.ARM
+        else [target.devops_url, target.vssps_url, target.audit_url]
+    )
     return _origin(url) in {_origin(u) for u in own if u}
 
 
@@ -316,6 +329,9 @@ def load_target(path: Path, *, origin: str = "--target") -> Target:
     vssps = data.get("vssps_url")
     if vssps is not None and (not isinstance(vssps, str) or not vssps.startswith("https://")):
         raise ConfigError(f"{where}: field 'vssps_url' must be an https:// URL")
+    audit = data.get("audit_url")
+    if audit is not None and (not isinstance(audit, str) or not audit.startswith("https://")):
+        raise ConfigError(f"{where}: field 'audit_url' must be an https:// URL")
     authority = values["authority"]
     try:
         authority_host = urlsplit(f"https://{authority}").hostname
@@ -330,6 +346,7 @@ def load_target(path: Path, *, origin: str = "--target") -> Target:
         "arm_url": urlsplit(values["arm_url"]).hostname or "",
         "devops_url": urlsplit(values["devops_url"]).hostname or "",
         "vssps_url": urlsplit(vssps).hostname or "" if vssps else "",
+        "audit_url": urlsplit(audit).hostname or "" if audit else "",
         "authority": authority_host or "",
     }
     for name, host in hosts.items():
@@ -354,5 +371,6 @@ def load_target(path: Path, *, origin: str = "--target") -> Target:
         ca_bundle=str(ca),
         name=str(path),
         vssps_url=(vssps or "").strip().rstrip("/"),
+        audit_url=(audit or "").strip().rstrip("/"),
         kind=TargetKind.FILE,
     )
