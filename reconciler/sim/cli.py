@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     print("reconciler simulator running (Ctrl-C stops it)")
     print(f"  ARM            {c['arm_url']}")
     print(f"  Azure DevOps   {c['devops_url']}/{{organization}}")
+    print(f"  audit log      {c['audit_url']}/{{organization}}/_apis/audit/auditlog")
     print(f"  token endpoint https://{c['authority']}/{c['tenant_id']}/oauth2/v2.0/token")
     print(f"  CA certificate {c['ca_bundle']}")
     print(f"  connection     {c['connection_file']}  (use --target or RECONCILER_TARGET)")
