@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from reconciler.sim.faults import Faults
 from reconciler.sim.protocol import Request, Response, ado_error
@@ -31,9 +31,6 @@ from reconciler.sim.world import (
     iso,
     stable_uuid,
 )
-
-if TYPE_CHECKING:
-    from reconciler.sim.auditlog import AuditLog
 
 # Parameters the service generates for workload identity federation; clients cannot set them.
 SERVER_PARAMETERS = (
@@ -71,8 +68,10 @@ class DevOps:
     def __init__(self, world: World, faults: Callable[[], Faults]) -> None:
         self.world = world
         self.faults = faults
-        # the organisation's audit log (sim/auditlog.py), set by the server
-        self.audit: AuditLog | None = None
+        # records an audit log entry (sim/auditlog.py; set by the server): (request,
+        # organisation, actionId, data, project or None)
+        self.audit: Callable[[Request, Organization, str, dict[str, Any], Project | None], None]
+        self.audit = lambda req, org, action, data, project: None
 
     # --- routing -----------------------------------------------------------------------------
 
@@ -270,19 +269,7 @@ class DevOps:
         project: Project | None = None,
     ) -> None:
         """An audit log entry for a change the caller made (kept only while auditing is on)."""
-        if self.audit is None:
-            return
-        from reconciler.sim.auditlog import AuditActor
-
-        self.audit.record(
-            org,
-            AuditActor.of_request(req),
-            action,
-            data,
-            now=req.now,
-            project=project,
-            user_agent=req.headers.get("user-agent", ""),
-        )
+        self.audit(req, org, action, data, project)
 
     @staticmethod
     def connection_data_fields(e: Endpoint) -> dict[str, Any]:

@@ -53,7 +53,16 @@ from reconciler.sim.pullrequests import PullRequests
 from reconciler.sim.seed import SeedSource, build_world, load_seed, snapshot
 from reconciler.sim.throttle import ThrottleModel, Verdict
 from reconciler.sim.vssps import Vssps
-from reconciler.sim.world import PermissionSet, Principal, World, identity_key, iso, norm_scope
+from reconciler.sim.world import (
+    Organization,
+    PermissionSet,
+    Principal,
+    Project,
+    World,
+    identity_key,
+    iso,
+    norm_scope,
+)
 
 LOG_LIMIT = 200_000
 _DROP = Response(0)
@@ -75,7 +84,7 @@ class App:
         self.arm = Arm(self.world, lambda: self._faults)
         self.devops = DevOps(self.world, lambda: self._faults)
         self.audit = AuditLog(self.world, lambda: self._faults)
-        self.devops.audit = self.audit
+        self.devops.audit = self._audit_request
         self.vssps = Vssps(self.world)
         self.pullrequests = PullRequests()
         self.base_url = ""
@@ -510,6 +519,24 @@ class App:
                 return Response(400, {"error": str(exc)})
             return Response(200, result) if result is not None else Response(204)
         return Response(404, {"error": f"no admin route {m} /{'/'.join(req.segments)}"})
+
+    def _audit_request(
+        self,
+        req: Request,
+        org: Organization,
+        action: str,
+        data: dict[str, Any],
+        project: Project | None,
+    ) -> None:
+        self.audit.record(
+            org,
+            AuditActor.of_request(req),
+            action,
+            data,
+            now=req.now,
+            project=project,
+            user_agent=req.headers.get("user-agent", ""),
+        )
 
     def age_logs(self, seconds: float) -> None:
         """Move every Activity Log event and audit entry ``seconds`` into the past."""
