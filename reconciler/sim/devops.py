@@ -885,7 +885,11 @@ class DevOps:
             kind = self._conversion(e, target, auth.get("parameters"))
             self._assert_not_modified(e, body, allow_issuer_type=kind == "issuer")
             if kind == "revert":
-                return Response(200, self._revert(e, req, home))
+                reverted = self._revert(e, req, home)
+                self._audit(
+                    req, org, "Library.ServiceConnectionModified", self.connection_data_fields(e)
+                )
+                return Response(200, reverted)
             forced = "EntraID" if kind == "issuer" else None
             issuer, subject, issuer_type = federation(
                 self.world, org, home.name if home else "", e.name, e.id, forced
@@ -906,6 +910,11 @@ class DevOps:
             )
             e.operation_status = None
             self.world.touch()
+            # a scheme conversion is a modification in the audit log (no action of its own is
+            # documented)
+            self._audit(
+                req, org, "Library.ServiceConnectionModified", self.connection_data_fields(e)
+            )
             return Response(200, self.endpoint_json(e, home, req.now))
 
     @staticmethod
