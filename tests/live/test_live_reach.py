@@ -38,7 +38,9 @@ def services():  # type: ignore[no-untyped-def]
 
 def test_the_tools_queries_are_accepted_and_answer_rows(services) -> None:  # type: ignore[no-untyped-def]
     identities = services.arm.query_resource_graph(owned_identities_query(OWNER), what="live")
-    assert all({"id", "subscriptionId"} <= set(row) for row in identities)
+    assert all({"id", "subscriptionId", "tags"} <= set(row) for row in identities)
+    # tags come back as the resource's tag object (the inventory is read from it)
+    assert all(isinstance(row["tags"], dict) for row in identities)
     assert all(
         "/providers/microsoft.managedidentity/userassignedidentities/" in row["id"].lower()
         for row in identities
