@@ -15,7 +15,8 @@ pipeline permission changes the simulator serves and for admin out-of-band edits
 documented action ids [doc: docs/organizations/audit/auditing-events.md]: ``Library.
 ServiceConnection{Created,CreatedForMultipleProjects,Modified,Deleted,DeletedFromMultipleProjects,
 Shared,SharedWithMultipleProjects}``, ``Pipelines.Resource{Authorized,Unauthorized}For{Pipeline,
-Project}``, ``OrganizationPolicy.PolicyValueUpdated`` (the policy itself) and
+Project}``, ``Project.UpdateRenameCompleted`` (a rename changes legacy subjects),
+``OrganizationPolicy.PolicyValueUpdated`` (the policy itself) and
 ``AuditLog.AccessLog`` (every query, aggregated unless ``skipAggregation=true``, as the
 example shows). Retention 90 days. Assumptions (README "Azure DevOps audit log"): with the
 policy off a query is answered (200) with what was recorded while it was on; a caller outside
@@ -98,6 +99,11 @@ ACTIONS: dict[str, tuple[str, str, str]] = {
         "Pipelines",
         "modify",
         "Successfully unauthorized {ResourceType} resource {ResourceId} for the project.",
+    ),
+    "Project.UpdateRenameCompleted": (
+        "Project",
+        "modify",
+        "Rename for project {PreviousProjectName} to {ProjectName} was successful.",
     ),
     "OrganizationPolicy.PolicyValueUpdated": (
         "OrganizationPolicy",

@@ -777,10 +777,22 @@ class App:
                 project = org.project(project_ref)
                 if project is None:
                     raise KeyError(object_id)
-                if "name" in patch:
+                if "name" in patch and str(patch["name"]) != project.name:
+                    previous = project.name
                     org.projects.pop(project.name.lower(), None)
                     project.name = str(patch["name"])
                     org.projects[project.name.lower()] = project
+                    self._admin_audit(
+                        org.name,
+                        "Project.UpdateRenameCompleted",
+                        {
+                            "ProjectId": project.id,
+                            "PreviousProjectName": previous,
+                            "ProjectName": project.name,
+                        },
+                        caller,
+                        project.id,
+                    )
                     for e in w.endpoints_of(org.name):
                         for ref in e.project_refs:
                             if str(ref["projectReference"]["id"]).lower() == project.id.lower():

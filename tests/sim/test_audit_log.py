@@ -330,3 +330,17 @@ def test_the_official_example_is_the_answers_shape(auditing: Simulator, http: Ht
     r = audit(http, **params)
     assert r.status_code == 200
     assert set(r.json()) == set(example["responses"]["200"]["body"]["value"])
+
+
+def test_a_project_rename_is_recorded(auditing: Simulator, http: Http) -> None:
+    ids = projects(http)
+    auditing.edit("project", "contoso/team-b", {"name": "team-b2"}, caller="erin@contoso.com")
+    (entry,) = [e for e in changes(http) if e["actionId"].startswith("Project.")]
+    assert entry["actionId"] == "Project.UpdateRenameCompleted"
+    assert entry["data"] == {
+        "ProjectId": ids["team-b"],
+        "PreviousProjectName": "team-b",
+        "ProjectName": "team-b2",
+    }
+    assert entry["actorUPN"] == "erin@contoso.com" and entry["projectId"] == ids["team-b"]
+    assert entry["details"] == "Rename for project team-b to team-b2 was successful."
