@@ -1045,6 +1045,63 @@ class DevOps:
                 )
         return True
 
+    def sign_in(self, org_name: str, eid: str) -> dict[str, Any]:
+        """What Microsoft Entra would do with the token a pipeline presents for this connection
+        now (issue 11 §5): a workload identity connection presents its current issuer and
+        subject with audience ``api://AzureADTokenExchange``; a managed identity the simulator
+        holds must have a federated credential matching all three exactly (else Entra's
+        AADSTS70021) and hold a role assignment somewhere. A secret-based connection signs in
+        while its secret is set. An identity the simulator does not hold (an app registration)
+        is assumed to accept (README C2).
+
+        Returns ``{"ok", "reason", "scheme", "issuer", "subject", "identity"}``; call under no
+        lock (it takes the world's)."""
+        with self.world.lock:
+            org = self.world.organizations.get(org_name.lower())
+            e = self.world.endpoints.get(eid.lower())
+            out: dict[str, Any] = {
+                "ok": False,
+                "scheme": e.scheme if e else None,
+                "issuer": None,
+                "subject": None,
+                "identity": None,
+            }
+            if org is None or e is None or e.organization != org.name.lower():
+                return {**out, "reason": f"no service connection {eid} in {org_name}"}
+            client = str(e.parameters.get("serviceprincipalid") or "").lower()
+            ident = next(
+                (i for i in self.world.identities.values() if i.client_id.lower() == client),
+                None,
+            )
+            out["identity"] = ident.arm_id if ident else None
+            scheme = e.scheme.lower()
+            if scheme == "serviceprincipal":
+                if not any(k.lower() in SECRET_PARAMETERS and v for k, v in e.parameters.items()):
+                    return {**out, "reason": "no secret is set"}
+            elif scheme == "workloadidentityfederation":
+                issuer = e.parameters.get("workloadIdentityFederationIssuer")
+                subject = e.parameters.get("workloadIdentityFederationSubject")
+                out.update(issuer=issuer, subject=subject)
+                if ident is not None and not any(
+                    f.issuer == issuer and f.subject == subject and AUDIENCE in f.audiences
+                    for f in ident.fics.values()
+                ):
+                    return {
+                        **out,
+                        "reason": "AADSTS70021: No matching federated identity record found for "
+                        "presented assertion.",
+                    }
+            else:
+                return {**out, "reason": f"scheme {e.scheme} does not sign in to Azure"}
+            if ident is None:
+                return {**out, "ok": True, "reason": "identity not held (assumed to accept)"}
+            if not any(
+                ra.principal_id.lower() == ident.principal_id.lower()
+                for ra in self.world.role_assignments.values()
+            ):
+                return {**out, "reason": f"{ident.name} holds no role assignment"}
+            return {**out, "ok": True, "reason": "signed in"}
+
     def regenerate_legacy_subject(self, org: Organization, e: Endpoint) -> None:
         """The Azure DevOps (legacy) issuer's subject is ``sc://{org}/{project}/{name}``, with
         the names of the connection and of the project it was created in: a rename changes it.

@@ -480,6 +480,13 @@ class App:
                 return Response(400, {"error": str(exc)})
             self.set_faults(new)
             return Response(200, faults_to_dict(new))
+        if parts == ["sign-in"] and m == "GET":
+            return Response(
+                200,
+                self.devops.sign_in(
+                    req.query.get("organization", ""), req.query.get("endpoint", "")
+                ),
+            )
         if parts == ["tokens", "expire"] and m == "POST":
             token = body.get("token") if isinstance(body, dict) else None
             self.tokens.expire(token, time.time())
@@ -1255,6 +1262,11 @@ class Simulator:
     def audit_log(self, organization: str | None = None) -> list[dict[str, Any]]:
         """Every audit entry recorded (of one organisation), visible yet or not, newest first."""
         return self.app.audit.entries(organization)
+
+    def sign_in(self, organization: str, endpoint_id: str) -> dict[str, Any]:
+        """Whether a pipeline using this service connection could sign in to Azure now (see
+        ``DevOps.sign_in``): ``{"ok", "reason", "scheme", "issuer", "subject", "identity"}``."""
+        return self.app.devops.sign_in(organization, endpoint_id)
 
     def expire_tokens(self, token: str | None = None) -> None:
         """Expire one access token, or all of them (then every client must sign in again:

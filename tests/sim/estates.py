@@ -51,6 +51,14 @@ def estate(tenant: str) -> dict[str, Any]:
             "clientId": TARGET_MI,
         },
     ]
+    seed["roleAssignments"] += [
+        {
+            "identity": f"{SANDBOX}/identities-rg/{name}",
+            "scope": f"/subscriptions/{SANDBOX}/resourceGroups/sandbox-rg",
+            "role": "Reader",
+        }
+        for name in ("legacy-mi", "target-mi")
+    ]
     contoso = seed["devops"]["organizations"][0]
     spn = {"serviceprincipalid": APP, "tenantid": tenant, "authenticationType": "spnKey"}
     contoso["serviceEndpoints"] = [

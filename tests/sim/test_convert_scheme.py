@@ -508,3 +508,73 @@ def test_an_update_sending_the_secret_back_as_read_keeps_it(world: Simulator, ht
     body["authorization"]["parameters"]["serviceprincipalkey"] = "another-secret-value"
     assert http.ado("PUT", f"{EP}/{SPN_ID}?{V}", json=body).status_code == 200
     assert "another-secret-value" not in str(world.state())
+
+
+def signs_in(http: Http, eid: str) -> dict[str, Any]:
+    r = http.admin("GET", f"sign-in?organization=contoso&endpoint={eid}")
+    assert r.status_code == 200, r.text
+    got: dict[str, Any] = r.json()
+    return got
+
+
+def test_pipelines_keep_signing_in_through_an_issuer_switch(world: Simulator, http: Http) -> None:
+    # the order the tool follows (issue 11 §2): add the Entra credential, switch, read back,
+    # then delete the legacy credential; the sign-in check holds at every step
+    assert signs_in(http, LEGACY_ID)["ok"]
+    url = f"{PLATFORM_EP}/{LEGACY_ID}?{CONVERT}&{V}"
+    body = minimal(http, LEGACY_ID, workloadIdentityFederationIssuerType="EntraID")
+    assert http.ado("PUT", url, json=body).status_code == 202
+    assert signs_in(http, LEGACY_ID)["ok"]  # an early switch changes nothing
+    issuer, subject = entra_federation(world.tenant_id, ORG_ID, LEGACY_ID)
+    add_credential(http, "legacy-mi", "entra", issuer, subject)
+    assert signs_in(http, LEGACY_ID)["ok"]
+    assert http.ado("PUT", url, json=body).status_code == 200
+    after = signs_in(http, LEGACY_ID)
+    assert after["ok"] and (after["issuer"], after["subject"]) == (issuer, subject)
+    legacy = (
+        f"/subscriptions/{SANDBOX}/resourceGroups/identities-rg/providers/"
+        "Microsoft.ManagedIdentity/userAssignedIdentities/legacy-mi/"
+        "federatedIdentityCredentials/legacy?api-version=2023-01-31"
+    )
+    assert http.arm("DELETE", legacy).status_code in (200, 204)
+    assert signs_in(http, LEGACY_ID)["ok"]
+
+
+def test_the_sign_in_check_fails_as_entra_would(world: Simulator, http: Http) -> None:
+    # the other order: switching without the Entra credential would break sign-in, which is
+    # why the service waits (202); deleting the only matching credential breaks it
+    legacy = (
+        f"/subscriptions/{SANDBOX}/resourceGroups/identities-rg/providers/"
+        "Microsoft.ManagedIdentity/userAssignedIdentities/legacy-mi/"
+        "federatedIdentityCredentials/legacy?api-version=2023-01-31"
+    )
+    assert http.arm("DELETE", legacy).status_code in (200, 204)
+    failed = signs_in(http, LEGACY_ID)
+    assert not failed["ok"] and failed["reason"].startswith("AADSTS70021")
+    assert failed["identity"].endswith("/userAssignedIdentities/legacy-mi")
+    # a secret-based connection signs in while its secret is set; after the conversion it
+    # needs the credential like any other
+    assert signs_in(http, MI_SPN_ID)["ok"]
+    issuer, subject = entra_federation(world.tenant_id, ORG_ID, MI_SPN_ID)
+    add_credential(http, "target-mi", "entra", issuer, subject)
+    url = f"{PLATFORM_EP}/{MI_SPN_ID}?{CONVERT}&{V}"
+    assert http.ado("PUT", url, json=minimal(http, MI_SPN_ID)).status_code == 200
+    assert signs_in(http, MI_SPN_ID)["ok"]
+    # no role assignment, no sign-in (issue 11 §5)
+    target = next(
+        ra["name"]
+        for ra in world.state()["roleAssignments"]
+        if ra["scope"].endswith("/sandbox-rg")
+        and ra["principalId"] == _principal(world, "target-mi")
+    )
+    world.delete("role_assignment", target)
+    unassigned = signs_in(http, MI_SPN_ID)
+    assert not unassigned["ok"] and "holds no role assignment" in unassigned["reason"]
+    assert signs_in(http, str(uuid.uuid4()))["ok"] is False
+
+
+def _principal(sim: Simulator, name: str) -> str:
+    for identity in sim.state()["identities"]:
+        if identity["name"] == name:
+            return str(identity["principalId"])
+    raise AssertionError(name)
