@@ -10,7 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
-from reconciler.model import Address, Kind
+from reconciler.changes import Action, Change, Notice, Reason
+from reconciler.model import (
+    UNKNOWN,
+    Address,
+    DesiredState,
+    Kind,
+    LiveResource,
+    LiveState,
+    Ownership,
+    Resource,
+    implied_credential_name,
+)
 
 # Action values (reconciler.plan.Action is a StrEnum): kinds do not import the planner, which
 # imports them, so that no kind reaches another through it.
@@ -92,6 +103,36 @@ class KindSpec(Protocol):
         """The identity key an address names (its own, or its parent's), else None."""
         ...
 
+    # the planning hooks (defaults in ``Rules``; see there)
+    plan_order: int
+    selectable: bool
+
+    def parent(self, attrs: Mapping[str, Any]) -> Address | None: ...
+
+    def prepare(self, view: PlanView) -> None: ...
+
+    def enrich(self, address: Address, after: dict[str, Any], view: PlanView) -> None: ...
+
+    def cascade(self, parent: Address) -> tuple[Action, str]: ...
+
+    def plan_live_only(
+        self, current: LiveResource, ownership: Ownership, view: PlanView
+    ) -> None: ...
+
+    def conflicts(self, view: PlanView) -> list[str]: ...
+
+    def checks(self, view: PlanView) -> list[str]: ...
+
+    def edges(self, view: PlanView, edge: Edge) -> None: ...
+
+    def order_replacement(
+        self, gone: Change, new: list[Change], view: PlanView, edge: Edge
+    ) -> None: ...
+
+    def role_guid(self, attrs: Mapping[str, Any]) -> str | None: ...
+
+    def includes(self, address: Address, other: Address, attrs: Mapping[str, Any]) -> bool: ...
+
 
 DESTROYS_IDS: Final = (
     "!! DESTRUCTIVE: this loses ids, grants or pipeline permissions; apply needs --allow-destroy"
@@ -108,8 +149,153 @@ def short_name(identity: Any) -> str:
     return str(identity).rsplit("/", 1)[-1] if identity else ""
 
 
-class IdentityChild:
+# -- planning: what the rules of a kind decide, and what they see of the planner ------------
+
+Edge = Callable[[Address, Address], None]  # edge(first, then): ``then`` waits for ``first``
+DELETES: Final = (Action.DELETE, Action.DELETE_THEN_CREATE)
+
+
+class PlanView(Protocol):
+    """What a kind's rules see of the planner (``reconciler.plan``) while it plans: the
+    desired and live state, the changes so far, and what happened to each object.
+
+    ``created``, ``replaced`` and ``adopted`` hold the addresses this plan creates, replaces
+    or takes over; ``memo`` is a per-plan cache for indexes a kind builds once."""
+
+    desired: DesiredState
+    live: LiveState
+    owner: str
+    changes: dict[Address, Change]
+    notices: list[Notice]
+    created: set[Address]
+    replaced: set[Address]
+    adopted: set[Address]
+    desired_of: dict[Kind, list[Resource]]
+    live_of: dict[Kind, list[LiveResource]]
+    memo: dict[str, Any]
+
+    def add(self, change: Change) -> None: ...
+
+    def prune(
+        self, current: LiveResource, reason: Reason, detail: str, *, destructive: bool
+    ) -> None:
+        """Plan the delete of the live-only ``current`` (its fingerprint recorded)."""
+        ...
+
+    def replace_desired(self, resources: dict[Address, Resource]) -> None:
+        """Plan ``resources`` instead of the desired ones (a kind matched one to live)."""
+        ...
+
+
+class Rules:
+    """The defaults of the planning hooks; a kind overrides what it decides differently."""
+
+    kind: Kind
+    # the order kinds are planned in (what an identity's plan decides, its dependents read)
+    plan_order: int = 0
+    # whether ``--only NAME`` selects objects of this kind by the end of their key
+    selectable: bool = False
+
+    def is_destructive(self, action: str) -> bool:
+        return False
+
+    def parent(self, attrs: Mapping[str, Any]) -> Address | None:
+        """The object whose replacement this one follows (a child's identity), else None."""
+        return None
+
+    def prepare(self, view: PlanView) -> None:
+        """Before anything is planned: adjust the desired objects of this kind to live."""
+
+    def enrich(self, address: Address, after: dict[str, Any], view: PlanView) -> None:
+        """Add to ``after`` (the desired attributes) what the plan derives from live state
+        for apply, ``UNKNOWN`` where only the service can tell."""
+
+    def cascade(self, parent: Address) -> tuple[Action, str]:
+        """The action and detail of this object when ``parent`` is replaced."""
+        return Action.DELETE_THEN_CREATE, f"{parent.key.rsplit('/', 1)[-1]} is replaced"
+
+    def plan_live_only(self, current: LiveResource, ownership: Ownership, view: PlanView) -> None:
+        """A live object the specs do not declare: an owned one is pruned."""
+        if ownership is Ownership.OWNED:
+            view.prune(
+                current, Reason.NOT_IN_SPEC, "", destructive=self.is_destructive(Action.DELETE)
+            )
+
+    def conflicts(self, view: PlanView) -> list[str]:
+        """Problems with the planned state that Azure would refuse (checked first)."""
+        return []
+
+    def checks(self, view: PlanView) -> list[str]:
+        """Hard limits the planned state would exceed."""
+        return []
+
+    def edges(self, view: PlanView, edge: Edge) -> None:
+        """Ordering edges of this kind's changes beyond the declared dependencies."""
+
+    def order_replacement(
+        self, gone: Change, new: list[Change], view: PlanView, edge: Edge
+    ) -> None:
+        """Order the delete ``gone`` against the creates ``new`` of this kind under the same
+        parent: by default the new objects exist before the old one goes."""
+        for created in new:
+            edge(created.address, gone.address)
+
+    def role_guid(self, attrs: Mapping[str, Any]) -> str | None:
+        """The role definition GUID a change grants, for naming it (role assignments)."""
+        return None
+
+    def includes(self, address: Address, other: Address, attrs: Mapping[str, Any]) -> bool:
+        """Whether ``--only`` of ``address`` (this kind) takes ``other`` (with ``attrs``) too."""
+        return False
+
+
+def short_identity(key: str | None) -> str:
+    """An identity's name from its key (``sub/rg/name``), for messages; '?' for none."""
+    return (key or "?").rsplit("/", 1)[-1]
+
+
+def unknowns(attrs: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(sorted(k for k, v in attrs.items() if v is UNKNOWN))
+
+
+def credentials_of_connection(view: PlanView, connection: Change) -> list[Address]:
+    """Credential deletes that belong to a connection being deleted (by issuer and subject, or
+    by the name the tool gives a connection's credential): DevOps refuses the connection's
+    delete while they exist."""
+    attrs = connection.before or {}
+    implied = implied_credential_name(
+        str(attrs.get("organization")), str(attrs.get("project")), str(attrs.get("name"))
+    ).lower()
+    pair = (attrs.get("issuer"), attrs.get("subject"))
+    found = []
+    for change in view.changes.values():
+        if change.address.kind is not Kind.FEDERATED_CREDENTIAL:
+            continue
+        if change.action not in DELETES or change.before is None:
+            continue
+        cred = change.before
+        same_pair = pair[0] and (cred.get("issuer"), cred.get("subject")) == pair
+        if same_pair or str(cred.get("name", "")).lower() == implied:
+            found.append(change.address)
+    return found
+
+
+def identity_live(view: PlanView, key: Any) -> LiveResource | None:
+    """The live identity ``key`` names, unless this plan creates it (or none is named)."""
+    if not key:
+        return None
+    address = Address(Kind.IDENTITY, str(key))
+    if address in view.created:
+        return None
+    return view.live.resources.get(address)
+
+
+class IdentityChild(Rules):
     """Shared behaviour of kinds that hang off one identity (``attrs["identity"]``)."""
+
+    def parent(self, attrs: Mapping[str, Any]) -> Address | None:
+        identity = attrs.get("identity")
+        return Address(Kind.IDENTITY, str(identity)) if identity else None
 
     def dependencies(self, attrs: Mapping[str, Any]) -> tuple[Address, ...]:
         identity = attrs.get("identity")

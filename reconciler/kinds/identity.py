@@ -6,12 +6,26 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconciler import normalize
-from reconciler.kinds.base import DELETE_THEN_CREATE, DESTROYS_IDS, LOSING, short_name
-from reconciler.model import Address, Kind, identity_key
+from reconciler.changes import Action
+from reconciler.kinds.base import (
+    DELETE_THEN_CREATE,
+    DESTROYS_IDS,
+    LOSING,
+    Edge,
+    PlanView,
+    Rules,
+    short_identity,
+    short_name,
+)
+from reconciler.model import MAX_TAGS_PER_RESOURCE, Address, Kind, identity_key
 
 
-class IdentityKind:
+class IdentityKind(Rules):
     kind: Kind = Kind.IDENTITY
+    # planned first: whether an identity is created or replaced decides what its dependents
+    # can know (a connection's client id, an assignment's principal)
+    plan_order: int = 0
+    selectable: bool = True
     # organizations: the inventory (README "Safety"), organisation id -> name, derived by the
     # planner from the connections that sign in as the identity and kept in its tags
     declared_fields: tuple[str, ...] = ("location", "tags", "organizations")
@@ -63,6 +77,82 @@ class IdentityKind:
 
     def identity_in_key(self, address: Address) -> str | None:
         return address.key
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def enrich(self, address: Address, after: dict[str, Any], view: PlanView) -> None:
+        after["organizations"] = _inventory_of(address.key, view)
+
+    def checks(self, view: PlanView) -> list[str]:
+        problems = []
+        for change in view.changes.values():
+            after = change.after
+            if change.address.kind is not Kind.IDENTITY or after is None:
+                continue
+            user, inventory = len(after.get("tags") or {}), len(after.get("organizations") or {})
+            if user + 1 + inventory > MAX_TAGS_PER_RESOURCE:
+                where = f"{change.source}: " if change.source else ""
+                problems.append(
+                    f"{where}identity {short_identity(change.address.key)} would carry "
+                    f"{user + 1 + inventory} tags ({user} in the specs, the owner tag, and one "
+                    f"per Azure DevOps organisation its connections are in: {inventory}); "
+                    f"Azure allows at most {MAX_TAGS_PER_RESOURCE}"
+                )
+        return problems
+
+    def edges(self, view: PlanView, edge: Edge) -> None:
+        """An identity update that drops an organisation from its inventory runs after the
+        delete of every connection of this owner in that organisation that signs in as it: an
+        apply stopped half-way never loses the record while such a connection lives.
+        (Additions need nothing: a connection's create already waits for its identity.) A
+        connection moved to another identity in place needs no edge: the other identity's
+        inventory records the organisation before the move (the update waits for it)."""
+        for change in view.changes.values():
+            if change.address.kind is not Kind.IDENTITY or change.action is not Action.UPDATE:
+                continue
+            before = dict((change.before or {}).get("organizations") or {})
+            after = {str(k).lower() for k in ((change.after or {}).get("organizations") or {})}
+            dropped = {str(k).lower() for k in before} - after
+            if not dropped:
+                continue
+            for other in view.changes.values():
+                if other.address.kind is not Kind.SERVICE_CONNECTION or other.before is None:
+                    continue
+                if other.action is not Action.DELETE or str(other.before.get("identity")) != (
+                    change.address.key
+                ):
+                    continue
+                org = str(other.before.get("organization") or "").lower()
+                if str(view.live.organizations.get(org) or "").lower() in dropped:
+                    edge(other.address, change.address)
+
+    def includes(self, address: Address, other: Address, attrs: Mapping[str, Any]) -> bool:
+        """Its federated credentials, its role assignments and the connections that sign in
+        as it."""
+        under = other.kind in (
+            Kind.FEDERATED_CREDENTIAL,
+            Kind.ROLE_ASSIGNMENT,
+        ) and other.key.startswith(f"{address.key}/")
+        signs_in = other.kind is Kind.SERVICE_CONNECTION and (
+            str(attrs.get("identity") or "").lower() == address.key
+        )
+        return under or signs_in
+
+
+def _inventory_of(identity: str, view: PlanView) -> dict[str, str]:
+    """The identity's inventory (README "Safety"): organisation id -> name for every declared
+    connection that signs in as it. The ids come from live state: observe reads every
+    organisation the specs name, and a plan naming one it could not read has already
+    failed (``check_references``); one left unread (planner cases) is left out."""
+    inventory: dict[str, str] = {}
+    for connection in view.desired_of[Kind.SERVICE_CONNECTION]:
+        if str(connection.attrs.get("identity")) != identity:
+            continue
+        org = str(connection.attrs["organization"])
+        org_id = view.live.organizations.get(org.lower())
+        if org_id:
+            inventory.setdefault(str(org_id).lower(), org)
+    return dict(sorted(inventory.items()))
 
 
 KIND = IdentityKind()

@@ -7,14 +7,27 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from reconciler import normalize
+from reconciler.changes import Action, Notice, NoticeLevel, Reason
 from reconciler.kinds.base import (
     CREATE_THEN_DELETE,
     DESTROYS_IDS,
     IdentityChild,
+    PlanView,
     identity_label,
+    identity_live,
+    short_identity,
     short_name,
 )
-from reconciler.model import Address, Kind, role_assignment_key
+from reconciler.model import (
+    MAX_ROLE_ASSIGNMENTS_PER_MANAGEMENT_GROUP,
+    MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION,
+    UNKNOWN,
+    Address,
+    Kind,
+    LiveResource,
+    Ownership,
+    role_assignment_key,
+)
 
 _SUBSCRIPTION_SCOPE: Final = re.compile(r"^/subscriptions/([^/]+)$", re.IGNORECASE)
 _GROUP_SCOPE: Final = re.compile(r"^/subscriptions/[^/]+/resourcegroups/([^/]+)$", re.IGNORECASE)
@@ -22,6 +35,7 @@ _GROUP_SCOPE: Final = re.compile(r"^/subscriptions/[^/]+/resourcegroups/([^/]+)$
 
 class RoleAssignmentKind(IdentityChild):
     kind: Kind = Kind.ROLE_ASSIGNMENT
+    plan_order: int = 3
     # a PUT under the same assignment name updates these; principal, scope and role cannot change
     declared_fields: tuple[str, ...] = ("description", "condition", "conditionVersion")
     immutable_fields: tuple[str, ...] = ()
@@ -76,8 +90,98 @@ class RoleAssignmentKind(IdentityChild):
     def identity_in_key(self, address: Address) -> str | None:
         return address.key.partition("//")[0] if "//" in address.key else None
 
+    # -- planning ---------------------------------------------------------------------------
+
+    def enrich(self, address: Address, after: dict[str, Any], view: PlanView) -> None:
+        """The identity's principal id (unknown until a new or replaced identity exists)."""
+        identity = identity_live(view, after.get("identity"))
+        known = (
+            identity is not None
+            and Address(Kind.IDENTITY, str(after.get("identity"))) not in view.replaced
+        )
+        after["principalId"] = identity.attrs.get("principalId") if known and identity else UNKNOWN
+
+    def cascade(self, parent: Address) -> tuple[Action, str]:
+        name = parent.key.rsplit("/", 1)[-1]
+        return (
+            Action.DELETE_THEN_CREATE,
+            f"identity {name} is replaced; granted again to its new principal",
+        )
+
+    def plan_live_only(self, current: LiveResource, ownership: Ownership, view: PlanView) -> None:
+        attrs = current.attrs
+        parent = self.identity_of(attrs)
+        if ownership is Ownership.OWNED:
+            detail = ""
+            if parent is None:
+                detail = f"its identity no longer exists (principal {attrs.get('principalId')})"
+            view.prune(current, Reason.NOT_IN_SPEC, detail, destructive=False)
+            return
+        if parent is None:
+            return
+        parent_address = Address(Kind.IDENTITY, parent)
+        parent_live = view.live.resources.get(parent_address)
+        parent_owned = parent_live is not None and parent_live.owner == view.owner
+        if parent_address in view.desired.resources or parent_owned:
+            who = f"owner '{current.owner}'" if current.owner else "no owner marker"
+            view.notices.append(
+                Notice(
+                    NoticeLevel.WARNING,
+                    f"role assignment {_role_name(attrs, view)} at {attrs.get('scope')} on "
+                    f"identity {short_identity(parent)} was not made by these specs ({who}): "
+                    "reported, not removed",
+                    current.address,
+                )
+            )
+
+    def checks(self, view: PlanView) -> list[str]:
+        """Azure's limits of role assignments per subscription and per management group."""
+        problems = []
+        delta: dict[str, list[int]] = {}
+        for change in view.changes.values():
+            if change.address.kind is not Kind.ROLE_ASSIGNMENT:
+                continue
+            step = {Action.CREATE: 0, Action.DELETE: 1}.get(change.action)
+            if step is None:
+                continue
+            attrs = change.after if change.action is Action.CREATE else change.before
+            scope_text = str((attrs or {}).get("scope") or "")
+            bucket = normalize.subscription_of(scope_text) or normalize.scope(scope_text) or ""
+            delta.setdefault(bucket, [0, 0])[step] += 1
+        for bucket, (creates, deletes) in sorted(delta.items()):
+            if creates <= deletes:
+                continue
+            held = view.live.role_assignment_counts.get(bucket, 0)
+            total = held + creates - deletes
+            if bucket.startswith("/"):
+                limit, what = MAX_ROLE_ASSIGNMENTS_PER_MANAGEMENT_GROUP, "management group"
+            else:
+                limit, what = MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION, "subscription"
+            if total > limit:
+                problems.append(
+                    f"{what} {bucket} would hold {total:,} role assignments ({held:,} live + "
+                    f"{creates} new - {deletes} removed); Azure allows at most {limit:,}"
+                )
+        return problems
+
+    def role_guid(self, attrs: Mapping[str, Any]) -> str | None:
+        return str(attrs.get("roleDefinitionId") or "").rpartition("/")[2].lower()
+
 
 KIND = RoleAssignmentKind()
+
+
+def _role_name(attrs: Mapping[str, Any], view: PlanView) -> str:
+    """A live assignment's role as people know it (its name), falling back to the GUID."""
+    guid = str(attrs.get("roleDefinitionId") or "")
+    sub = normalize.subscription_of(str(attrs.get("scope") or ""))
+    catalogues = [view.live.role_definitions.get(sub or "", ())]
+    catalogues += list(view.live.role_definitions.values())
+    for catalogue in catalogues:
+        for definition in catalogue:
+            if definition.guid.lower() == guid.lower():
+                return f"'{definition.name}'"
+    return guid or "?"
 
 
 def _short_scope(scope: str) -> str:

@@ -10,12 +10,23 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconciler import normalize
-from reconciler.kinds.base import DESTROYS_IDS, LOSING, IdentityChild
-from reconciler.model import Address, Kind, connection_key
+from reconciler.changes import Action, Change
+from reconciler.kinds.base import (
+    DESTROYS_IDS,
+    LOSING,
+    Edge,
+    IdentityChild,
+    PlanView,
+    credentials_of_connection,
+    identity_live,
+)
+from reconciler.model import UNKNOWN, Address, Kind, connection_key
 
 
 class ServiceConnectionKind(IdentityChild):
     kind: Kind = Kind.SERVICE_CONNECTION
+    plan_order: int = 1
+    selectable: bool = True
     # servicePrincipalId and tenantId are derived from the identity, then compared like the rest
     declared_fields: tuple[str, ...] = (
         "description",
@@ -82,8 +93,70 @@ class ServiceConnectionKind(IdentityChild):
         project = attrs.get("project") or parts[1]
         return f"{org}/{project}/{attrs.get('name') or parts[2]}"
 
+    # -- planning ---------------------------------------------------------------------------
+
+    def enrich(self, address: Address, after: dict[str, Any], view: PlanView) -> None:
+        """The identity's client id (unknown until a new or replaced identity exists) and
+        tenant."""
+        identity = identity_live(view, after.get("identity"))
+        known = (
+            identity is not None
+            and Address(Kind.IDENTITY, str(after.get("identity"))) not in view.replaced
+        )
+        after["servicePrincipalId"] = (
+            identity.attrs.get("clientId") if known and identity else UNKNOWN
+        )
+        tenant = (identity.attrs.get("tenantId") if identity else None) or view.live.tenant_id
+        after["tenantId"] = tenant or UNKNOWN
+
+    def cascade(self, parent: Address) -> tuple[Action, str]:
+        # updated in place, never recreated: a new connection would lose its id and permissions
+        name = parent.key.rsplit("/", 1)[-1]
+        return (
+            Action.UPDATE,
+            f"identity {name} is replaced; the connection follows its new client id",
+        )
+
+    def edges(self, view: PlanView, edge: Edge) -> None:
+        # Microsoft's walkthrough: grant the roles, then create the connection
+        ras_of: dict[str, list[Address]] = {}
+        for resource in view.desired_of[Kind.ROLE_ASSIGNMENT]:
+            ras_of.setdefault(str(resource.attrs["identity"]), []).append(resource.address)
+        for resource in view.desired_of[Kind.SERVICE_CONNECTION]:
+            for ra in ras_of.get(str(resource.attrs.get("identity")), ()):
+                edge(ra, resource.address)
+        # Azure DevOps refuses to delete a connection while its federated credential exists
+        for gone in view.changes.values():
+            if gone.address.kind is Kind.SERVICE_CONNECTION and gone.action is Action.DELETE:
+                for credential in credentials_of_connection(view, gone):
+                    edge(credential, gone.address)
+
+    def order_replacement(
+        self, gone: Change, new: list[Change], view: PlanView, edge: Edge
+    ) -> None:
+        for created in new:
+            if not _same_organization(created.after, gone.before):
+                # no pipeline of one organisation can use a connection of another, and the
+                # identity's inventory drops the old organisation only after the delete while
+                # the create waits for the identity: ordering these two would close a cycle
+                continue
+            edge(created.address, gone.address)
+
+    def includes(self, address: Address, other: Address, attrs: Mapping[str, Any]) -> bool:
+        """Its implied federated credential."""
+        return other.kind is Kind.FEDERATED_CREDENTIAL and (
+            str(attrs.get("serviceConnection") or "").lower() == address.key
+        )
+
 
 KIND = ServiceConnectionKind()
+
+
+def _same_organization(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    return (
+        str((a or {}).get("organization") or "").lower()
+        == str((b or {}).get("organization") or "").lower()
+    )
 
 
 def endpoint_gone(endpoint: Any) -> bool:
