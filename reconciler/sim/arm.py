@@ -717,6 +717,7 @@ class Arm:
                     subject,
                     list(audiences),
                 )
+                existing.written = req.now
                 self.world.touch()
                 return Response(200, self.fic_json(ident, existing))
             if len(ident.fics) >= MAX_FICS:
@@ -725,7 +726,7 @@ class Arm:
                     "FederatedIdentityCredentialLimitExceeded",
                     f"The managed identity '{ident.name}' already has the maximum of {MAX_FICS} federated identity credentials.",
                 )
-            fic = Fic(name, issuer, subject, list(audiences), req.now)
+            fic = Fic(name, issuer, subject, list(audiences), req.now, req.now)
             ident.fics[name.lower()] = fic
             self.world.touch()
             return Response(201, self.fic_json(ident, fic))

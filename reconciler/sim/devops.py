@@ -12,7 +12,7 @@ import copy
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ from reconciler.sim.world import (
     SECRET_PARAMETERS,
     SECRET_SET,
     Endpoint,
+    Fic,
     Organization,
     PermissionSet,
     Project,
@@ -894,7 +895,9 @@ class DevOps:
             issuer, subject, issuer_type = federation(
                 self.world, org, home.name if home else "", e.name, e.id, forced
             )
-            if not self._can_sign_in(e.parameters.get("serviceprincipalid"), issuer, subject):
+            if not self._can_sign_in(
+                e.parameters.get("serviceprincipalid"), issuer, subject, req.now
+            ):
                 e.operation_status = dict(CONVERTING)
                 self.world.touch()
                 return Response(202, self.endpoint_json(e, home, req.now))
@@ -1032,18 +1035,28 @@ class DevOps:
         self.world.touch()
         return self.endpoint_json(e, home, req.now)
 
-    def _can_sign_in(self, client_id: str | None, issuer: str, subject: str) -> bool:
+    def _can_sign_in(self, client_id: str | None, issuer: str, subject: str, now: float) -> bool:
         """Whether the identity the connection names would accept a token with this issuer
-        and subject: a managed identity needs a federated credential matching exactly. An
-        identity the simulator does not hold (an app registration) is assumed to accept it."""
+        and subject: a managed identity needs a federated credential matching exactly, written
+        at least ``fic_propagation_ms`` ago. An identity the simulator does not hold (an app
+        registration) is assumed to accept it."""
         wanted = str(client_id or "").lower()
         for ident in self.world.identities.values():
             if ident.client_id.lower() == wanted:
-                return any(
-                    f.issuer == issuer and f.subject == subject and AUDIENCE in f.audiences
-                    for f in ident.fics.values()
-                )
+                return self._honoured(ident.fics.values(), issuer, subject, now)
         return True
+
+    def _honoured(
+        self, fics: Iterable[Fic], issuer: str | None, subject: str | None, now: float
+    ) -> bool:
+        settle = self.faults().fic_propagation_ms / 1000
+        return any(
+            f.issuer == issuer
+            and f.subject == subject
+            and AUDIENCE in f.audiences
+            and now - (f.written or f.created) >= settle
+            for f in fics
+        )
 
     def sign_in(self, org_name: str, eid: str) -> dict[str, Any]:
         """What Microsoft Entra would do with the token a pipeline presents for this connection
@@ -1082,9 +1095,8 @@ class DevOps:
                 issuer = e.parameters.get("workloadIdentityFederationIssuer")
                 subject = e.parameters.get("workloadIdentityFederationSubject")
                 out.update(issuer=issuer, subject=subject)
-                if ident is not None and not any(
-                    f.issuer == issuer and f.subject == subject and AUDIENCE in f.audiences
-                    for f in ident.fics.values()
+                if ident is not None and not self._honoured(
+                    ident.fics.values(), issuer, subject, self.world.clock()
                 ):
                     return {
                         **out,

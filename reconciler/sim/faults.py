@@ -36,6 +36,7 @@ _ALIASES = {
     "fic-write": "fic_write_ms",
     "ready-after": "ready_after_ms",
     "fic-delete-lag": "fic_delete_lag_ms",
+    "fic-propagation": "fic_propagation_ms",
     "retry-after": "retry_after_ms",
     "max": "max_faults",
     "delete-lag": "delete_lag_s",
@@ -75,6 +76,10 @@ class Faults:
     ready_after_ms: float = 0.0
     # Azure DevOps keeps refusing a WIF connection delete this long after its FIC is gone
     fic_delete_lag_ms: float = 0.0
+    # Entra honours a federated credential only this long after it was written: until then a
+    # sign-in with its issuer and subject fails (AADSTS70021) and a scheme conversion that
+    # needs it answers 202 (sim README, "Converting a connection in place", C2)
+    fic_propagation_ms: float = 0.0
     # Azure DevOps deletes a connection asynchronously: for this long after the DELETE, GET and
     # list still return it, whole for the first half and as a partial object (``authorization``
     # null) for the second (sim README, "delete-lag")

@@ -306,6 +306,7 @@ def build_world(seed: Mapping[str, Any], *, world: World | None = None) -> World
                 str(f["subject"]),
                 list(f.get("audiences") or ["api://AzureADTokenExchange"]),
                 float(f.get("createdAt", created)),
+                float(f.get("writtenAt", 0.0)),
             )
         world.identities[key] = ident
         world.principals[ident.principal_id.lower()] = Principal(
@@ -628,6 +629,7 @@ def snapshot(world: World) -> dict[str, Any]:
                         "subject": f.subject,
                         "audiences": list(f.audiences),
                         "createdAt": f.created,
+                        **({"writtenAt": f.written} if f.written else {}),
                     }
                     for f in i.fics.values()
                 ],

@@ -154,6 +154,9 @@ class Fic:
     subject: str
     audiences: list[str]
     created: float
+    # last write (create or update): Entra honours a credential only some time after it
+    # (``fic_propagation_ms``); 0 = as old as ``created``
+    written: float = 0.0
 
 
 @dataclass(slots=True)

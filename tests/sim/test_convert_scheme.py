@@ -578,3 +578,26 @@ def _principal(sim: Simulator, name: str) -> str:
         if identity["name"] == name:
             return str(identity["principalId"])
     raise AssertionError(name)
+
+
+def test_a_new_credential_is_honoured_only_once_it_has_propagated(
+    world: Simulator, http: Http
+) -> None:
+    # Entra honours a new credential only after a while (AADSTS70021 meanwhile; the portal
+    # says to wait, then "Try again"): the conversion answers 202 until then
+    world.set_faults(fic_propagation_ms=3_600_000)
+    issuer, subject = entra_federation(world.tenant_id, ORG_ID, LEGACY_ID)
+    add_credential(http, "legacy-mi", "entra", issuer, subject)
+    url = f"{PLATFORM_EP}/{LEGACY_ID}?{CONVERT}&{V}"
+    body = minimal(http, LEGACY_ID, workloadIdentityFederationIssuerType="EntraID")
+    assert http.ado("PUT", url, json=body).status_code == 202
+    # the seeded legacy credential is old: the connection still signs in on it
+    assert signs_in(http, LEGACY_ID)["ok"]
+    world.set_faults(fic_propagation_ms=0)
+    assert http.ado("PUT", url, json=body).status_code == 200
+    assert signs_in(http, LEGACY_ID)["ok"]
+    # rewriting a credential counts as new again
+    world.set_faults(fic_propagation_ms=3_600_000)
+    add_credential(http, "legacy-mi", "entra", issuer, subject)
+    failed = signs_in(http, LEGACY_ID)
+    assert not failed["ok"] and failed["reason"].startswith("AADSTS70021")
