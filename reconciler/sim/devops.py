@@ -838,6 +838,32 @@ class DevOps:
                     "ArgumentNullException",
                     event_id=0,
                 )
+            shapes = (
+                ("authorization.parameters", auth.get("parameters"), dict),
+                ("data", body.get("data"), dict),
+                ("createdBy", body.get("createdBy"), dict),
+                (
+                    "serviceEndpointProjectReferences",
+                    body.get("serviceEndpointProjectReferences"),
+                    list,
+                ),
+            )
+            for where, value, kind_of in shapes:
+                if value is not None and not isinstance(value, kind_of):
+                    raise ado_error(
+                        400,
+                        f"The request body could not be parsed: {where} is not a JSON "
+                        f"{'object' if kind_of is dict else 'array'}.",
+                        "InvalidRequestException",
+                    )
+            if any(
+                not isinstance(r, dict) for r in body.get("serviceEndpointProjectReferences") or []
+            ):
+                raise ado_error(
+                    400,
+                    "The request body could not be parsed: a project reference is not a JSON object.",
+                    "InvalidRequestException",
+                )
             target = str(auth.get("scheme") or "")
             if not target:
                 raise ado_error(

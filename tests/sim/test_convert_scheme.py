@@ -375,6 +375,25 @@ REFUSED = [
         "Property serviceendpointprojectreferences does not match",
     ),
     (
+        "parameters that are not an object",
+        SPN_ID,
+        lambda http: {
+            **minimal(http, SPN_ID),
+            "authorization": {"scheme": "WorkloadIdentityFederation", "parameters": ["x"]},
+        },
+        400,
+        "InvalidRequestException",
+        "could not be parsed",
+    ),
+    (
+        "a project reference that is not an object",
+        SPN_ID,
+        lambda http: {**minimal(http, SPN_ID), "serviceEndpointProjectReferences": ["platform"]},
+        400,
+        "InvalidRequestException",
+        "could not be parsed",
+    ),
+    (
         "changed data",
         SPN_ID,
         lambda http: {**minimal(http, SPN_ID), "data": {**DATA, "subscriptionName": "Other"}},
