@@ -2,26 +2,22 @@
 
 ARM ids are case-insensitive, role definitions have three spellings (name, GUID, full id), set-like
 lists come back in any order. Pure functions; the kinds build their comparable projection from
-these, and ``resolve_roles`` turns role names into definition GUIDs with the live catalogue.
+these, and ``resolve_role`` turns a role name into its definition GUID with the live catalogue
+(``kinds.role_assignment.resolve_roles`` applies it to the specs).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from typing import Any, Final
 
 from reconciler.errors import PlanError
 from reconciler.model import (
     UNKNOWN,
-    Address,
-    DesiredState,
-    Kind,
     LiveState,
     Resource,
     RoleDefinition,
-    role_assignment_key,
 )
 
 _GUID_RE: Final = re.compile(
@@ -151,41 +147,3 @@ def resolve_role(resource: Resource, live: LiveState) -> str:
         f"{where}role name '{role}' is ambiguous at {scope_text}: "
         f"{', '.join(sorted(matches))}; give the role definition GUID instead"
     )
-
-
-def resolve_roles(desired: DesiredState, live: LiveState) -> DesiredState:
-    """Fill every role assignment's ``roleDefinitionId`` and key it by the GUID.
-
-    Raises ``PlanError`` for an unknown role name or for two declarations that turn out to be
-    the same assignment (the same role written once by name and once by GUID).
-    """
-    renamed: dict[Address, Address] = {}
-    resources: dict[Address, Resource] = {}
-    seen: dict[Address, Resource] = {}
-    for address, resource in desired.resources.items():
-        if address.kind is not Kind.ROLE_ASSIGNMENT:
-            resources[address] = resource
-            continue
-        role_id = resolve_role(resource, live)
-        attrs = dict(resource.attrs)
-        attrs["roleDefinitionId"] = role_id
-        new_address = Address(
-            Kind.ROLE_ASSIGNMENT,
-            role_assignment_key(str(attrs["identity"]), str(attrs["scope"]), role_id),
-        )
-        other = seen.get(new_address)
-        if other is not None:
-            raise PlanError(
-                f"{resource.source or new_address}: role assignment duplicates the one declared "
-                f"at {other.source or other.address} (same identity, scope and role)"
-            )
-        seen[new_address] = resource
-        renamed[address] = new_address
-        resources[new_address] = replace(resource, address=new_address, attrs=attrs)
-    if all(old == new for old, new in renamed.items()):
-        return replace(desired, resources=resources)
-    fixed = {
-        address: replace(r, depends_on=tuple(renamed.get(d, d) for d in r.depends_on))
-        for address, r in resources.items()
-    }
-    return replace(desired, resources=fixed)

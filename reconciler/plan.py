@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from reconciler import graph, normalize
+from reconciler import graph
 from reconciler.changes import (
     Action,
     Change,
@@ -89,10 +89,12 @@ def make_plan(
     ``PlanError`` for an ambiguous role name, an object another owner marked (unless
     ``force``), a hard Azure limit the plan would exceed, or an order that cannot exist.
     """
-    problems = check_references(desired, live)
+    problems = check_references(desired, live, REGISTRY)
     if problems:
         raise LiveReferenceError(problems)
-    planner = _Planner(normalize.resolve_roles(desired, live), live, force=force)
+    for spec in REGISTRY.values():
+        desired = spec.resolve(desired, live)
+    planner = _Planner(desired, live, force=force)
     return planner.run(spec_digest)
 
 

@@ -7,7 +7,7 @@ whether losing it hurts. It makes no service calls: those live in the providers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
 from reconciler.changes import Action, Change, Notice, Reason
@@ -22,6 +22,7 @@ from reconciler.model import (
     Resource,
     implied_credential_name,
 )
+from reconciler.references import Place, Report
 
 # Action values (reconciler.plan.Action is a StrEnum): kinds do not import the planner, which
 # imports them, so that no kind reaches another through it.
@@ -128,6 +129,14 @@ class KindSpec(Protocol):
     def order_replacement(
         self, gone: Change, new: list[Change], view: PlanView, edge: Edge
     ) -> None: ...
+
+    def place(self, attrs: Mapping[str, Any]) -> Place | None: ...
+
+    def check_references(
+        self, resources: Iterable[Resource], live: LiveState, report: Report
+    ) -> None: ...
+
+    def resolve(self, desired: DesiredState, live: LiveState) -> DesiredState: ...
 
     def role_guid(self, attrs: Mapping[str, Any]) -> str | None: ...
 
@@ -239,6 +248,20 @@ class Rules:
         parent: by default the new objects exist before the old one goes."""
         for created in new:
             edge(created.address, gone.address)
+
+    def place(self, attrs: Mapping[str, Any]) -> Place | None:
+        """The subscription and resource group an object lives in, checked against live state
+        (``references.check_place``); None for one that names none of its own."""
+        return None
+
+    def check_references(
+        self, resources: Iterable[Resource], live: LiveState, report: Report
+    ) -> None:
+        """Report each other name these objects give that live state shows is missing."""
+
+    def resolve(self, desired: DesiredState, live: LiveState) -> DesiredState:
+        """The specs with what only live state can tell filled in (role names to GUIDs)."""
+        return desired
 
     def role_guid(self, attrs: Mapping[str, Any]) -> str | None:
         """The role definition GUID a change grants, for naming it (role assignments)."""

@@ -18,6 +18,7 @@ from reconciler.kinds.base import (
     short_name,
 )
 from reconciler.model import MAX_TAGS_PER_RESOURCE, Address, Kind, identity_key
+from reconciler.references import Place
 
 
 class IdentityKind(Rules):
@@ -125,6 +126,14 @@ class IdentityKind(Rules):
                 org = str(other.before.get("organization") or "").lower()
                 if str(view.live.organizations.get(org) or "").lower() in dropped:
                     edge(other.address, change.address)
+
+    def place(self, attrs: Mapping[str, Any]) -> Place | None:
+        return (
+            str(attrs["subscription"]),
+            "subscription",
+            str(attrs["resourceGroup"]),
+            "resourceGroup",
+        )
 
     def includes(self, address: Address, other: Address, attrs: Mapping[str, Any]) -> bool:
         """Its federated credentials, its role assignments and the connections that sign in

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from reconciler import normalize
 from reconciler.changes import Action, Notice, NoticeLevel, Reason
+from reconciler.errors import PlanError
 from reconciler.kinds.base import (
     CREATE_THEN_DELETE,
     DESTROYS_IDS,
@@ -23,11 +25,16 @@ from reconciler.model import (
     MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION,
     UNKNOWN,
     Address,
+    DesiredState,
     Kind,
     LiveResource,
+    LiveState,
     Ownership,
+    Resource,
+    RoleDefinition,
     role_assignment_key,
 )
+from reconciler.references import Place, Report, did_you_mean, resource_group_of
 
 _SUBSCRIPTION_SCOPE: Final = re.compile(r"^/subscriptions/([^/]+)$", re.IGNORECASE)
 _GROUP_SCOPE: Final = re.compile(r"^/subscriptions/[^/]+/resourcegroups/([^/]+)$", re.IGNORECASE)
@@ -164,6 +171,39 @@ class RoleAssignmentKind(IdentityChild):
                 )
         return problems
 
+    def place(self, attrs: Mapping[str, Any]) -> Place | None:
+        scope = str(attrs.get("scope") or "")
+        sub = normalize.subscription_of(scope)
+        return (sub, "scope", resource_group_of(scope), "scope") if sub is not None else None
+
+    def check_references(
+        self, resources: Iterable[Resource], live: LiveState, report: Report
+    ) -> None:
+        """A role given by name exists in the catalogue of its scope."""
+        for resource in resources:
+            attrs = resource.attrs
+            role = str(attrs.get("role") or "")
+            if attrs.get("roleDefinitionId") or not role or normalize.role_guid(role) is not None:
+                continue
+            scope = str(attrs.get("scope") or "")
+            definitions = _observed_catalogue(live, scope)
+            if definitions is None:
+                continue
+            if any(d.name.lower() == role.lower() for d in definitions):
+                continue
+            hint = did_you_mean(role, (d.name for d in definitions)) or (
+                " (give a built-in or custom role name, a GUID or a full role id)"
+            )
+            report.add(
+                resource,
+                "role",
+                f"unknown role '{role}': no role definition with that name is assignable at "
+                f"{scope}" + hint,
+            )
+
+    def resolve(self, desired: DesiredState, live: LiveState) -> DesiredState:
+        return resolve_roles(desired, live)
+
     def role_guid(self, attrs: Mapping[str, Any]) -> str | None:
         return str(attrs.get("roleDefinitionId") or "").rpartition("/")[2].lower()
 
@@ -190,3 +230,50 @@ def _short_scope(scope: str) -> str:
     if m := _SUBSCRIPTION_SCOPE.match(scope):
         return f"subscription {m.group(1)}"
     return scope
+
+
+def resolve_roles(desired: DesiredState, live: LiveState) -> DesiredState:
+    """Fill every role assignment's ``roleDefinitionId`` and key it by the GUID.
+
+    Raises ``PlanError`` for an unknown role name or for two declarations that turn out to be
+    the same assignment (the same role written once by name and once by GUID).
+    """
+    renamed: dict[Address, Address] = {}
+    resources: dict[Address, Resource] = {}
+    seen: dict[Address, Resource] = {}
+    for address, resource in desired.resources.items():
+        if address.kind is not Kind.ROLE_ASSIGNMENT:
+            resources[address] = resource
+            continue
+        role_id = normalize.resolve_role(resource, live)
+        attrs = dict(resource.attrs)
+        attrs["roleDefinitionId"] = role_id
+        new_address = Address(
+            Kind.ROLE_ASSIGNMENT,
+            role_assignment_key(str(attrs["identity"]), str(attrs["scope"]), role_id),
+        )
+        other = seen.get(new_address)
+        if other is not None:
+            raise PlanError(
+                f"{resource.source or new_address}: role assignment duplicates the one declared "
+                f"at {other.source or other.address} (same identity, scope and role)"
+            )
+        seen[new_address] = resource
+        renamed[address] = new_address
+        resources[new_address] = replace(resource, address=new_address, attrs=attrs)
+    if all(old == new for old, new in renamed.items()):
+        return replace(desired, resources=resources)
+    fixed = {
+        address: replace(r, depends_on=tuple(renamed.get(d, d) for d in r.depends_on))
+        for address, r in resources.items()
+    }
+    return replace(desired, resources=fixed)
+
+
+def _observed_catalogue(live: LiveState, scope: str) -> tuple[RoleDefinition, ...] | None:
+    sub = normalize.subscription_of(scope)
+    if sub is not None:
+        if sub in live.subscription_errors or sub not in live.role_definitions:
+            return None  # the subscription is reported instead, or was not read
+        return normalize.catalogue(live, scope)
+    return normalize.catalogue(live, scope) if live.role_definitions else None

@@ -6,7 +6,7 @@ permissions, approvals and checks, so deleting one is destructive.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from reconciler import normalize
@@ -20,7 +20,8 @@ from reconciler.kinds.base import (
     credentials_of_connection,
     identity_live,
 )
-from reconciler.model import UNKNOWN, Address, Kind, connection_key
+from reconciler.model import UNKNOWN, Address, Kind, LiveState, Resource, connection_key
+from reconciler.references import Place, Report, did_you_mean, resource_group_of
 
 
 class ServiceConnectionKind(IdentityChild):
@@ -141,6 +142,65 @@ class ServiceConnectionKind(IdentityChild):
                 # the create waits for the identity: ordering these two would close a cycle
                 continue
             edge(created.address, gone.address)
+
+    def place(self, attrs: Mapping[str, Any]) -> Place | None:
+        scope = attrs.get("scope")
+        group = resource_group_of(str(scope)) if scope else None
+        return str(attrs["subscriptionId"]), "subscription", group, "resourceGroup"
+
+    def check_references(
+        self, resources: Iterable[Resource], live: LiveState, report: Report
+    ) -> None:
+        """Its organisation, project, the projects it is shared with and the pipelines it
+        permits."""
+        for resource in resources:
+            attrs = resource.attrs
+            org = str(attrs["organization"])
+            reason = live.organization_errors.get(org.lower())
+            if reason is not None:
+                report.add(
+                    resource,
+                    "organization",
+                    f"Azure DevOps organization '{org}' does not exist or the signed-in caller "
+                    f"cannot read it ({reason})" + did_you_mean(org, live.organizations),
+                )
+                continue
+            if org.lower() not in live.organizations:
+                continue  # not read
+            names = live.project_names.get(org.lower(), ())
+            known = {n.lower() for n in names}
+            project = str(attrs["project"])
+            missing = project.lower() not in known
+            if missing:
+                report.add(
+                    resource,
+                    "project",
+                    f"project '{project}' does not exist in Azure DevOps organization '{org}'"
+                    + did_you_mean(project, names),
+                )
+            for other in attrs.get("sharedWith") or ():
+                if str(other).lower() not in known:
+                    report.add(
+                        resource,
+                        f"sharedWith/{str(other).lower()}",
+                        f"project '{other}' (to share the connection with) does not exist in Azure "
+                        f"DevOps organization '{org}'" + did_you_mean(str(other), names),
+                    )
+            permissions = attrs.get("pipelinePermissions")
+            if missing or not isinstance(permissions, list | tuple):
+                continue
+            pipelines = live.pipelines.get(f"{org}/{project}".lower())
+            if pipelines is None:
+                continue  # not read
+            present = {name.lower() for name in pipelines}
+            for pipeline in permissions:
+                if str(pipeline).lower() not in present:
+                    report.add(
+                        resource,
+                        f"pipelinePermissions/{str(pipeline).lower()}",
+                        f"pipeline '{pipeline}' does not exist in project '{project}' of "
+                        f"'{org}'" + did_you_mean(str(pipeline), pipelines),
+                    )
 
     def includes(self, address: Address, other: Address, attrs: Mapping[str, Any]) -> bool:
         """Its implied federated credential."""

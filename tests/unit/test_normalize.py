@@ -4,6 +4,7 @@ import pytest
 
 from reconciler import normalize
 from reconciler.errors import PlanError
+from reconciler.kinds.role_assignment import resolve_roles
 from reconciler.model import (
     UNKNOWN,
     Address,
@@ -94,7 +95,7 @@ def test_resolve_roles_rekeys_a_custom_role_name_and_its_dependents() -> None:
     ra = _ra("identity auditor", None)
     other = Resource(Address(Kind.IDENTITY, "x"), {}, depends_on=(ra.address,))
     desired = DesiredState("me", {ra.address: ra, other.address: other})
-    resolved = normalize.resolve_roles(desired, LIVE)
+    resolved = resolve_roles(desired, LIVE)
     new = Address(Kind.ROLE_ASSIGNMENT, role_assignment_key(MI, f"/subscriptions/{SUB}", AUDITOR))
     assert set(resolved.resources) == {new, other.address}
     assert resolved.resources[new].attrs["roleDefinitionId"] == AUDITOR
@@ -104,18 +105,18 @@ def test_resolve_roles_rekeys_a_custom_role_name_and_its_dependents() -> None:
 def test_unknown_role_names_file_line_and_role() -> None:
     ra = _ra("Bucket Wrangler", None)
     with pytest.raises(PlanError, match=r"^specs/a.yaml:7:1: unknown role 'Bucket Wrangler'"):
-        normalize.resolve_roles(DesiredState("me", {ra.address: ra}), LIVE)
+        resolve_roles(DesiredState("me", {ra.address: ra}), LIVE)
 
 
 def test_the_same_role_by_name_and_by_guid_is_a_duplicate() -> None:
     by_name, by_guid = _ra("Reader", None), _ra(READER, READER)
     desired = DesiredState("me", {by_name.address: by_name, by_guid.address: by_guid})
     with pytest.raises(PlanError, match="duplicates"):
-        normalize.resolve_roles(desired, LIVE)
+        resolve_roles(desired, LIVE)
 
 
 def test_management_group_scope_finds_roles_of_any_subscription() -> None:
     ra = _ra("Identity Auditor", None, "/providers/Microsoft.Management/managementGroups/root")
-    resolved = normalize.resolve_roles(DesiredState("me", {ra.address: ra}), LIVE)
+    resolved = resolve_roles(DesiredState("me", {ra.address: ra}), LIVE)
     (only,) = resolved.resources.values()
     assert only.attrs["roleDefinitionId"] == AUDITOR

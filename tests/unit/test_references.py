@@ -9,6 +9,7 @@ import pytest
 
 from reconciler.cli import main
 from reconciler.model import Address, DesiredState, Kind, LiveState, Resource, Source
+from reconciler.kinds import REGISTRY
 from reconciler.references import check_references, closest
 from reconciler.specs import builtin_roles
 
@@ -54,7 +55,7 @@ def _assignment(role: str, scope: str) -> Resource:
 def test_nothing_is_judged_that_was_not_read() -> None:
     resource = _assignment("Contributer", f"/subscriptions/{SUB}")
     desired = DesiredState("o", {resource.address: resource})
-    assert check_references(desired, LiveState()) == []
+    assert check_references(desired, LiveState(), REGISTRY) == []
 
 
 def test_a_subscription_the_caller_cannot_read_is_reported_as_such() -> None:
@@ -65,7 +66,7 @@ def test_a_subscription_the_caller_cannot_read_is_reported_as_such() -> None:
         role_definitions={SUB: ()},
         subscription_errors={SUB: "AuthorizationFailed: no access"},
     )
-    [problem] = check_references(desired, live)
+    [problem] = check_references(desired, live, REGISTRY)
     # one problem: the role is not judged against a catalogue that could not be read
     assert str(problem) == (
         f"s.yaml:5:16: identities[0].roleAssignments[0].scope: subscription {SUB} cannot be "
