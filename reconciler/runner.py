@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from reconciler.changes import Action, Plan
 from reconciler.errors import ConfigError, NotConvergedError, PlanError, ReconcilerError
-from reconciler.model import Address, DesiredState, Kind, LiveState
+from reconciler.model import Address, DesiredState, LiveState
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -553,13 +553,9 @@ def _out_of_sight(address: Address, owner: str, owned: set[Address], after: Live
     organisation the specs or this owner's objects lead to. When that identity lost this owner's
     marker (reported itself) or the organisation is no longer read, the object is out of sight,
     not gone."""
-    if address.kind is Kind.FEDERATED_CREDENTIAL:
-        parent = Address(Kind.IDENTITY, address.key.rsplit("/", 1)[0])
-        found = after.resources.get(parent)
-        return parent in owned and (found is None or found.owner != owner)
-    if address.kind is Kind.SERVICE_CONNECTION:
-        return address.key.split("/", 1)[0] not in after.organizations
-    return False
+    from reconciler.kinds.executors import executor_for
+
+    return executor_for(address.kind).out_of_sight(address, owner, owned, after)
 
 
 def _check_converged(

@@ -130,6 +130,12 @@ class KindSpec(Protocol):
         self, gone: Change, new: list[Change], view: PlanView, edge: Edge
     ) -> None: ...
 
+    output_section: str | None
+
+    def output(
+        self, resource: Resource, found: LiveResource | None, tenant_id: str
+    ) -> dict[str, Any]: ...
+
     def place(self, attrs: Mapping[str, Any]) -> Place | None: ...
 
     def check_references(
@@ -248,6 +254,15 @@ class Rules:
         parent: by default the new objects exist before the old one goes."""
         for created in new:
             edge(created.address, gone.address)
+
+    # the section of ``reconciler output`` listing this kind's live ids (None: not listed)
+    output_section: str | None = None
+
+    def output(
+        self, resource: Resource, found: LiveResource | None, tenant_id: str
+    ) -> dict[str, Any]:
+        """A declared object's entry in ``reconciler output`` (README "reconciler output")."""
+        return {"address": str(resource.address), "present": found is not None}
 
     def place(self, attrs: Mapping[str, Any]) -> Place | None:
         """The subscription and resource group an object lives in, checked against live state

@@ -17,7 +17,14 @@ from reconciler.kinds.base import (
     short_identity,
     short_name,
 )
-from reconciler.model import MAX_TAGS_PER_RESOURCE, Address, Kind, identity_key
+from reconciler.model import (
+    MAX_TAGS_PER_RESOURCE,
+    Address,
+    Kind,
+    LiveResource,
+    Resource,
+    identity_key,
+)
 from reconciler.references import Place
 
 
@@ -126,6 +133,26 @@ class IdentityKind(Rules):
                 org = str(other.before.get("organization") or "").lower()
                 if str(view.live.organizations.get(org) or "").lower() in dropped:
                     edge(other.address, change.address)
+
+    output_section: str | None = "identities"
+
+    def output(
+        self, resource: Resource, found: LiveResource | None, tenant_id: str
+    ) -> dict[str, Any]:
+        """``clientId``, ``principalId``, ``tenantId`` (the identity's, else ``tenant_id``)
+        and ``id`` (the ARM resource id)."""
+        attrs = found.attrs if found is not None else {}
+        return {
+            "address": str(resource.address),
+            "name": resource.attrs.get("name"),
+            "subscription": resource.attrs.get("subscription"),
+            "resourceGroup": resource.attrs.get("resourceGroup"),
+            "present": found is not None,
+            "clientId": attrs.get("clientId"),
+            "principalId": attrs.get("principalId"),
+            "tenantId": (attrs.get("tenantId") or tenant_id or None) if found else None,
+            "id": attrs.get("id"),
+        }
 
     def place(self, attrs: Mapping[str, Any]) -> Place | None:
         return (

@@ -20,7 +20,15 @@ from reconciler.kinds.base import (
     credentials_of_connection,
     identity_live,
 )
-from reconciler.model import UNKNOWN, Address, Kind, LiveState, Resource, connection_key
+from reconciler.model import (
+    UNKNOWN,
+    Address,
+    Kind,
+    LiveResource,
+    LiveState,
+    Resource,
+    connection_key,
+)
 from reconciler.references import Place, Report, did_you_mean, resource_group_of
 
 
@@ -142,6 +150,29 @@ class ServiceConnectionKind(IdentityChild):
                 # the create waits for the identity: ordering these two would close a cycle
                 continue
             edge(created.address, gone.address)
+
+    output_section: str | None = "serviceConnections"
+
+    def output(
+        self, resource: Resource, found: LiveResource | None, tenant_id: str
+    ) -> dict[str, Any]:
+        """``id``, ``issuer``, ``subject``, ``identityClientId`` (the client id the connection
+        signs in as), ``tenantId`` and the declared ``identity`` address."""
+        attrs = found.attrs if found is not None else {}
+        identity = resource.attrs.get("identity")
+        return {
+            "address": str(resource.address),
+            "organization": resource.attrs.get("organization"),
+            "project": resource.attrs.get("project"),
+            "name": resource.attrs.get("name"),
+            "identity": str(Address(Kind.IDENTITY, str(identity))) if identity else None,
+            "present": found is not None,
+            "id": attrs.get("id"),
+            "issuer": attrs.get("issuer"),
+            "subject": attrs.get("subject"),
+            "identityClientId": attrs.get("servicePrincipalId"),
+            "tenantId": attrs.get("tenantId"),
+        }
 
     def place(self, attrs: Mapping[str, Any]) -> Place | None:
         scope = attrs.get("scope")

@@ -10,7 +10,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from reconciler.model import Address, DesiredState, Kind, LiveState
+from reconciler.kinds import REGISTRY
+from reconciler.model import DesiredState, LiveState
 
 OUTPUTS_VERSION: Final = "1.0"
 
@@ -25,43 +26,15 @@ def collect_outputs(
     ``identityClientId`` (the client id the connection signs in as), ``tenantId`` and the
     declared ``identity`` address. ``complete`` is false when any declared object is missing.
     """
-    identities = []
-    for resource in desired.of_kind(Kind.IDENTITY):
-        found = live.resources.get(resource.address)
-        attrs = found.attrs if found is not None else {}
-        identities.append(
-            {
-                "address": str(resource.address),
-                "name": resource.attrs.get("name"),
-                "subscription": resource.attrs.get("subscription"),
-                "resourceGroup": resource.attrs.get("resourceGroup"),
-                "present": found is not None,
-                "clientId": attrs.get("clientId"),
-                "principalId": attrs.get("principalId"),
-                "tenantId": (attrs.get("tenantId") or tenant_id or None) if found else None,
-                "id": attrs.get("id"),
-            }
-        )
-    connections = []
-    for resource in desired.of_kind(Kind.SERVICE_CONNECTION):
-        found = live.resources.get(resource.address)
-        attrs = found.attrs if found is not None else {}
-        identity = resource.attrs.get("identity")
-        connections.append(
-            {
-                "address": str(resource.address),
-                "organization": resource.attrs.get("organization"),
-                "project": resource.attrs.get("project"),
-                "name": resource.attrs.get("name"),
-                "identity": str(Address(Kind.IDENTITY, str(identity))) if identity else None,
-                "present": found is not None,
-                "id": attrs.get("id"),
-                "issuer": attrs.get("issuer"),
-                "subject": attrs.get("subject"),
-                "identityClientId": attrs.get("servicePrincipalId"),
-                "tenantId": attrs.get("tenantId"),
-            }
-        )
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for spec in REGISTRY.values():
+        if spec.output_section is None:
+            continue
+        listed = sections.setdefault(spec.output_section, [])
+        for resource in desired.of_kind(spec.kind):
+            found = live.resources.get(resource.address)
+            listed.append(spec.output(resource, found, tenant_id))
+    identities, connections = sections["identities"], sections["serviceConnections"]
     missing = [o["address"] for o in (*identities, *connections) if not o["present"]]
     return {
         "outputs_version": OUTPUTS_VERSION,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from reconciler.model import Address, DesiredState, Kind, LiveState, Resource, Source
 from reconciler.kinds import REGISTRY
+from reconciler.model import Address, DesiredState, Kind, LiveState, Resource, Source
 from reconciler.references import check_references, closest
 from reconciler.specs import builtin_roles
 

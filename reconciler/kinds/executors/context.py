@@ -282,6 +282,13 @@ class KindExecutor(Protocol):
         """Changes with the same key never run at the same time; None: no constraint."""
         ...
 
+    def out_of_sight(
+        self, address: Address, owner: str, owned: set[Address], after: LiveState
+    ) -> bool:
+        """Whether an object of ``owner`` missing from ``after`` may simply not have been read
+        (observe reads it only where the specs or the owner's objects lead), not gone."""
+        ...
+
 
 def no_action(change: Change) -> PermanentError:
     """The error for an action a kind's executor does not perform (a hand-edited plan)."""

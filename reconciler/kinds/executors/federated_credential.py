@@ -18,7 +18,7 @@ from reconciler.kinds.executors.context import (
     lagging,
     step,
 )
-from reconciler.model import Address, Kind
+from reconciler.model import Address, Kind, LiveState
 
 
 class FederatedCredentialExecutor:
@@ -41,6 +41,15 @@ class FederatedCredentialExecutor:
             return f"identity:{identity.lower()}"
         # the credential key is "{identity key}/{name}"
         return f"identity:{change.address.key.rpartition('/')[0]}"
+
+    def out_of_sight(
+        self, address: Address, owner: str, owned: set[Address], after: LiveState
+    ) -> bool:
+        """Read only under an identity that is declared or this owner's: when that identity
+        lost this owner's marker (reported itself), its credentials are out of sight."""
+        parent = Address(Kind.IDENTITY, address.key.rsplit("/", 1)[0])
+        found = after.resources.get(parent)
+        return parent in owned and (found is None or found.owner != owner)
 
 
 EXECUTOR = FederatedCredentialExecutor()

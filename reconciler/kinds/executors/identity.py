@@ -8,7 +8,7 @@ from typing import Any
 
 from reconciler.changes import Action, Change
 from reconciler.kinds.executors.context import ApplyContext, guard_identity, step
-from reconciler.model import Kind
+from reconciler.model import Address, Kind, LiveState
 from reconciler.ownership import mark_tags
 
 
@@ -26,6 +26,11 @@ class IdentityExecutor:
 
     def concurrency_key(self, change: Change) -> str | None:
         return None
+
+    def out_of_sight(
+        self, address: Address, owner: str, owned: set[Address], after: LiveState
+    ) -> bool:
+        return False
 
 
 EXECUTOR = IdentityExecutor()

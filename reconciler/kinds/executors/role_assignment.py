@@ -26,7 +26,7 @@ from reconciler.kinds.executors.context import (
     need,
     step,
 )
-from reconciler.model import Address, Kind
+from reconciler.model import Address, Kind, LiveState
 from reconciler.ownership import mark_description, read_description
 
 _EXISTING_ID_RE: Final = re.compile(r"existing role assignment is ([0-9a-fA-F]{32})")
@@ -44,6 +44,11 @@ class RoleAssignmentExecutor:
 
     def concurrency_key(self, change: Change) -> str | None:
         return None
+
+    def out_of_sight(
+        self, address: Address, owner: str, owned: set[Address], after: LiveState
+    ) -> bool:
+        return False
 
 
 EXECUTOR = RoleAssignmentExecutor()

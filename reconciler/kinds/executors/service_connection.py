@@ -29,7 +29,7 @@ from reconciler.kinds.executors.context import (
     step,
 )
 from reconciler.kinds.service_connection import endpoint_gone
-from reconciler.model import UNKNOWN, Kind
+from reconciler.model import UNKNOWN, Address, Kind, LiveState
 from reconciler.ownership import mark_description, read_description
 
 # what azure DevOps records as the connection's ARM endpoint (data, not where we talk)
@@ -49,6 +49,12 @@ class ServiceConnectionExecutor:
 
     def concurrency_key(self, change: Change) -> str | None:
         return None
+
+    def out_of_sight(
+        self, address: Address, owner: str, owned: set[Address], after: LiveState
+    ) -> bool:
+        """Read only in an organisation the specs or this owner's objects lead to."""
+        return address.key.split("/", 1)[0] not in after.organizations
 
 
 EXECUTOR = ServiceConnectionExecutor()
