@@ -52,35 +52,36 @@ Plan never writes: every call here is a read.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler.errors import NotFoundError, PermanentError, ProviderError, ReachError
+from reconciler.kinds import kind_of
+from reconciler.kinds.executors import EXECUTORS
+from reconciler.kinds.executors.decoding import (
+    LiveIndex,
+    Raw,
+    identity_key_of,
+    resource_group_of,
+)
+from reconciler.kinds.executors.role_assignment import guid_of
+from reconciler.kinds.executors.service_connection import owning_project, project_names
 from reconciler.kinds.service_connection import endpoint_gone
 from reconciler.model import (
-    Address,
     DesiredState,
     Kind,
-    LiveResource,
     LiveState,
     RoleDefinition,
     connection_key,
-    credential_key,
-    identity_key,
-    role_assignment_key,
 )
 from reconciler.ownership import (
     OWNER_TAG,
     mark_description,
-    read_description,
     read_inventory,
     read_tags,
 )
@@ -133,18 +134,6 @@ def organization_of(issuer: Any, subject: Any) -> str | None:
     connection: the legacy issuer names it, the Entra subject carries it (lower-case)."""
     found = _VSTOKEN_ISSUER.match(str(issuer or "")) or _ENTRA_SUBJECT.match(str(subject or ""))
     return found.group(1).lower() if found else None
-
-
-# one encoder for every fingerprint (json.dumps builds one per call); parsed JSON cannot hold
-# a cycle, so the circular-reference check is skipped: the text is the same
-_CANONICAL_JSON = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), default=str, check_circular=False
-)
-
-
-def fingerprint(raw: Any) -> str:
-    """Digest of an object as read: a saved plan compares it to tell that the object moved."""
-    return hashlib.sha256(_CANONICAL_JSON.encode(raw).encode()).hexdigest()
 
 
 def observe(
@@ -271,40 +260,10 @@ def _is_management_group(scope: str) -> bool:
     return scope.lower().rstrip("/").startswith(_MG_PREFIX)
 
 
-@dataclass
-class _Raw:
-    """Everything read, still in the services' shapes."""
-
-    # subscription (lower) -> identities
-    identities: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    # identity key -> credentials
-    credentials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    # subscription (lower) or management group scope (lower) -> assignments
-    assignments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    # subscription (lower) or management group scope (lower) -> definitions
-    definitions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    # org (as the specs spell it) -> organisation id
-    organizations: dict[str, str] = field(default_factory=dict)
-    # org -> projects
-    projects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    # (org, project name) -> endpoints
-    endpoints: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
-    # (org, project) lower -> pipelines
-    pipelines: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
-    # endpoint id (lower) -> pipeline permissions
-    permissions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # subscription (lower) -> resource groups, for the subscriptions whose list could be read
-    resource_groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    # subscription (lower) -> why its resource groups could not be listed
-    subscription_errors: dict[str, str] = field(default_factory=dict)
-    # org (as the specs spell it) -> why it could not be read
-    organization_errors: dict[str, str] = field(default_factory=dict)
-
-
-def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
+def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
     arm = services.arm
     devops = services.devops
-    raw = _Raw()
+    raw = Raw()
     reach = desired.reach
 
     identities = desired.of_kind(Kind.IDENTITY)
@@ -373,14 +332,14 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
 
     def list_credentials(sub: str, page: list[dict[str, Any]]) -> None:
         for item in page:
-            key = _identity_key_of(item, sub)
+            key = identity_key_of(item, sub)
             _, owner = read_tags(item.get("tags"))
             if key not in desired_identities and owner != desired.owner:
                 continue
             with credentials_lock:
                 if key in f_credentials:
                     continue
-                rg, name = _resource_group_of(item["id"]), str(item["name"])
+                rg, name = resource_group_of(item["id"]), str(item["name"])
                 f_credentials[key] = reader.submit_fair(
                     sub, partial(_tolerate_missing, arm.list_credentials), sub, rg, name
                 )
@@ -398,7 +357,7 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
         wanted = dict(groups.get(sub, {}))
         for row in graph("searching for identities"):
             if str(row.get("subscriptionId") or "").lower() == sub:
-                rg = _resource_group_of(str(row.get("id") or ""))
+                rg = resource_group_of(str(row.get("id") or ""))
                 wanted.setdefault(rg.lower(), rg)
         if not wanted:
             raise ReachError(
@@ -562,11 +521,11 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> _Raw:
     f_permissions: dict[str, Future[dict[str, Any]]] = {}
     declared = {res.address.key for res in connections}
     for (org, project), endpoints in sorted(raw.endpoints.items()):
-        names = _project_names(raw.projects.get(org) or [])
+        names = project_names(raw.projects.get(org) or [])
         for endpoint in endpoints:
             if endpoint_gone(endpoint):
                 continue
-            owning = _owning_project(endpoint, org, project, names, declared)
+            owning = owning_project(endpoint, org, project, names, declared)
             endpoint_id = str(endpoint.get("id") or "").lower()
             if owning is None or not endpoint_id or endpoint_id in f_permissions:
                 continue
@@ -613,7 +572,7 @@ def _recorded_organization(
     return org_id, projects
 
 
-def _organizations_to_resolve(raw: _Raw, recorded: Mapping[str, str]) -> dict[str, str]:
+def _organizations_to_resolve(raw: Raw, recorded: Mapping[str, str]) -> dict[str, str]:
     """Organisation ids named by the credentials read, or recorded in an owned identity's
     inventory (``recorded``: id -> where), that no organisation read has, each with the first
     place naming it (for messages)."""
@@ -708,167 +667,18 @@ def _permissions_or_empty(devops: Any, org: str, project: str, endpoint_id: str)
 # -- canonical form ----------------------------------------------------------------------
 
 
-def _resource_group_of(arm_id: str) -> str:
-    parts = arm_id.strip("/").split("/")
-    for i, part in enumerate(parts[:-1]):
-        if part.lower() == "resourcegroups":
-            return parts[i + 1]
-    return ""
-
-
-def _identity_key_of(item: Mapping[str, Any], subscription: str) -> str:
-    return identity_key(subscription, _resource_group_of(str(item["id"])), str(item["name"]))
-
-
-def _project_names(projects: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Project id (lower case) -> name, from an organisation's project list."""
-    return {str(p.get("id") or "").lower(): str(p.get("name") or "") for p in projects}
-
-
-def _ref_names(endpoint: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, str]:
-    """The connection's projects: project id (lower case) -> project name, from the project
-    list (the reference's own name only when the list does not know the id)."""
-    out: dict[str, str] = {}
-    for ref in endpoint.get("serviceEndpointProjectReferences") or []:
-        project = ref.get("projectReference") or {}
-        pid = str(project.get("id") or "").lower()
-        name = names.get(pid) or str(project.get("name") or "")
-        if name:
-            out[pid or name.lower()] = name
-    return out
-
-
-def _owning_project(
-    endpoint: Mapping[str, Any],
-    org: str,
-    listed_under: str,
-    names: Mapping[str, str],
-    declared: Collection[str],
-) -> str | None:
-    """The project a connection belongs to, found by project id and never by the position of
-    its reference (the service promises no order): the declared connection's project when one
-    of its projects has one of that name; else, for the Azure DevOps issuer, the project named
-    in the subject (``sc://{org}/{project}/{name}``, the project it was created in); else the
-    project it was listed under (the first in name order of the connection's projects, since
-    ``_canonical`` reads the listings in that order). None when it is in no project."""
-    projects = _ref_names(endpoint, names)
-    if not projects:
-        return None
-    name = str(endpoint.get("name") or "")
-    for project in sorted(projects.values(), key=str.lower):
-        if connection_key(org, project, name) in declared:
-            return project
-    params = (endpoint.get("authorization") or {}).get("parameters") or {}
-    subject = str(params.get("workloadIdentityFederationSubject") or "")
-    if subject.startswith("sc://"):
-        parts = subject[len("sc://") :].split("/")
-        for project in projects.values():
-            if len(parts) == 3 and parts[1].lower() == project.lower():
-                return project
-    for project in projects.values():
-        if project.lower() == listed_under.lower():
-            return project
-    return sorted(projects.values(), key=str.lower)[0]
-
-
-def _guid_of(role_definition_id: str | None) -> str | None:
-    if not role_definition_id:
-        return None
-    return role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
-
-
-def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
-    owner = desired.owner
-    resources: dict[Address, LiveResource] = {}
-
-    def add(kind: Kind, key: str, attrs: dict[str, Any], owner_: str | None, obj: Any) -> None:
-        address = Address(kind, key)
-        if address not in resources:
-            resources[address] = LiveResource(address, attrs, owner_, fingerprint(obj))
-
-    # identities: every one observed is indexed (role assignments and connections point at
-    # them by principal and client id); only desired or owned ones become live resources
-    desired_keys = set(desired.resources)
-    by_principal: dict[str, str] = {}
-    by_client: dict[str, str] = {}
-    identity_owner: dict[str, str | None] = {}
-    relevant: set[str] = set()
-    for sub, items in sorted(raw.identities.items()):
-        for item in sorted(items, key=lambda i: str(i.get("id", "")).lower()):
-            key = _identity_key_of(item, sub)
-            props = item.get("properties") or {}
-            tags, marker = read_tags(item.get("tags"))
-            if props.get("principalId"):
-                by_principal.setdefault(str(props["principalId"]).lower(), key)
-            if props.get("clientId"):
-                by_client.setdefault(str(props["clientId"]).lower(), key)
-            identity_owner[key] = marker
-            if Address(Kind.IDENTITY, key) not in desired_keys and marker != owner:
-                continue
-            relevant.add(key)
-            attrs = {
-                "subscription": sub,
-                "resourceGroup": _resource_group_of(str(item["id"])),
-                "name": item.get("name"),
-                "location": item.get("location"),
-                "tags": tags,
-                "organizations": read_inventory(item.get("tags")),
-                "id": item.get("id"),
-                "principalId": props.get("principalId"),
-                "clientId": props.get("clientId"),
-                "tenantId": props.get("tenantId"),
-            }
-            add(Kind.IDENTITY, key, attrs, marker, item)
-
-    for ident, creds in sorted(raw.credentials.items()):
-        for cred in sorted(creds, key=lambda c: str(c.get("name", "")).lower()):
-            props = cred.get("properties") or {}
-            name = str(cred.get("name", "")).rsplit("/", 1)[-1]
-            attrs = {
-                "identity": ident,
-                "name": name,
-                "issuer": props.get("issuer"),
-                "subject": props.get("subject"),
-                "audiences": sorted(props.get("audiences") or []),
-                "id": cred.get("id"),
-            }
-            add(
-                Kind.FEDERATED_CREDENTIAL,
-                credential_key(ident, name),
-                attrs,
-                identity_owner.get(ident),
-                cred,
-            )
-
-    seen_assignments: set[str] = set()
-    for _, items in sorted(raw.assignments.items()):
-        for item in sorted(items, key=lambda i: str(i.get("id", "")).lower()):
-            assignment_id = str(item.get("id") or "").lower()
-            if assignment_id in seen_assignments:
-                continue
-            seen_assignments.add(assignment_id)
-            props = item.get("properties") or {}
-            principal = str(props.get("principalId") or "").lower()
-            description, marker = read_description(props.get("description"))
-            assignee = by_principal.get(principal)
-            if not (assignee in relevant or marker == owner):
-                continue
-            guid = _guid_of(props.get("roleDefinitionId"))
-            scope = str(props.get("scope") or "").rstrip("/") or "/"
-            attrs = {
-                "identity": assignee,
-                "roleDefinitionId": guid,
-                "scope": scope,
-                "description": description,
-                "condition": props.get("condition"),
-                "conditionVersion": props.get("conditionVersion"),
-                "id": item.get("id"),
-                "name": item.get("name"),
-                "principalId": props.get("principalId"),
-                "principalType": props.get("principalType"),
-            }
-            key = role_assignment_key(assignee or f"orphan:{principal}", scope, guid or "")
-            add(Kind.ROLE_ASSIGNMENT, key, attrs, marker, item)
+def _canonical(raw: Raw, desired: DesiredState, tenant_id: str) -> LiveState:
+    """Each kind's executor decodes its objects (in plan order: identities first, whose
+    principal and client ids the others point at); the rest is the context the planner reads
+    (role definitions and counts, organisations, projects, pipelines, resource groups)."""
+    index = LiveIndex(desired.owner)
+    index.pipelines = {
+        f"{org}/{project}": {str(p["name"]): int(p["id"]) for p in items}
+        for (org, project), items in raw.pipelines.items()
+    }
+    for executor in sorted(EXECUTORS.values(), key=lambda e: kind_of(e.kind).plan_order):
+        executor.decode(raw, index, desired)
+    resources = index.resources
 
     counts: dict[str, int] = {}
     for scope_key, items in raw.assignments.items():
@@ -892,7 +702,7 @@ def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
             sorted(
                 (
                     RoleDefinition(
-                        guid=str(d.get("name") or _guid_of(d.get("id")) or "").lower(),
+                        guid=str(d.get("name") or guid_of(d.get("id")) or "").lower(),
                         name=str((d.get("properties") or {}).get("roleName") or ""),
                         role_type=str((d.get("properties") or {}).get("type") or "BuiltInRole"),
                     )
@@ -910,11 +720,7 @@ def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
         for org, items in raw.projects.items()
         for p in items
     }
-    pipelines = {
-        f"{org}/{project}": {str(p["name"]): int(p["id"]) for p in items}
-        for (org, project), items in raw.pipelines.items()
-    }
-    project_names = {
+    project_names_of = {
         org.lower(): tuple(sorted(str(p["name"]) for p in items))
         for org, items in raw.projects.items()
     }
@@ -923,43 +729,6 @@ def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
         for sub, items in raw.resource_groups.items()
     }
 
-    desired_connections = {r.address.key: r for r in desired.of_kind(Kind.SERVICE_CONNECTION)}
-    seen_endpoints: set[str] = set()
-    owning_of: dict[str, str] = {}  # endpoint id -> its project
-    for (org, listed_under), endpoints in sorted(raw.endpoints.items()):
-        names = _project_names(raw.projects.get(org) or [])
-        for endpoint in sorted(endpoints, key=lambda e: str(e.get("id", "")).lower()):
-            if endpoint_gone(endpoint):
-                continue  # a connection being deleted: what Azure DevOps returns meanwhile
-            endpoint_id = str(endpoint.get("id") or "").lower()
-            owning = _owning_project(endpoint, org, listed_under, names, desired_connections)
-            if not endpoint_id or owning is None or endpoint_id in seen_endpoints:
-                continue
-            seen_endpoints.add(endpoint_id)
-            owning_of[endpoint_id] = owning
-            name = str(endpoint.get("name") or "")
-            key = connection_key(org, owning, name)
-            description, marker = read_description(endpoint.get("description"))
-            if key not in desired_connections and marker != owner:
-                continue
-            attrs, obj = _connection_attrs(
-                endpoint, org, owning, description, by_client, raw.permissions, pipelines, names
-            )
-            add(Kind.SERVICE_CONNECTION, key, attrs, marker, obj)
-
-    # every connection read, owned or not: the pairs they sign in with
-    federations: dict[tuple[str, str], set[str]] = {}
-    for (org, _project), endpoints in raw.endpoints.items():
-        for endpoint in endpoints:
-            owning = owning_of.get(str(endpoint.get("id") or "").lower())
-            params = (endpoint.get("authorization") or {}).get("parameters") or {}
-            issuer = params.get("workloadIdentityFederationIssuer")
-            subject = params.get("workloadIdentityFederationSubject")
-            if owning is not None and issuer and subject:
-                federations.setdefault((str(issuer), str(subject)), set()).add(
-                    connection_key(org, owning, str(endpoint.get("name") or ""))
-                )
-
     return LiveState(
         # address order; a key of (kind, key) sorts the same, without the dataclass __lt__
         resources=dict(sorted(resources.items(), key=lambda item: (item[0].kind, item[0].key))),
@@ -967,74 +736,11 @@ def _canonical(raw: _Raw, desired: DesiredState, tenant_id: str) -> LiveState:
         role_assignment_counts=counts,
         organizations=organizations,
         projects=projects,
-        pipelines=pipelines,
+        pipelines=index.pipelines,
         tenant_id=tenant_id,
-        federations={pair: tuple(sorted(keys)) for pair, keys in sorted(federations.items())},
-        project_names=project_names,
+        federations={pair: tuple(sorted(keys)) for pair, keys in sorted(index.federations.items())},
+        project_names=project_names_of,
         resource_groups=resource_groups,
         subscription_errors=dict(raw.subscription_errors),
         organization_errors={o.lower(): why for o, why in raw.organization_errors.items()},
     )
-
-
-def _connection_attrs(
-    endpoint: Mapping[str, Any],
-    org: str,
-    owning: str,
-    description: str | None,
-    by_client: Mapping[str, str],
-    permissions: Mapping[str, Mapping[str, Any]],
-    pipelines: Mapping[str, Mapping[str, int]],
-    names: Mapping[str, str],
-) -> tuple[dict[str, Any], Any]:
-    authorization = endpoint.get("authorization") or {}
-    params = authorization.get("parameters") or {}
-    data = endpoint.get("data") or {}
-    # every project but the owning one, wherever the service lists it
-    shared = sorted(
-        {p for p in _ref_names(endpoint, names).values() if p.lower() != owning.lower()},
-        key=str.lower,
-    )
-    client_id = params.get("serviceprincipalid")
-    endpoint_id = str(endpoint.get("id") or "").lower()
-    perms = permissions.get(endpoint_id)
-    managed: str | list[str] | None = None
-    obj: Any = endpoint
-    if perms is not None:
-        managed = _permitted(perms, pipelines.get(f"{org}/{owning}".lower(), {}))
-        obj = {"endpoint": endpoint, "pipelinePermissions": perms}
-    subscription = data.get("subscriptionId")
-    attrs = {
-        "organization": org,
-        "project": owning,
-        "name": endpoint.get("name"),
-        "description": description,
-        "identity": by_client.get(str(client_id or "").lower()),
-        "subscriptionId": subscription.lower() if isinstance(subscription, str) else subscription,
-        "subscriptionName": data.get("subscriptionName"),
-        "scope": params.get("scope") or None,
-        "sharedWith": shared,
-        "pipelinePermissions": managed,
-        "id": endpoint.get("id"),
-        "servicePrincipalId": client_id,
-        "tenantId": params.get("tenantid"),
-        "issuer": params.get("workloadIdentityFederationIssuer"),
-        "subject": params.get("workloadIdentityFederationSubject"),
-        "issuerType": params.get("workloadIdentityFederationIssuerType"),
-        "isReady": endpoint.get("isReady"),
-    }
-    return attrs, obj
-
-
-def _permitted(perms: Mapping[str, Any], pipelines: Mapping[str, int]) -> str | list[str]:
-    """``"all"`` when every pipeline may use the connection, else the authorised names."""
-    everyone = perms.get("allPipelines") or {}
-    if isinstance(everyone, dict) and everyone.get("authorized"):
-        return "all"
-    names_by_id = {pid: name for name, pid in pipelines.items()}
-    names: Iterable[str] = (
-        names_by_id.get(int(p["id"]), f"#{p['id']}")
-        for p in perms.get("pipelines") or []
-        if p.get("authorized") and p.get("id") is not None
-    )
-    return sorted(set(names), key=str.lower)

@@ -17,9 +17,9 @@ from reconciler.errors import (
 from reconciler.kinds.executors import ApplyContext
 from reconciler.kinds.executors.context import step as _step
 from reconciler.kinds.executors.service_connection import connection_body
+from reconciler.kinds.executors.service_connection import owning_project as _owning_project
 from reconciler.kinds.service_connection import endpoint_gone
 from reconciler.model import Address, Kind, LiveState
-from reconciler.observe import _owning_project
 from reconciler.plan import Action, Change, Reason
 from reconciler.retry import FakeClock, RetryPolicy, call_with_retry, steps_completed
 

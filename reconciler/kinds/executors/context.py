@@ -27,8 +27,9 @@ from reconciler.errors import (
     StepTransientError,
     TransientError,
 )
+from reconciler.kinds.executors.decoding import LiveIndex, Raw
 from reconciler.kinds.executors.ports import ServicesPort
-from reconciler.model import UNKNOWN, Address, Kind, LiveState
+from reconciler.model import UNKNOWN, Address, DesiredState, Kind, LiveState
 from reconciler.ownership import read_description, read_tags
 from reconciler.retry import SYSTEM_CLOCK, Clock
 
@@ -272,6 +273,11 @@ class KindExecutor(Protocol):
         """Execute ``change`` (every action of the closed set that the kind's rules can plan)
         and return the resulting live attributes (empty for a delete). Raises the
         ``reconciler.errors`` provider errors, classified: transient ones are retried."""
+        ...
+
+    def decode(self, raw: Raw, index: LiveIndex, desired: DesiredState) -> None:
+        """Decode this kind's objects out of what observe read into ``index.resources`` (the
+        canonical live attributes, the owner marker, a fingerprint of what was read)."""
         ...
 
     def lane(self, change: Change) -> str:

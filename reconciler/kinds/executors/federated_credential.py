@@ -18,7 +18,8 @@ from reconciler.kinds.executors.context import (
     lagging,
     step,
 )
-from reconciler.model import Address, Kind, LiveState
+from reconciler.kinds.executors.decoding import LiveIndex, Raw
+from reconciler.model import Address, DesiredState, Kind, LiveState, credential_key
 
 
 class FederatedCredentialExecutor:
@@ -26,6 +27,29 @@ class FederatedCredentialExecutor:
 
     def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
         return _perform_credential(change, ctx)
+
+    def decode(self, raw: Raw, index: LiveIndex, desired: DesiredState) -> None:
+        """The credentials listed under identities that are declared or this owner's; they
+        carry their identity's marker."""
+        for ident, creds in sorted(raw.credentials.items()):
+            for cred in sorted(creds, key=lambda c: str(c.get("name", "")).lower()):
+                props = cred.get("properties") or {}
+                name = str(cred.get("name", "")).rsplit("/", 1)[-1]
+                attrs = {
+                    "identity": ident,
+                    "name": name,
+                    "issuer": props.get("issuer"),
+                    "subject": props.get("subject"),
+                    "audiences": sorted(props.get("audiences") or []),
+                    "id": cred.get("id"),
+                }
+                index.add(
+                    Kind.FEDERATED_CREDENTIAL,
+                    credential_key(ident, name),
+                    attrs,
+                    index.identity_owner.get(ident),
+                    cred,
+                )
 
     def lane(self, change: Change) -> str:
         """Its identity's subscription's Managed Identity limit (2 writes per second)."""

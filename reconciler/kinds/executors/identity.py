@@ -8,8 +8,9 @@ from typing import Any
 
 from reconciler.changes import Action, Change
 from reconciler.kinds.executors.context import ApplyContext, guard_identity, step
-from reconciler.model import Address, Kind, LiveState
-from reconciler.ownership import mark_tags
+from reconciler.kinds.executors.decoding import LiveIndex, Raw, identity_key_of, resource_group_of
+from reconciler.model import Address, DesiredState, Kind, LiveState
+from reconciler.ownership import mark_tags, read_inventory, read_tags
 
 
 class IdentityExecutor:
@@ -17,6 +18,37 @@ class IdentityExecutor:
 
     def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
         return _perform_identity(change, ctx)
+
+    def decode(self, raw: Raw, index: LiveIndex, desired: DesiredState) -> None:
+        """Every identity read is indexed (role assignments and connections point at them by
+        principal and client id); only desired or owned ones become live resources."""
+        desired_keys = set(desired.resources)
+        for sub, items in sorted(raw.identities.items()):
+            for item in sorted(items, key=lambda i: str(i.get("id", "")).lower()):
+                key = identity_key_of(item, sub)
+                props = item.get("properties") or {}
+                tags, marker = read_tags(item.get("tags"))
+                if props.get("principalId"):
+                    index.by_principal.setdefault(str(props["principalId"]).lower(), key)
+                if props.get("clientId"):
+                    index.by_client.setdefault(str(props["clientId"]).lower(), key)
+                index.identity_owner[key] = marker
+                if Address(Kind.IDENTITY, key) not in desired_keys and marker != index.owner:
+                    continue
+                index.relevant.add(key)
+                attrs = {
+                    "subscription": sub,
+                    "resourceGroup": resource_group_of(str(item["id"])),
+                    "name": item.get("name"),
+                    "location": item.get("location"),
+                    "tags": tags,
+                    "organizations": read_inventory(item.get("tags")),
+                    "id": item.get("id"),
+                    "principalId": props.get("principalId"),
+                    "clientId": props.get("clientId"),
+                    "tenantId": props.get("tenantId"),
+                }
+                index.add(Kind.IDENTITY, key, attrs, marker, item)
 
     def lane(self, change: Change) -> str:
         """The Managed Identity service's limit, per subscription (2 writes per second)."""

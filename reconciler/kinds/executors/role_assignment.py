@@ -26,7 +26,8 @@ from reconciler.kinds.executors.context import (
     need,
     step,
 )
-from reconciler.model import Address, Kind, LiveState
+from reconciler.kinds.executors.decoding import LiveIndex, Raw
+from reconciler.model import Address, DesiredState, Kind, LiveState, role_assignment_key
 from reconciler.ownership import mark_description, read_description
 
 _EXISTING_ID_RE: Final = re.compile(r"existing role assignment is ([0-9a-fA-F]{32})")
@@ -37,6 +38,40 @@ class RoleAssignmentExecutor:
 
     def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
         return _perform_assignment(change, ctx)
+
+    def decode(self, raw: Raw, index: LiveIndex, desired: DesiredState) -> None:
+        """Assignments to a relevant identity or carrying this owner's marker (an orphan's
+        principal no longer resolves: ``orphan:{principal}``), each once however many lists
+        returned it."""
+        seen: set[str] = set()
+        for _, items in sorted(raw.assignments.items()):
+            for item in sorted(items, key=lambda i: str(i.get("id", "")).lower()):
+                assignment_id = str(item.get("id") or "").lower()
+                if assignment_id in seen:
+                    continue
+                seen.add(assignment_id)
+                props = item.get("properties") or {}
+                principal = str(props.get("principalId") or "").lower()
+                description, marker = read_description(props.get("description"))
+                assignee = index.by_principal.get(principal)
+                if not (assignee in index.relevant or marker == index.owner):
+                    continue
+                guid = guid_of(props.get("roleDefinitionId"))
+                scope = str(props.get("scope") or "").rstrip("/") or "/"
+                attrs = {
+                    "identity": assignee,
+                    "roleDefinitionId": guid,
+                    "scope": scope,
+                    "description": description,
+                    "condition": props.get("condition"),
+                    "conditionVersion": props.get("conditionVersion"),
+                    "id": item.get("id"),
+                    "name": item.get("name"),
+                    "principalId": props.get("principalId"),
+                    "principalType": props.get("principalType"),
+                }
+                key = role_assignment_key(assignee or f"orphan:{principal}", scope, guid or "")
+                index.add(Kind.ROLE_ASSIGNMENT, key, attrs, marker, item)
 
     def lane(self, change: Change) -> str:
         """ARM's own authorization limit (far larger than the Managed Identity service's)."""
@@ -253,3 +288,9 @@ def _delete_assignment(address: Address, before: Mapping[str, Any], ctx: ApplyCo
         return  # already gone
     guard_description(ctx, address, current, f"role assignment {name} at {scope}")
     arm.delete_role_assignment(scope, str(name))
+
+
+def guid_of(role_definition_id: str | None) -> str | None:
+    if not role_definition_id:
+        return None
+    return role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()

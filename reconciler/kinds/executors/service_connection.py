@@ -7,7 +7,7 @@ refused. Its writes count against Azure DevOps' limit."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Final
 
 from reconciler.changes import Action, Change
@@ -28,8 +28,9 @@ from reconciler.kinds.executors.context import (
     no_action,
     step,
 )
+from reconciler.kinds.executors.decoding import LiveIndex, Raw
 from reconciler.kinds.service_connection import endpoint_gone
-from reconciler.model import UNKNOWN, Address, Kind, LiveState
+from reconciler.model import UNKNOWN, Address, DesiredState, Kind, LiveState, connection_key
 from reconciler.ownership import mark_description, read_description
 
 # what azure DevOps records as the connection's ARM endpoint (data, not where we talk)
@@ -42,6 +43,51 @@ class ServiceConnectionExecutor:
 
     def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
         return _perform_connection(change, ctx)
+
+    def decode(self, raw: Raw, index: LiveIndex, desired: DesiredState) -> None:
+        """Every connection read, in the project it belongs to (found by project id), once;
+        declared or this owner's become live resources. Every one read, owned or not, tells
+        the issuer and subject it signs in with (``LiveState.federations``)."""
+        declared = {r.address.key for r in desired.of_kind(Kind.SERVICE_CONNECTION)}
+        seen: set[str] = set()
+        owning_of: dict[str, str] = {}  # endpoint id -> its project
+        for (org, listed_under), endpoints in sorted(raw.endpoints.items()):
+            names = project_names(raw.projects.get(org) or [])
+            for endpoint in sorted(endpoints, key=lambda e: str(e.get("id", "")).lower()):
+                if endpoint_gone(endpoint):
+                    continue  # a connection being deleted: what Azure DevOps returns meanwhile
+                endpoint_id = str(endpoint.get("id") or "").lower()
+                owning = owning_project(endpoint, org, listed_under, names, declared)
+                if not endpoint_id or owning is None or endpoint_id in seen:
+                    continue
+                seen.add(endpoint_id)
+                owning_of[endpoint_id] = owning
+                name = str(endpoint.get("name") or "")
+                key = connection_key(org, owning, name)
+                description, marker = read_description(endpoint.get("description"))
+                if key not in declared and marker != index.owner:
+                    continue
+                attrs, obj = _connection_attrs(
+                    endpoint,
+                    org,
+                    owning,
+                    description,
+                    index.by_client,
+                    raw.permissions,
+                    index.pipelines,
+                    names,
+                )
+                index.add(Kind.SERVICE_CONNECTION, key, attrs, marker, obj)
+        for (org, _project), endpoints in raw.endpoints.items():
+            for endpoint in endpoints:
+                owning = owning_of.get(str(endpoint.get("id") or "").lower())
+                params = (endpoint.get("authorization") or {}).get("parameters") or {}
+                issuer = params.get("workloadIdentityFederationIssuer")
+                subject = params.get("workloadIdentityFederationSubject")
+                if owning is not None and issuer and subject:
+                    index.federations.setdefault((str(issuer), str(subject)), set()).add(
+                        connection_key(org, owning, str(endpoint.get("name") or ""))
+                    )
 
     def lane(self, change: Change) -> str:
         """Azure DevOps' own limit (per organisation and user)."""
@@ -497,3 +543,120 @@ def _wait_gone(ctx: ApplyContext, org: str, project: str, endpoint_id: str, name
                 code="ServiceConnectionNotDeleted",
             )
         ctx.clock.sleep(ctx.readiness_interval)
+
+
+# -- decoding what observe read ----------------------------------------------------------
+
+
+def project_names(projects: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Project id (lower case) -> name, from an organisation's project list."""
+    return {str(p.get("id") or "").lower(): str(p.get("name") or "") for p in projects}
+
+
+def _ref_names(endpoint: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, str]:
+    """The connection's projects: project id (lower case) -> project name, from the project
+    list (the reference's own name only when the list does not know the id)."""
+    out: dict[str, str] = {}
+    for ref in endpoint.get("serviceEndpointProjectReferences") or []:
+        project = ref.get("projectReference") or {}
+        pid = str(project.get("id") or "").lower()
+        name = names.get(pid) or str(project.get("name") or "")
+        if name:
+            out[pid or name.lower()] = name
+    return out
+
+
+def owning_project(
+    endpoint: Mapping[str, Any],
+    org: str,
+    listed_under: str,
+    names: Mapping[str, str],
+    declared: Collection[str],
+) -> str | None:
+    """The project a connection belongs to, found by project id and never by the position of
+    its reference (the service promises no order): the declared connection's project when one
+    of its projects has one of that name; else, for the Azure DevOps issuer, the project named
+    in the subject (``sc://{org}/{project}/{name}``, the project it was created in); else the
+    project it was listed under (the first in name order of the connection's projects, since
+    observe decodes the listings in that order). None when it is in no project."""
+    projects = _ref_names(endpoint, names)
+    if not projects:
+        return None
+    name = str(endpoint.get("name") or "")
+    for project in sorted(projects.values(), key=str.lower):
+        if connection_key(org, project, name) in declared:
+            return project
+    params = (endpoint.get("authorization") or {}).get("parameters") or {}
+    subject = str(params.get("workloadIdentityFederationSubject") or "")
+    if subject.startswith("sc://"):
+        parts = subject[len("sc://") :].split("/")
+        for project in projects.values():
+            if len(parts) == 3 and parts[1].lower() == project.lower():
+                return project
+    for project in projects.values():
+        if project.lower() == listed_under.lower():
+            return project
+    return sorted(projects.values(), key=str.lower)[0]
+
+
+def _connection_attrs(
+    endpoint: Mapping[str, Any],
+    org: str,
+    owning: str,
+    description: str | None,
+    by_client: Mapping[str, str],
+    permissions: Mapping[str, Mapping[str, Any]],
+    pipelines: Mapping[str, Mapping[str, int]],
+    names: Mapping[str, str],
+) -> tuple[dict[str, Any], Any]:
+    authorization = endpoint.get("authorization") or {}
+    params = authorization.get("parameters") or {}
+    data = endpoint.get("data") or {}
+    # every project but the owning one, wherever the service lists it
+    shared = sorted(
+        {p for p in _ref_names(endpoint, names).values() if p.lower() != owning.lower()},
+        key=str.lower,
+    )
+    client_id = params.get("serviceprincipalid")
+    endpoint_id = str(endpoint.get("id") or "").lower()
+    perms = permissions.get(endpoint_id)
+    managed: str | list[str] | None = None
+    obj: Any = endpoint
+    if perms is not None:
+        managed = _permitted(perms, pipelines.get(f"{org}/{owning}".lower(), {}))
+        obj = {"endpoint": endpoint, "pipelinePermissions": perms}
+    subscription = data.get("subscriptionId")
+    attrs = {
+        "organization": org,
+        "project": owning,
+        "name": endpoint.get("name"),
+        "description": description,
+        "identity": by_client.get(str(client_id or "").lower()),
+        "subscriptionId": subscription.lower() if isinstance(subscription, str) else subscription,
+        "subscriptionName": data.get("subscriptionName"),
+        "scope": params.get("scope") or None,
+        "sharedWith": shared,
+        "pipelinePermissions": managed,
+        "id": endpoint.get("id"),
+        "servicePrincipalId": client_id,
+        "tenantId": params.get("tenantid"),
+        "issuer": params.get("workloadIdentityFederationIssuer"),
+        "subject": params.get("workloadIdentityFederationSubject"),
+        "issuerType": params.get("workloadIdentityFederationIssuerType"),
+        "isReady": endpoint.get("isReady"),
+    }
+    return attrs, obj
+
+
+def _permitted(perms: Mapping[str, Any], pipelines: Mapping[str, int]) -> str | list[str]:
+    """``"all"`` when every pipeline may use the connection, else the authorised names."""
+    everyone = perms.get("allPipelines") or {}
+    if isinstance(everyone, dict) and everyone.get("authorized"):
+        return "all"
+    names_by_id = {pid: name for name, pid in pipelines.items()}
+    names: Iterable[str] = (
+        names_by_id.get(int(p["id"]), f"#{p['id']}")
+        for p in perms.get("pipelines") or []
+        if p.get("authorized") and p.get("id") is not None
+    )
+    return sorted(set(names), key=str.lower)
