@@ -66,15 +66,20 @@ from reconciler.kinds.executors import EXECUTORS
 from reconciler.kinds.executors.decoding import (
     LiveIndex,
     Raw,
+    ReadPlan,
     identity_key_of,
     resource_group_of,
 )
-from reconciler.kinds.executors.role_assignment import guid_of
+from reconciler.kinds.executors.role_assignment import (
+    MANAGEMENT_GROUPS,
+    guid_of,
+    is_management_group,
+    subscription_of,
+)
 from reconciler.kinds.executors.service_connection import owning_project, project_names
 from reconciler.kinds.service_connection import endpoint_gone
 from reconciler.model import (
     DesiredState,
-    Kind,
     LiveState,
     RoleDefinition,
     connection_key,
@@ -93,7 +98,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_MG_PREFIX = "/providers/microsoft.management/managementgroups/"
 _GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # Azure DevOps issuer: https://vstoken.dev.azure.com/{organisation id} (azure-contracts §3.4)
 _VSTOKEN_ISSUER = re.compile(rf"^https://vstoken\.[^/]+/({_GUID})/?$", re.IGNORECASE)
@@ -249,26 +253,16 @@ class _Reader:
         self._pump()
 
 
-def _subscription_of(scope: str) -> str | None:
-    parts = scope.strip("/").split("/")
-    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
-        return parts[1].lower()
-    return None
-
-
-def _is_management_group(scope: str) -> bool:
-    return scope.lower().rstrip("/").startswith(_MG_PREFIX)
-
-
 def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
     arm = services.arm
     devops = services.devops
     raw = Raw()
     reach = desired.reach
 
-    identities = desired.of_kind(Kind.IDENTITY)
-    assignments = desired.of_kind(Kind.ROLE_ASSIGNMENT)
-    connections = desired.of_kind(Kind.SERVICE_CONNECTION)
+    # where the specs send the reads: each kind's executor says (in plan order)
+    plan = ReadPlan()
+    for executor in sorted(EXECUTORS.values(), key=lambda e: kind_of(e.kind).plan_order):
+        executor.plan_reads(desired.of_kind(executor.kind), plan)
 
     # phase 0: where else the owner's objects are (answered while phase 1 runs)
     f_graph = {
@@ -291,19 +285,9 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
             ) from None
 
     # desired resource groups per subscription, for the 403 fallback
-    groups: dict[str, dict[str, str]] = {}
-    for res in identities:
-        sub = str(res.attrs["subscription"]).lower()
-        rg = str(res.attrs["resourceGroup"])
-        groups.setdefault(sub, {})[rg.lower()] = rg
-    scope_subscriptions: set[str] = set()
-    management_groups: dict[str, str] = {}
-    for res in assignments:
-        scope = str(res.attrs["scope"]).rstrip("/")
-        if _is_management_group(scope):
-            management_groups[scope.lower()] = scope
-        elif (scope_sub := _subscription_of(scope)) is not None:
-            scope_subscriptions.add(scope_sub)
+    groups = plan.identity_groups
+    scope_subscriptions = plan.scope_subscriptions
+    management_groups = dict(plan.management_groups)
     identity_subscriptions = set(groups) | {s.lower() for s in reach.subscriptions}
     assignment_subscriptions = scope_subscriptions | identity_subscriptions
     # role names resolve only where the specs assign; reach only adds places to search
@@ -311,22 +295,15 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
     for scope in reach.management_groups:
         management_groups.setdefault(scope.rstrip("/").lower(), scope.rstrip("/"))
 
-    orgs: dict[str, str] = {}
-    permission_projects: dict[tuple[str, str], tuple[str, str]] = {}
-    group_subscriptions = set(groups) | scope_subscriptions
-    for res in connections:
-        group_subscriptions.add(str(res.attrs["subscriptionId"]).lower())
-        org = str(res.attrs["organization"])
-        orgs.setdefault(org.lower(), org)
-        if res.attrs.get("pipelinePermissions") is not None:
-            project = str(res.attrs["project"])
-            permission_projects.setdefault((org.lower(), project.lower()), (org, project))
+    orgs = dict(plan.organizations)
+    permission_projects = plan.permission_projects
+    group_subscriptions = set(groups) | scope_subscriptions | plan.group_subscriptions
     for org in reach.organizations:
         orgs.setdefault(org.lower(), org)
 
     # phase 1: the lists that need nothing but the specs
     # credentials of desired or owned identities, listed as each page of identities arrives
-    desired_identities = {res.address.key for res in identities}
+    desired_identities = plan.identities
     f_credentials: dict[str, Future[list[dict[str, Any]]]] = {}
     credentials_lock = threading.Lock()
 
@@ -431,11 +408,11 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
             f_assignments[sub] = reader.submit_paged(arm.list_role_assignments, sub)
     for row in graph("searching for role assignments"):
         scope = str(row.get("scope") or "").rstrip("/")
-        sub = str(row.get("subscriptionId") or "").lower() or (_subscription_of(scope) or "")
+        sub = str(row.get("subscriptionId") or "").lower() or (subscription_of(scope) or "")
         if sub:
             if sub not in f_assignments:
                 f_assignments[sub] = reader.submit_paged(arm.list_role_assignments, sub)
-        elif _is_management_group(scope) and scope.lower() not in f_assignments:
+        elif is_management_group(scope) and scope.lower() not in f_assignments:
             f_assignments[scope.lower()] = reader.submit_paged(management_group, scope)
 
     raw.identities = {sub: f.result() for sub, f in f_identities.items()}
@@ -515,11 +492,9 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
     )
 
     # phase 3: pipeline permissions of the connections whose specs manage them
-    wanted = {
-        res.address.key for res in connections if res.attrs.get("pipelinePermissions") is not None
-    }
+    wanted = plan.permission_connections
     f_permissions: dict[str, Future[dict[str, Any]]] = {}
-    declared = {res.address.key for res in connections}
+    declared = plan.connections
     for (org, project), endpoints in sorted(raw.endpoints.items()):
         names = project_names(raw.projects.get(org) or [])
         for endpoint in endpoints:
@@ -682,7 +657,7 @@ def _canonical(raw: Raw, desired: DesiredState, tenant_id: str) -> LiveState:
 
     counts: dict[str, int] = {}
     for scope_key, items in raw.assignments.items():
-        if scope_key.startswith(_MG_PREFIX):
+        if scope_key.startswith(MANAGEMENT_GROUPS):
             counts[scope_key] = sum(
                 1
                 for i in items

@@ -27,12 +27,6 @@ KNOWN: dict[str, tuple[int, str]] = {
         "the spec format nests credentials and role assignments under identities and implies "
         "a credential per connection: the builder walks that shape and names what it builds",
     ),
-    "reconciler/observe.py": (
-        3,
-        "the read plan is one dataflow across kinds (identity pages start credential lists, "
-        "Resource Graph and 403 fallbacks, connections per project): it picks the declared "
-        "identities, assignments and connections to know where to read",
-    ),
 }
 
 

@@ -27,9 +27,9 @@ from reconciler.errors import (
     StepTransientError,
     TransientError,
 )
-from reconciler.kinds.executors.decoding import LiveIndex, Raw
+from reconciler.kinds.executors.decoding import LiveIndex, Raw, ReadPlan
 from reconciler.kinds.executors.ports import ServicesPort
-from reconciler.model import UNKNOWN, Address, DesiredState, Kind, LiveState
+from reconciler.model import UNKNOWN, Address, DesiredState, Kind, LiveState, Resource
 from reconciler.ownership import read_description, read_tags
 from reconciler.retry import SYSTEM_CLOCK, Clock
 
@@ -273,6 +273,10 @@ class KindExecutor(Protocol):
         """Execute ``change`` (every action of the closed set that the kind's rules can plan)
         and return the resulting live attributes (empty for a delete). Raises the
         ``reconciler.errors`` provider errors, classified: transient ones are retried."""
+        ...
+
+    def plan_reads(self, resources: list[Resource], plan: ReadPlan) -> None:
+        """Add to ``plan`` where the declared ``resources`` of this kind send observe."""
         ...
 
     def decode(self, raw: Raw, index: LiveIndex, desired: DesiredState) -> None:

@@ -1,4 +1,5 @@
-"""What every kind's executor shares to decode what observe read: the raw answers (``Raw``),
+"""What every kind's executor shares to tell observe where to read (``ReadPlan``) and to decode
+what it read: the raw answers (``Raw``),
 the index the decoders build and read (``LiveIndex``), and the object fingerprint.
 
 Observe reads (``reconciler.observe``); each kind's executor decodes its objects out of
@@ -91,3 +92,25 @@ class LiveIndex:
         address = Address(kind, key)
         if address not in self.resources:
             self.resources[address] = LiveResource(address, attrs, owner, fingerprint(obj))
+
+
+@dataclass
+class ReadPlan:
+    """Where the specs send observe's reads; each kind's executor adds what its declared
+    objects name (``KindExecutor.plan_reads``). Keys are lower case, values as declared."""
+
+    # subscription -> resource groups the declared identities live in (the 403 fallback)
+    identity_groups: dict[str, dict[str, str]] = field(default_factory=dict)
+    # declared identities: their credentials are listed whoever owns them
+    identities: set[str] = field(default_factory=set)
+    # subscriptions and management groups that declared role assignments are scoped to
+    scope_subscriptions: set[str] = field(default_factory=set)
+    management_groups: dict[str, str] = field(default_factory=dict)
+    # subscriptions whose resource group list is read besides those (connections')
+    group_subscriptions: set[str] = field(default_factory=set)
+    # Azure DevOps organisations, and the projects whose pipelines are read
+    organizations: dict[str, str] = field(default_factory=dict)
+    permission_projects: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # declared connections, and those whose pipeline permissions the specs manage
+    connections: set[str] = field(default_factory=set)
+    permission_connections: set[str] = field(default_factory=set)

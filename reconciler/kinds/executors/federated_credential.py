@@ -18,8 +18,8 @@ from reconciler.kinds.executors.context import (
     lagging,
     step,
 )
-from reconciler.kinds.executors.decoding import LiveIndex, Raw
-from reconciler.model import Address, DesiredState, Kind, LiveState, credential_key
+from reconciler.kinds.executors.decoding import LiveIndex, Raw, ReadPlan
+from reconciler.model import Address, DesiredState, Kind, LiveState, Resource, credential_key
 
 
 class FederatedCredentialExecutor:
@@ -27,6 +27,9 @@ class FederatedCredentialExecutor:
 
     def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
         return _perform_credential(change, ctx)
+
+    def plan_reads(self, resources: list[Resource], plan: ReadPlan) -> None:
+        """Credentials are listed under the identities read (``ReadPlan.identities``)."""
 
     def decode(self, raw: Raw, index: LiveIndex, desired: DesiredState) -> None:
         """The credentials listed under identities that are declared or this owner's; they

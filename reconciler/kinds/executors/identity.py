@@ -8,8 +8,14 @@ from typing import Any
 
 from reconciler.changes import Action, Change
 from reconciler.kinds.executors.context import ApplyContext, guard_identity, step
-from reconciler.kinds.executors.decoding import LiveIndex, Raw, identity_key_of, resource_group_of
-from reconciler.model import Address, DesiredState, Kind, LiveState
+from reconciler.kinds.executors.decoding import (
+    LiveIndex,
+    Raw,
+    ReadPlan,
+    identity_key_of,
+    resource_group_of,
+)
+from reconciler.model import Address, DesiredState, Kind, LiveState, Resource
 from reconciler.ownership import mark_tags, read_inventory, read_tags
 
 
@@ -18,6 +24,15 @@ class IdentityExecutor:
 
     def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
         return _perform_identity(change, ctx)
+
+    def plan_reads(self, resources: list[Resource], plan: ReadPlan) -> None:
+        """Identities are listed per subscription; the declared resource groups are the
+        fallback when only some groups are readable."""
+        for res in resources:
+            sub = str(res.attrs["subscription"]).lower()
+            rg = str(res.attrs["resourceGroup"])
+            plan.identity_groups.setdefault(sub, {})[rg.lower()] = rg
+            plan.identities.add(res.address.key)
 
     def decode(self, raw: Raw, index: LiveIndex, desired: DesiredState) -> None:
         """Every identity read is indexed (role assignments and connections point at them by

@@ -26,10 +26,18 @@ from reconciler.kinds.executors.context import (
     need,
     step,
 )
-from reconciler.kinds.executors.decoding import LiveIndex, Raw
-from reconciler.model import Address, DesiredState, Kind, LiveState, role_assignment_key
+from reconciler.kinds.executors.decoding import LiveIndex, Raw, ReadPlan
+from reconciler.model import (
+    Address,
+    DesiredState,
+    Kind,
+    LiveState,
+    Resource,
+    role_assignment_key,
+)
 from reconciler.ownership import mark_description, read_description
 
+MANAGEMENT_GROUPS: Final = "/providers/microsoft.management/managementgroups/"
 _EXISTING_ID_RE: Final = re.compile(r"existing role assignment is ([0-9a-fA-F]{32})")
 
 
@@ -38,6 +46,16 @@ class RoleAssignmentExecutor:
 
     def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
         return _perform_assignment(change, ctx)
+
+    def plan_reads(self, resources: list[Resource], plan: ReadPlan) -> None:
+        """Assignments are listed per subscription and per management group they are scoped
+        to (the role catalogues too)."""
+        for res in resources:
+            scope = str(res.attrs["scope"]).rstrip("/")
+            if is_management_group(scope):
+                plan.management_groups[scope.lower()] = scope
+            elif (sub := subscription_of(scope)) is not None:
+                plan.scope_subscriptions.add(sub)
 
     def decode(self, raw: Raw, index: LiveIndex, desired: DesiredState) -> None:
         """Assignments to a relevant identity or carrying this owner's marker (an orphan's
@@ -294,3 +312,15 @@ def guid_of(role_definition_id: str | None) -> str | None:
     if not role_definition_id:
         return None
     return role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def subscription_of(scope: str) -> str | None:
+    """The subscription (lower case) of an ARM scope, else None."""
+    parts = scope.strip("/").split("/")
+    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+        return parts[1].lower()
+    return None
+
+
+def is_management_group(scope: str) -> bool:
+    return scope.lower().rstrip("/").startswith(MANAGEMENT_GROUPS)

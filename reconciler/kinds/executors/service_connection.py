@@ -28,9 +28,17 @@ from reconciler.kinds.executors.context import (
     no_action,
     step,
 )
-from reconciler.kinds.executors.decoding import LiveIndex, Raw
+from reconciler.kinds.executors.decoding import LiveIndex, Raw, ReadPlan
 from reconciler.kinds.service_connection import endpoint_gone
-from reconciler.model import UNKNOWN, Address, DesiredState, Kind, LiveState, connection_key
+from reconciler.model import (
+    UNKNOWN,
+    Address,
+    DesiredState,
+    Kind,
+    LiveState,
+    Resource,
+    connection_key,
+)
 from reconciler.ownership import mark_description, read_description
 
 # what azure DevOps records as the connection's ARM endpoint (data, not where we talk)
@@ -43,6 +51,20 @@ class ServiceConnectionExecutor:
 
     def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
         return _perform_connection(change, ctx)
+
+    def plan_reads(self, resources: list[Resource], plan: ReadPlan) -> None:
+        """Connections are listed per project of each organisation; pipelines and pipeline
+        permissions only where the specs manage permissions; the subscription's resource
+        groups are read to check the names."""
+        for res in resources:
+            plan.group_subscriptions.add(str(res.attrs["subscriptionId"]).lower())
+            org = str(res.attrs["organization"])
+            plan.organizations.setdefault(org.lower(), org)
+            plan.connections.add(res.address.key)
+            if res.attrs.get("pipelinePermissions") is not None:
+                project = str(res.attrs["project"])
+                plan.permission_projects.setdefault((org.lower(), project.lower()), (org, project))
+                plan.permission_connections.add(res.address.key)
 
     def decode(self, raw: Raw, index: LiveIndex, desired: DesiredState) -> None:
         """Every connection read, in the project it belongs to (found by project id), once;
