@@ -278,6 +278,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_runner("output"))
 
     p = sub.add_parser(
+        "export",
+        help="write spec files that declare the live estate (to take it over)",
+        description=(
+            "Read the identities (with their federated credentials and role assignments) of "
+            "the given subscriptions and the service connections of the given Azure DevOps "
+            "organisations, and write spec files that declare them, with a comment for each "
+            "object a spec cannot declare. Reads only. Then validate, plan (it shows adopting "
+            "each object and nothing else) and apply."
+        ),
+    )
+    p.add_argument(
+        "--subscription",
+        action="extend",
+        nargs="+",
+        required=True,
+        metavar="ID",
+        help="subscription id whose identities and role assignments are exported (repeatable)",
+    )
+    p.add_argument(
+        "--resource-group",
+        action="extend",
+        nargs="+",
+        metavar="NAME",
+        help="export only the identities in these resource groups (default: every group)",
+    )
+    p.add_argument(
+        "--organization",
+        action="extend",
+        nargs="+",
+        metavar="ORG",
+        help="Azure DevOps organisation whose service connections are exported",
+    )
+    p.add_argument(
+        "--project",
+        action="extend",
+        nargs="+",
+        metavar="NAME",
+        help="export only the connections of these projects (default: every project)",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the spec files")
+    p.add_argument(
+        "--split",
+        choices=["resource-group", "project", "none"],
+        default="resource-group",
+        help="one file per identity resource group (default), per project, or one file",
+    )
+    p.add_argument(
+        "--owner",
+        metavar="NAME",
+        help="the owner the specs name (default: the one owner marker found in scope)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty folder, replacing the files of the same names",
+    )
+    _add_target_options(p)
+    p.set_defaults(handler=_cmd_runner("export"))
+
+    p = sub.add_parser(
         "show",
         help="render a saved plan again",
         description="Render a plan document saved with plan --out.",

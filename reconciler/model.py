@@ -138,6 +138,35 @@ class Reach:
 
 
 @dataclass(frozen=True)
+class ExportScope:
+    """What ``reconciler export`` reads: every identity, federated credential, role assignment
+    and service connection in these places, declared or not, whoever marked it.
+
+    ``subscriptions``: ids (lower-case); ``resource_groups``: names (lower-case) that limit the
+    identities to those groups, empty for every group; ``organizations``: Azure DevOps
+    organisation names; ``projects``: names (lower-case) that limit the connections to those
+    projects, empty for every project."""
+
+    subscriptions: tuple[str, ...] = ()
+    resource_groups: tuple[str, ...] = ()
+    organizations: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()
+
+    def holds_identity(self, key: str) -> bool:
+        """Whether the identity ``{subscription}/{resourceGroup}/{name}`` (lower) is in scope."""
+        sub, rg, _ = key.split("/", 2)
+        return sub in self.subscriptions and (
+            not self.resource_groups or rg in self.resource_groups
+        )
+
+    def holds_project(self, organization: str, project: str) -> bool:
+        """Whether connections of ``organization``/``project`` are in scope."""
+        return organization.lower() in {o.lower() for o in self.organizations} and (
+            not self.projects or project.lower() in self.projects
+        )
+
+
+@dataclass(frozen=True)
 class DesiredState:
     owner: str
     resources: Mapping[Address, Resource]

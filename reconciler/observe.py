@@ -80,6 +80,7 @@ from reconciler.kinds.executors.service_connection import owning_project, projec
 from reconciler.kinds.service_connection import endpoint_gone
 from reconciler.model import (
     DesiredState,
+    ExportScope,
     LiveState,
     RoleDefinition,
     connection_key,
@@ -148,19 +149,26 @@ def observe(
     clock: Clock = SYSTEM_CLOCK,
     policy: RetryPolicy | None = None,
     on_retry: Callable[[Exception, float], None] | None = None,
+    export: ExportScope | None = None,
 ) -> LiveState:
-    """``on_retry(exc, delay)`` hears of every read about to be retried (``RetryNotices``)."""
+    """``on_retry(exc, delay)`` hears of every read about to be retried (``RetryNotices``).
+
+    ``export`` (``reconciler export``): read every object in that scope instead of the
+    declared and owned ones (``desired`` then holds no resources, its reach the scope's
+    subscriptions and organisations): every identity's credentials, the role definitions of
+    every subscription, the pipeline permissions of every connection; nothing beyond the
+    scope (no Resource Graph search, no inventory, no organisation a credential names)."""
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="observe") as pool:
         reader = _Reader(
             pool, clock, policy or RetryPolicy(), window=max(1, workers), on_retry=on_retry
         )
         try:
-            raw = _read(services, desired, reader)
+            raw = _read(services, desired, reader, export)
         except BaseException:
             # one read failed for good (or Ctrl-C): start nothing more, fail fast
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-    return _canonical(raw, desired, services.tenant_id)
+    return _canonical(raw, desired, services.tenant_id, export)
 
 
 # -- what to read ------------------------------------------------------------------------
@@ -253,7 +261,9 @@ class _Reader:
         self._pump()
 
 
-def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
+def _read(
+    services: Services, desired: DesiredState, reader: _Reader, export: ExportScope | None = None
+) -> Raw:
     arm = services.arm
     devops = services.devops
     raw = Raw()
@@ -271,9 +281,12 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
             ("searching for identities", owned_identities_query(desired.owner)),
             ("searching for role assignments", owned_assignments_query(desired.owner)),
         )
+        if export is None  # an export reads its scope, nothing beyond
     }
 
     def graph(what: str) -> list[dict[str, Any]]:
+        if export is not None:
+            return []
         try:
             return f_graph[what].result()
         except ProviderError as exc:
@@ -311,7 +324,10 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
         for item in page:
             key = identity_key_of(item, sub)
             _, owner = read_tags(item.get("tags"))
-            if key not in desired_identities and owner != desired.owner:
+            if export is not None:
+                if not export.holds_identity(key):
+                    continue
+            elif key not in desired_identities and owner != desired.owner:
                 continue
             with credentials_lock:
                 if key in f_credentials:
@@ -383,7 +399,8 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
         f_assignments[key] = reader.submit_paged(management_group, scope)
     f_definitions: dict[str, Future[list[dict[str, Any]]]] = {
         sub: reader.submit_paged(guarded, sub, arm.list_role_definitions, f"/subscriptions/{sub}")
-        for sub in sorted(scope_subscriptions)
+        # an export names the roles of every assignment found in its subscriptions
+        for sub in sorted(scope_subscriptions | (identity_subscriptions if export else set()))
     }
     for key, scope in sorted(assigned_groups.items()):
         f_definitions[key] = reader.submit_paged(arm.list_role_definitions, scope)
@@ -420,7 +437,11 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
     # connection of this owner signs in; one the specs do not name is read by its recorded
     # name (connectionData, then its projects), and by id through the accounts API below if
     # that name is not it any more. Nothing more is read when the specs name them all.
-    recorded = _inventory(raw.identities, graph("searching for identities"), desired.owner)
+    recorded = (
+        _inventory(raw.identities, graph("searching for identities"), desired.owner)
+        if export is None
+        else {}
+    )
     by_name: dict[str, tuple[str, set[str]]] = {}
     for org_id, (name, _) in sorted(recorded.items()):
         if name and name.lower() not in orgs:
@@ -458,6 +479,7 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
         )
         for org, projects in raw.projects.items()
         for project in projects
+        if export is None or export.holds_project(org, str(project["name"]))
     }
 
     raw.assignments = {key: f.result() for key, f in f_assignments.items()}
@@ -466,7 +488,11 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
     raw.credentials = {key: f.result() for key, f in f_credentials.items()}
 
     # organisations the credentials name that the specs do not: read them too
-    extra = _organizations_to_resolve(raw, {k: where for k, (_, where) in recorded.items()})
+    extra = (
+        _organizations_to_resolve(raw, {k: where for k, (_, where) in recorded.items()})
+        if export is None
+        else {}
+    )
     if extra:
         names = _resolve_organizations(reader.retry, devops, extra, desired.owner)
         f_extra = {name: reader.submit_paged(devops.list_projects, name) for name in sorted(names)}
@@ -494,6 +520,7 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
     # phase 3: pipeline permissions of the connections whose specs manage them
     wanted = plan.permission_connections
     f_permissions: dict[str, Future[dict[str, Any]]] = {}
+    f_export_pipelines: dict[tuple[str, str], Future[list[dict[str, Any]]]] = {}
     declared = plan.connections
     for (org, project), endpoints in sorted(raw.endpoints.items()):
         names = project_names(raw.projects.get(org) or [])
@@ -504,11 +531,21 @@ def _read(services: Services, desired: DesiredState, reader: _Reader) -> Raw:
             endpoint_id = str(endpoint.get("id") or "").lower()
             if owning is None or not endpoint_id or endpoint_id in f_permissions:
                 continue
-            if connection_key(org, owning, str(endpoint.get("name"))) not in wanted:
+            if export is not None:
+                # every connection's permissions, named by its owning project's pipelines
+                if not export.holds_project(org, owning):
+                    continue
+                if (org.lower(), owning.lower()) not in raw.pipelines:
+                    raw.pipelines[(org.lower(), owning.lower())] = []
+                    f_export_pipelines[(org.lower(), owning.lower())] = reader.submit_paged(
+                        partial(_tolerate_missing, devops.list_pipelines), org, owning
+                    )
+            elif connection_key(org, owning, str(endpoint.get("name"))) not in wanted:
                 continue
             f_permissions[endpoint_id] = reader.submit(
                 _permissions_or_empty, devops, org, owning, endpoint_id
             )
+    raw.pipelines.update({key: f.result() for key, f in f_export_pipelines.items()})
     raw.permissions = {key: f.result() for key, f in f_permissions.items()}
     return raw
 
@@ -642,11 +679,13 @@ def _permissions_or_empty(devops: Any, org: str, project: str, endpoint_id: str)
 # -- canonical form ----------------------------------------------------------------------
 
 
-def _canonical(raw: Raw, desired: DesiredState, tenant_id: str) -> LiveState:
+def _canonical(
+    raw: Raw, desired: DesiredState, tenant_id: str, export: ExportScope | None = None
+) -> LiveState:
     """Each kind's executor decodes its objects (in plan order: identities first, whose
     principal and client ids the others point at); the rest is the context the planner reads
     (role definitions and counts, organisations, projects, pipelines, resource groups)."""
-    index = LiveIndex(desired.owner)
+    index = LiveIndex(desired.owner, export=export)
     index.pipelines = {
         f"{org}/{project}": {str(p["name"]): int(p["id"]) for p in items}
         for (org, project), items in raw.pipelines.items()

@@ -53,6 +53,13 @@ def _open_session(args: argparse.Namespace, paths: Sequence[str]) -> Session:
     from reconciler.specs import load_desired_state, spec_digest
 
     desired = load_desired_state(paths)
+    services = _connect(args)
+    only = tuple(getattr(args, "only", None) or ())
+    return Session(list(paths), desired, spec_digest(paths), services, args.workers, only)
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    """The services of ``--target`` / ``--cloud`` / ``--auth`` (``reconciler.providers``)."""
     from reconciler.providers import connect
     from reconciler.providers.target import effective_auth, resolve_target
 
@@ -66,9 +73,7 @@ def _open_session(args: argparse.Namespace, paths: Sequence[str]) -> Session:
         warn=lambda message: print(f"warning: {message}", file=sys.stderr),
     )
     # --auth chooses among real-cloud credentials: a connection file always uses its own
-    services = connect(target, auth=effective_auth(target, args.auth), workers=args.workers)
-    only = tuple(getattr(args, "only", None) or ())
-    return Session(list(paths), desired, spec_digest(paths), services, args.workers, only)
+    return connect(target, auth=effective_auth(target, args.auth), workers=args.workers)
 
 
 def _observe(session: Session) -> LiveState:
@@ -587,3 +592,180 @@ def _check_converged(
         f"apply did not converge: {remaining} differences remain (shown above)",
         remaining=remaining,
     )
+
+
+# -- export ------------------------------------------------------------------------------------
+
+_GUID_TEXT = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_OWNER_TEXT = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+_ORG_TEXT = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?$"
+
+
+def _export_scope(args: argparse.Namespace) -> Any:
+    """The ``ExportScope`` of the command line; ``ConfigError`` for a malformed one."""
+    import re
+
+    from reconciler.model import ExportScope
+
+    subscriptions = list(args.subscription or [])
+    for sub in subscriptions:
+        if not re.match(_GUID_TEXT, sub):
+            raise ConfigError(
+                f"--subscription {sub!r}: must be a subscription id (a GUID like "
+                "11111111-1111-1111-1111-111111111111)"
+            )
+    organizations = list(args.organization or [])
+    for org in organizations:
+        if not re.match(_ORG_TEXT, org):
+            raise ConfigError(
+                f"--organization {org!r}: must be an Azure DevOps organisation name (1-50 "
+                "letters, digits and '-', starting and ending with a letter or digit), not a URL"
+            )
+    if args.project and not organizations:
+        raise ConfigError("--project needs --organization (the organisation the project is in)")
+    if args.owner is not None and not re.match(_OWNER_TEXT, args.owner):
+        raise ConfigError(
+            f"--owner {args.owner!r}: must be 1-63 characters: letters, digits, '.', '_' and "
+            "'-', starting with a letter or digit"
+        )
+    return ExportScope(
+        subscriptions=tuple(sorted({s.lower() for s in subscriptions})),
+        resource_groups=tuple(sorted({g.lower() for g in args.resource_group or []})),
+        organizations=tuple(sorted({o for o in organizations}, key=str.lower)),
+        projects=tuple(sorted({p.lower() for p in args.project or []})),
+    )
+
+
+def _export_folder(out: str, force: bool) -> tuple[Path, list[str]]:
+    """The folder to write into (created when its parent exists) and the files already in it.
+    Refuses (``ConfigError``) a file, a missing parent, or a non-empty folder without
+    ``--force``."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {out}: is a file; name a folder for the spec files")
+    if not folder.exists():
+        if not folder.resolve().parent.is_dir():
+            raise ConfigError(
+                f"--out {out}: the folder {str(folder.parent)!r} does not exist; create it first"
+            )
+        return folder, []
+    present = sorted(p.name for p in folder.iterdir())
+    if present and not force:
+        raise ConfigError(
+            f"--out {out}: the folder is not empty ({len(present)} entries, e.g. "
+            f"{present[0]}); export into a new folder, or give --force to replace the files "
+            "an export writes there (other files are left as they are)"
+        )
+    return folder, present
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Read the live estate of the scope and write spec files that declare it (README
+    "Taking over an existing estate: export"). Exit 0 written, 1 refused."""
+    import re
+    import shutil
+    import tempfile
+
+    from reconciler.errors import SpecError
+    from reconciler.export import export_specs, owners_found
+    from reconciler.model import DesiredState, Reach
+    from reconciler.observe import observe
+    from reconciler.retry import RetryNotices
+    from reconciler.specs import builtin_roles, load_desired_state, schema_path
+
+    scope = _export_scope(args)
+    folder, present = _export_folder(args.out, args.force)
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    services = _connect(args)
+    desired = DesiredState(
+        args.owner or "",
+        {},
+        (),
+        Reach(subscriptions=scope.subscriptions, organizations=scope.organizations),
+    )
+    notices = RetryNotices(sys.stderr.write)
+    try:
+        live = observe(services, desired, workers=args.workers, on_retry=notices, export=scope)
+    finally:
+        notices.close()
+    for org in scope.organizations:
+        why = live.organization_errors.get(org.lower())
+        if why:
+            raise ConfigError(f"--organization {org}: cannot be read: {why}")
+    spelled = [n for org in scope.organizations for n in live.project_names.get(org.lower(), ())]
+    for project in args.project or []:
+        if project.lower() not in {n.lower() for n in spelled}:
+            import difflib
+
+            close = difflib.get_close_matches(project, spelled, 1, 0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"--project {project}: no such project in {', '.join(scope.organizations)}{hint}"
+            )
+    owner = args.owner
+    if owner is None:
+        found = owners_found(live)
+        if len(found) != 1:
+            listed = f" (markers found: {', '.join(found)})" if found else ""
+            raise ConfigError(
+                "--owner NAME is needed: the owner marker the exported specs will stamp on "
+                f"each object they adopt{listed}"
+            )
+        owner = found[0]
+    try:
+        schema_ref = Path(os.path.relpath(schema_path(), folder.resolve())).as_posix()
+    except ValueError:  # no relative path between two Windows drives
+        schema_ref = schema_path().as_posix()
+    builtin = {guid.lower(): name for name, guid in builtin_roles().items()}
+    result = export_specs(
+        live, scope, owner=owner, split=args.split, schema_ref=schema_ref, builtin=builtin
+    )
+    if not result.files:
+        raise ConfigError(
+            "nothing to export: no identity or service connection found in "
+            + ", ".join(
+                [f"subscription {s}" for s in scope.subscriptions]
+                + [f"organization {o}" for o in scope.organizations]
+            )
+            + (
+                f" (resource groups {', '.join(args.resource_group)})"
+                if args.resource_group
+                else ""
+            )
+        )
+    # written beside the folder first and validated there: a folder is never left half written
+    parent = folder.resolve().parent
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.export-", dir=parent))
+    try:
+        for name, text in result.files.items():
+            (staging / name).write_text(text, encoding="utf-8")
+        try:
+            load_desired_state([str(staging / name) for name in result.files])
+        except SpecError as exc:  # a bug: what export writes must validate
+            lines = "\n  ".join(str(p) for p in exc.problems[:10])
+            raise RuntimeError(f"the exported specs do not validate:\n  {lines}") from None
+        folder.mkdir(exist_ok=True)
+        for name in result.files:
+            os.replace(staging / name, folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    replaced = sorted(set(present) & set(result.files))
+    others = sorted(n for n in present if n not in result.files and re.search(r"\.ya?ml$", n, re.I))
+    print(
+        f"Exported {result.exported} objects into {args.out} ({len(result.files)} file"
+        f"{'s' if len(result.files) != 1 else ''}: {', '.join(result.files)}); "
+        f"{result.implied} federated credential{'s' if result.implied != 1 else ''} implied by "
+        f"service connections; {result.unexpressed} not expressible (a comment in the file "
+        "says why). Next: reconciler validate, then reconciler plan shows adopting each "
+        f"object (owner '{owner}') and nothing else."
+    )
+    if replaced:
+        print(f"replaced: {', '.join(replaced)}", file=sys.stderr)
+    if others:
+        print(
+            f"warning: {args.out} also holds spec files this export did not write: "
+            f"{', '.join(others)}; they are loaded with the exported ones",
+            file=sys.stderr,
+        )
+    return EXIT_OK

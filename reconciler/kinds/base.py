@@ -8,6 +8,7 @@ whether losing it hurts. It makes no service calls: those live in the providers.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from reconciler.changes import Action, Change, Notice, Reason
@@ -148,6 +149,62 @@ class KindSpec(Protocol):
 
     def includes(self, address: Address, other: Address, attrs: Mapping[str, Any]) -> bool: ...
 
+    # the export hook (``reconciler export``; default in ``Rules``: not exportable)
+    export_order: int
+
+    def export(self, current: LiveResource, view: ExportView) -> Exported | None: ...
+
+
+# -- export: a live object as the spec would declare it (``reconciler.export`` writes it) -------
+
+
+@dataclass(frozen=True)
+class Exported:
+    """One live object as a spec entry, or why it cannot be one.
+
+    ``node``: the entry's fields in the order a person writes them (no defaults factored
+    yet); ``section``: the top-level list it goes in (``identities``, ``serviceConnections``),
+    or ``parent`` and ``under``: the list of the parent's entry it goes in. ``defaults``: the
+    fields of ``node`` the file's ``defaults`` may hold instead. ``place``: where it lives, for
+    ``--split`` (``subscription``, ``resourceGroup``, ``organization``, ``project``; a child
+    goes with its parent). ``unexpressed``: why it is not written ('' when it is): the writer
+    puts it in a comment with ``label``. ``implied``: another entry writes it (a connection's
+    federated credential), so it is neither written nor commented. ``note``: a comment
+    written above the entry (a fact a reviewer should know)."""
+
+    label: str
+    node: dict[str, Any] = field(default_factory=dict)
+    section: str = ""
+    parent: Address | None = None
+    under: str = ""
+    defaults: tuple[str, ...] = ()
+    place: Mapping[str, str] = field(default_factory=dict)
+    unexpressed: str = ""
+    implied: bool = False
+    note: str = ""
+    # an unexpressed child whose parent must not be exported either (adopting the parent
+    # would delete it: an identity's undeclared credentials are pruned)
+    blocks_parent: bool = False
+
+
+class ExportView(Protocol):
+    """What a kind sees while the estate is exported: the live state read for the export
+    scope, the owner the specs will name, the objects exported so far (kinds export in
+    ``export_order``), and role names."""
+
+    live: LiveState
+    owner: str
+    exported: dict[Address, Exported]
+
+    def role_name(self, guid: str, scope: str) -> str | None:
+        """The role's name when the spec can name it unambiguously at ``scope``, else None."""
+        ...
+
+    def identity_ref(self, key: str) -> str | dict[str, str]:
+        """How a connection names the exported identity ``key``: its name, or
+        ``{name, resourceGroup, subscription}`` when exported identities share the name."""
+        ...
+
 
 DESTROYS_IDS: Final = (
     "!! DESTRUCTIVE: this loses ids, grants or pipeline permissions; apply needs --allow-destroy"
@@ -285,6 +342,14 @@ class Rules:
     def includes(self, address: Address, other: Address, attrs: Mapping[str, Any]) -> bool:
         """Whether ``--only`` of ``address`` (this kind) takes ``other`` (with ``attrs``) too."""
         return False
+
+    # the order kinds are exported in (a connection reads which identities were exported)
+    export_order: int = 0
+
+    def export(self, current: LiveResource, view: ExportView) -> Exported | None:
+        """``current`` as a spec entry (``Exported``), or None when the kind is not written
+        in specs. Pure: the inverse of how ``reconciler.specs`` builds the kind."""
+        return None
 
 
 def short_identity(key: str | None) -> str:

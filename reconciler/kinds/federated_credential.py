@@ -10,6 +10,8 @@ from reconciler.changes import Action, Change, Notice, NoticeLevel, Reason
 from reconciler.kinds.base import (
     DELETE_THEN_CREATE,
     Edge,
+    Exported,
+    ExportView,
     PlanView,
     Rules,
     credentials_of_connection,
@@ -18,6 +20,7 @@ from reconciler.kinds.base import (
     short_name,
 )
 from reconciler.model import (
+    DEFAULT_AUDIENCE,
     MAX_CREDENTIALS_PER_IDENTITY,
     UNKNOWN,
     Address,
@@ -266,6 +269,53 @@ class FederatedCredentialKind(Rules):
                 edge(gone.address, created.address)
             else:
                 edge(created.address, gone.address)
+
+    # after the connections: one that is exported writes its credential itself
+    export_order: int = 3
+
+    def export(self, current: LiveResource, view: ExportView) -> Exported | None:
+        """The credential as a ``federatedCredentials[]`` entry of its identity; implied (not
+        written) when an exported connection signs in as that identity with its issuer and
+        subject. A credential that cannot be declared blocks its identity: adopting the
+        identity would delete every credential the specs do not declare."""
+        attrs = current.attrs
+        identity = str(attrs["identity"])
+        parent = Address(Kind.IDENTITY, identity)
+        label = f"federated credential {attrs['name']} on identity {short_name(identity)}"
+        pair = (str(attrs.get("issuer")), str(attrs.get("subject")))
+        for key in view.live.federations.get(pair, ()):
+            address = Address(Kind.SERVICE_CONNECTION, key)
+            found = view.exported.get(address)
+            connection = view.live.resources.get(address)
+            if (
+                found is not None
+                and not found.unexpressed
+                and connection is not None
+                and connection.attrs.get("identity") == identity
+            ):
+                return Exported(label, parent=parent, implied=True)
+        node: dict[str, Any] = {
+            "name": attrs["name"],
+            "issuer": attrs.get("issuer"),
+            "subject": attrs.get("subject"),
+        }
+        audiences = list(attrs.get("audiences") or [])
+        unexpressed = ""
+        if audiences != [DEFAULT_AUDIENCE]:
+            node["audiences"] = audiences
+            if len(audiences) != 1:
+                unexpressed = (
+                    f"it has {len(audiences)} audiences and a spec declares exactly one; "
+                    "adopting its identity would delete it, so the identity is not exported"
+                )
+        return Exported(
+            label,
+            node,
+            parent=parent,
+            under="federatedCredentials",
+            unexpressed=unexpressed,
+            blocks_parent=bool(unexpressed),
+        )
 
 
 KIND = FederatedCredentialKind()

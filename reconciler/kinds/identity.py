@@ -12,6 +12,8 @@ from reconciler.kinds.base import (
     DESTROYS_IDS,
     LOSING,
     Edge,
+    Exported,
+    ExportView,
     PlanView,
     Rules,
     short_identity,
@@ -173,6 +175,28 @@ class IdentityKind(Rules):
             str(attrs.get("identity") or "").lower() == address.key
         )
         return under or signs_in
+
+    def export(self, current: LiveResource, view: ExportView) -> Exported | None:
+        """The identity as an ``identities[]`` entry (its credentials and role assignments are
+        exported by their kinds, under it)."""
+        attrs = current.attrs
+        node: dict[str, Any] = {
+            "name": attrs["name"],
+            "subscription": str(attrs["subscription"]).lower(),
+            "resourceGroup": attrs["resourceGroup"],
+            "location": normalize.location(attrs.get("location")),
+        }
+        tags = attrs.get("tags") or {}
+        if tags:
+            node["tags"] = {str(k): str(v) for k, v in sorted(tags.items())}
+        return Exported(
+            label=f"identity {attrs['name']} (resource group {attrs['resourceGroup']}, "
+            f"subscription {node['subscription']})",
+            node=node,
+            section="identities",
+            defaults=("subscription", "resourceGroup", "location"),
+            place={"subscription": node["subscription"], "resourceGroup": node["resourceGroup"]},
+        )
 
 
 def _inventory_of(identity: str, view: PlanView) -> dict[str, str]:

@@ -13,6 +13,8 @@ from reconciler.errors import PlanError
 from reconciler.kinds.base import (
     CREATE_THEN_DELETE,
     DESTROYS_IDS,
+    Exported,
+    ExportView,
     IdentityChild,
     PlanView,
     identity_label,
@@ -38,6 +40,7 @@ from reconciler.references import Place, Report, did_you_mean, resource_group_of
 
 _SUBSCRIPTION_SCOPE: Final = re.compile(r"^/subscriptions/([^/]+)$", re.IGNORECASE)
 _GROUP_SCOPE: Final = re.compile(r"^/subscriptions/[^/]+/resourcegroups/([^/]+)$", re.IGNORECASE)
+_GROUP_IN: Final = re.compile(r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)$", re.IGNORECASE)
 
 
 class RoleAssignmentKind(IdentityChild):
@@ -206,6 +209,45 @@ class RoleAssignmentKind(IdentityChild):
 
     def role_guid(self, attrs: Mapping[str, Any]) -> str | None:
         return str(attrs.get("roleDefinitionId") or "").rpartition("/")[2].lower()
+
+    export_order: int = 2
+
+    def export(self, current: LiveResource, view: ExportView) -> Exported | None:
+        """The assignment as a ``roleAssignments[]`` entry of its identity: the role by name
+        when the spec can name it (else its GUID), a resource group of the identity's
+        subscription as ``resourceGroup``, any other scope in full. None for an assignment
+        whose principal is no identity in scope (it has no entry to go under)."""
+        attrs = current.attrs
+        identity = attrs.get("identity")
+        if not identity:
+            return None
+        scope = str(attrs.get("scope") or "")
+        guid = str(attrs.get("roleDefinitionId") or "")
+        role = view.role_name(guid, scope) or guid
+        label = f"role assignment {role} at {scope} for identity {short_name(identity)}"
+        node: dict[str, Any] = {"role": role}
+        found = _GROUP_IN.match(scope)
+        if found and found.group(1).lower() == str(identity).split("/", 1)[0]:
+            node["resourceGroup"] = found.group(2)
+        else:
+            node["scope"] = scope
+        if attrs.get("description"):
+            node["description"] = attrs["description"]
+        unexpressed = ""
+        if attrs.get("condition"):
+            node["condition"] = attrs["condition"]
+            if str(attrs.get("conditionVersion") or "2.0") != "2.0":
+                unexpressed = (
+                    f"its condition is version {attrs.get('conditionVersion')}; a spec "
+                    "declares version 2.0 conditions only"
+                )
+        return Exported(
+            label,
+            node,
+            parent=Address(Kind.IDENTITY, str(identity)),
+            under="roleAssignments",
+            unexpressed=unexpressed,
+        )
 
 
 KIND = RoleAssignmentKind()

@@ -6,8 +6,9 @@ permissions, approvals and checks, so deleting one is destructive.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from reconciler import normalize
 from reconciler.changes import Action, Change
@@ -15,6 +16,8 @@ from reconciler.kinds.base import (
     DESTROYS_IDS,
     LOSING,
     Edge,
+    Exported,
+    ExportView,
     IdentityChild,
     PlanView,
     credentials_of_connection,
@@ -239,8 +242,114 @@ class ServiceConnectionKind(IdentityChild):
             str(attrs.get("serviceConnection") or "").lower() == address.key
         )
 
+    # after the identities (a connection names one that is exported), before credentials
+    export_order: int = 1
+
+    def export(self, current: LiveResource, view: ExportView) -> Exported | None:
+        """The connection as a ``serviceConnections[]`` entry, or why a spec cannot declare
+        it: a secret-based connection (what to declare to convert it in place is suggested),
+        one signing in as an app registration or as an identity not exported, one scoped to a
+        management group or to a scope a spec cannot name."""
+        attrs = current.attrs
+        org, project, name = attrs["organization"], attrs["project"], attrs["name"]
+        label = f"service connection {org}/{project}/{name} (id {attrs.get('id')})"
+        place = {"organization": str(org), "project": str(project)}
+        identity = attrs.get("identity")
+        exported = view.exported.get(Address(Kind.IDENTITY, str(identity))) if identity else None
+        node: dict[str, Any] = {"name": name, "organization": org, "project": project}
+        if attrs.get("description"):
+            node["description"] = attrs["description"]
+        node["identity"] = (
+            view.identity_ref(str(identity))
+            if exported is not None and not exported.unexpressed
+            else "<a user-assigned managed identity declared in these specs>"
+        )
+        subscription = attrs.get("subscriptionId")
+        identity_sub = str(identity).split("/", 1)[0] if identity else None
+        if subscription and subscription != identity_sub:
+            node["subscription"] = subscription
+        node["subscriptionName"] = attrs.get("subscriptionName")
+        problems: list[str] = []
+        scope = attrs.get("scope")
+        if scope:
+            found = _GROUP_IN.match(str(scope))
+            if found and found.group(1).lower() == str(subscription or "").lower():
+                node["resourceGroup"] = found.group(2)
+            else:
+                problems.append(
+                    f"it is scoped to {scope}; a spec scopes a connection to a resource group "
+                    "of its subscription only"
+                )
+        if attrs.get("sharedWith"):
+            node["sharedWith"] = list(attrs["sharedWith"])
+        note = ""
+        permissions = attrs.get("pipelinePermissions")
+        if isinstance(permissions, list) and any(str(p).startswith("#") for p in permissions):
+            note = (
+                "pipeline permissions left unmanaged: it authorises pipelines that cannot be "
+                f"read by name ({', '.join(p for p in permissions if str(p).startswith('#'))})"
+            )
+        elif permissions is not None:
+            node["pipelinePermissions"] = permissions
+        if _LEGACY_ISSUER.match(str(attrs.get("issuer") or "")):
+            note = (
+                f"on the Azure DevOps issuer ({attrs.get('issuer')}), retired for managed "
+                "identity connections in the public cloud on 1 July 2027"
+                + (f"; {note}" if note else "")
+            )
+        scheme = str(attrs.get("scheme") or "WorkloadIdentityFederation")
+        client = attrs.get("servicePrincipalId")
+        if scheme.lower() != "workloadidentityfederation":
+            # never the secret: Azure DevOps does not return it, and nothing of it is written
+            return Exported(
+                label,
+                node,
+                section="serviceConnections",
+                place=place,
+                unexpressed=(
+                    f"it signs in with a secret (scheme {scheme}, application {client}); "
+                    "specs declare workload identity federation only. Once issue 11 section 3 "
+                    "(convert to workload identity federation in place, keeping its id and "
+                    "pipeline permissions) lands, declare it like this, signing in as a "
+                    "user-assigned managed identity that holds the roles the application "
+                    "holds, and apply converts it"
+                ),
+            )
+        if not identity:
+            problems.append(
+                f"it signs in as {client}, which is no user-assigned managed identity of the "
+                "exported subscriptions (an app registration, or an identity elsewhere): "
+                "specs declare connections that sign in as a managed identity they declare"
+            )
+        elif exported is None:
+            problems.append(
+                f"it signs in as identity {identity}, outside the exported resource groups: "
+                "export its resource group too"
+            )
+        elif exported.unexpressed:
+            problems.append(f"it signs in as {exported.label}, which is not exported")
+        if not subscription:
+            problems.append(
+                "it is scoped to a management group, not a subscription; specs declare "
+                "subscription-scoped connections only"
+            )
+        elif not attrs.get("subscriptionName"):
+            problems.append("Azure DevOps reports no subscription name for it")
+        return Exported(
+            label,
+            node if not problems else {},
+            section="serviceConnections",
+            defaults=("organization", "project"),
+            place=place,
+            unexpressed="; ".join(problems),
+            note=note,
+        )
+
 
 KIND = ServiceConnectionKind()
+
+_GROUP_IN: Final = re.compile(r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)$", re.IGNORECASE)
+_LEGACY_ISSUER: Final = re.compile(r"^https://vstoken\.", re.IGNORECASE)
 
 
 def _same_organization(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.model import Address, Kind, LiveResource, identity_key
+from reconciler.model import Address, ExportScope, Kind, LiveResource, identity_key
 
 # one encoder for every fingerprint (json.dumps builds one per call); parsed JSON cannot hold
 # a cycle, so the circular-reference check is skipped: the text is the same
@@ -87,6 +87,8 @@ class LiveIndex:
     pipelines: dict[str, dict[str, int]] = field(default_factory=dict)
     # (issuer, subject) -> the connections read that sign in with it
     federations: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    # ``reconciler export``: every object in this scope becomes a resource, declared or not
+    export: ExportScope | None = None
 
     def add(self, kind: Kind, key: str, attrs: dict[str, Any], owner: str | None, obj: Any) -> None:
         address = Address(kind, key)

@@ -48,7 +48,10 @@ class IdentityExecutor:
                 if props.get("clientId"):
                     index.by_client.setdefault(str(props["clientId"]).lower(), key)
                 index.identity_owner[key] = marker
-                if Address(Kind.IDENTITY, key) not in desired_keys and marker != index.owner:
+                if index.export is not None:
+                    if not index.export.holds_identity(key):
+                        continue
+                elif Address(Kind.IDENTITY, key) not in desired_keys and marker != index.owner:
                     continue
                 index.relevant.add(key)
                 attrs = {

@@ -87,7 +87,10 @@ class ServiceConnectionExecutor:
                 name = str(endpoint.get("name") or "")
                 key = connection_key(org, owning, name)
                 description, marker = read_description(endpoint.get("description"))
-                if key not in declared and marker != index.owner:
+                if index.export is not None:
+                    if not index.export.holds_project(org, owning):
+                        continue
+                elif key not in declared and marker != index.owner:
                     continue
                 attrs, obj = _connection_attrs(
                     endpoint,
@@ -665,6 +668,7 @@ def _connection_attrs(
         "issuer": params.get("workloadIdentityFederationIssuer"),
         "subject": params.get("workloadIdentityFederationSubject"),
         "issuerType": params.get("workloadIdentityFederationIssuerType"),
+        "scheme": authorization.get("scheme"),
         "isReady": endpoint.get("isReady"),
     }
     return attrs, obj
