@@ -93,9 +93,10 @@ class ExportResult:
     implied: int
 
 
-def owners_found(live: LiveState) -> list[str]:
-    """The owner markers on the live objects read, sorted."""
-    return sorted({r.owner for r in live.resources.values() if r.owner})
+def owners_found(live: LiveState) -> tuple[list[str], bool]:
+    """The owner markers on the live objects read (sorted), and whether some carry none."""
+    markers = {r.owner for r in live.resources.values()}
+    return sorted(m for m in markers if m), None in markers
 
 
 def export_specs(

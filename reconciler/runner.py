@@ -705,12 +705,14 @@ def cmd_export(args: argparse.Namespace) -> int:
             )
     owner = args.owner
     if owner is None:
-        found = owners_found(live)
-        if len(found) != 1:
-            listed = f" (markers found: {', '.join(found)})" if found else ""
+        # only a re-export of one owner's estate, where every object carries its marker
+        found, unmarked = owners_found(live)
+        if len(found) != 1 or unmarked:
+            listed = f"; owner markers found: {', '.join(found)}" if found else ""
             raise ConfigError(
                 "--owner NAME is needed: the owner marker the exported specs will stamp on "
-                f"each object they adopt{listed}"
+                f"each object they adopt (found without one only when every object in scope "
+                f"carries one and the same marker{listed})"
             )
         owner = found[0]
     try:
