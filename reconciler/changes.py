@@ -89,6 +89,10 @@ class Change:
     # a role assignment's role as a person reads it (from the live role definitions), so that
     # a pruned assignment is not shown by its GUID; None for other kinds or an unknown role
     role_name: str | None = None
+    # the kind's name for what an update does beyond writing the declared fields (one of its
+    # rules' ``operations``, e.g. a connection's issuer migration); "" for a plain update. The
+    # action set stays closed: an operation is always an ``update``
+    operation: str = ""
 
 
 class NoticeLevel(StrEnum):

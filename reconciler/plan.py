@@ -237,7 +237,21 @@ class _Planner:
             )
             self.add(Change(address, Action.UPDATE, Reason.ADOPTION, detail, **common))
         elif fields:
-            self.add(Change(address, Action.UPDATE, Reason.FIELDS_CHANGED, **common))
+            operation = spec.operation_of(fields, current.attrs, after)
+            if operation and operation not in spec.operations:
+                raise PlanError(
+                    f"{address}: the {address.kind.value} rules name the operation "
+                    f"{operation!r}, which they do not list"
+                )
+            self.add(
+                Change(
+                    address,
+                    Action.UPDATE,
+                    Reason.FIELDS_CHANGED,
+                    operation=operation,
+                    **common,
+                )
+            )
         else:
             self.unchanged += 1
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from reconciler.changes import Action, Change, Notice, Reason
+from reconciler.changes import Action, Change, FieldChange, Notice, Reason
 from reconciler.model import (
     UNKNOWN,
     Address,
@@ -132,6 +132,11 @@ class KindSpec(Protocol):
     ) -> None: ...
 
     output_section: str | None
+    operations: Mapping[str, str]
+
+    def operation_of(
+        self, fields: tuple[FieldChange, ...], before: Mapping[str, Any], after: Mapping[str, Any]
+    ) -> str: ...
 
     def output(
         self, resource: Resource, found: LiveResource | None, tenant_id: str
@@ -311,6 +316,17 @@ class Rules:
         parent: by default the new objects exist before the old one goes."""
         for created in new:
             edge(created.address, gone.address)
+
+    # the operations an update of this kind may name (``Change.operation``), each with how the
+    # renderers say it ("its issuer moves to Microsoft Entra ID"); none: plain updates only
+    operations: Mapping[str, str] = {}
+
+    def operation_of(
+        self, fields: tuple[FieldChange, ...], before: Mapping[str, Any], after: Mapping[str, Any]
+    ) -> str:
+        """The operation an update with these field changes performs (a key of
+        ``operations``), or "" for a plain update of the declared fields."""
+        return ""
 
     # the section of ``reconciler output`` listing this kind's live ids (None: not listed)
     output_section: str | None = None

@@ -80,6 +80,8 @@ def _change(change: Change) -> dict[str, Any]:
         "wave": change.wave,
         "destructive": change.destructive,
         "role_name": change.role_name,
+        # 1.2: only on an update whose kind names its operation
+        **({"operation": change.operation} if change.operation else {}),
     }
 
 
@@ -146,6 +148,7 @@ def _read_change(data: Mapping[str, Any]) -> Change:
         wave=int(data.get("wave", 0)),
         destructive=bool(data.get("destructive", False)),
         role_name=str(data["role_name"]) if data.get("role_name") else None,
+        operation=str(data.get("operation") or ""),
     )
 
 
@@ -190,8 +193,11 @@ _COMPARED: Final = (
     "depends_on",
     "wave",
     "destructive",
+    "operation",
 )
 _MISSING: Final = object()
+# compared keys a change carries only when they apply, with their value when absent
+_OPTIONAL: Final = {"operation": ""}
 
 
 def _canonical(value: Any) -> str:
@@ -277,6 +283,8 @@ def first_difference(saved: Mapping[str, Any], fresh: Mapping[str, Any]) -> str 
             return f"{entry} ({address}): out of order (a fresh plan has {want['address']} here)"
         for key in (*_COMPARED, "source"):
             mine, other = got.get(key, _MISSING), want.get(key)
+            if key in _OPTIONAL:  # absent on both sides when it does not apply
+                mine, other = got.get(key, _OPTIONAL[key]), want.get(key, _OPTIONAL[key])
             if key == "source":
                 mine, other = _comparable_source(mine), _comparable_source(other)
             if mine is _MISSING or _canonical(mine) != _canonical(other):

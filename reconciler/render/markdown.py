@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from reconciler.render.text import partial_note, shown_attrs, title, value_text
+from reconciler.render.text import operation_text, partial_note, shown_attrs, title, value_text
 
 _SYMBOLS: Final = {
     "create": "+",
@@ -51,7 +51,7 @@ def _change_lines(change: Mapping[str, Any], drift: bool, context: bool) -> list
     changes and so are the first thing left out under a size cap."""
     action = str(change["action"])
     symbol = _SYMBOLS.get(action, "?")
-    lines = [f"{symbol} {title(change)}"]
+    lines = [f"{symbol} {title(change)}{operation_text(change)}"]
     reason = str(change["reason"]) + (f": {change['detail']}" if change.get("detail") else "")
     if context and not (drift and action in ("create", "delete")):
         lines.append(f"#   {reason}")

@@ -75,6 +75,17 @@ def title(change: Mapping[str, Any]) -> str:
     return rules.title(change) if rules is not None else str(change.get("address", ""))
 
 
+def operation_text(change: Mapping[str, Any]) -> str:
+    """': {what the operation does}' for an update whose kind names its operation, as the
+    kind's rules word it; '' for a plain update."""
+    operation = str(change.get("operation") or "")
+    if not operation:
+        return ""
+    rules = rules_named(str(change.get("kind", "")))
+    label = rules.operations.get(operation) if rules is not None else None
+    return f": {label or operation}"
+
+
 def destructive_warning(change: Mapping[str, Any]) -> str:
     """The line shown next to a destructive change: what its kind loses."""
     rules = rules_named(str(change.get("kind", "")))
@@ -118,7 +129,7 @@ def _plan_block(change: Mapping[str, Any], style: _Style) -> list[str]:
     symbol = _SYMBOLS.get(action, "?")
     head = f"{style.action(symbol.rjust(3), action)} {style.bold(title(change))}"
     lines = [head]
-    phrase = f"{_PHRASES.get(action, action)} ({_reason(change)})"
+    phrase = f"{_PHRASES.get(action, action)}{operation_text(change)} ({_reason(change)})"
     where = _where(change)
     lines.append(f"      {phrase}" + (f"  {style.dim(where)}" if where else ""))
     if change.get("destructive"):

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from reconciler.changes import Change
-from reconciler.kinds import UnknownKindError
+from reconciler.changes import Action, Change
+from reconciler.errors import PermanentError
+from reconciler.kinds import UnknownKindError, kind_of
 from reconciler.kinds.executors import (
     federated_credential,
     identity,
@@ -36,7 +37,17 @@ def executor_for(kind: Kind) -> KindExecutor:
 def perform(change: Change, ctx: ApplyContext) -> dict[str, Any]:
     """Execute one change with its kind's executor; record and return the resulting live
     attributes (empty for a delete), which later changes read (``ctx.result``)."""
-    result = executor_for(change.address.kind).perform(change, ctx)
+    executor = executor_for(change.address.kind)
+    if change.operation and (
+        change.action is not Action.UPDATE
+        or change.operation not in kind_of(change.address.kind).operations
+    ):
+        raise PermanentError(
+            f"{change.address}: the plan names the operation {change.operation!r}, which a "
+            f"{change.address.kind.value} {change.action.value} does not have; make a new plan",
+            code="Plan",
+        )
+    result = executor.perform(change, ctx)
     if result:
         ctx.record(change.address, result)
     return result
