@@ -162,6 +162,17 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _seconds(text: str) -> float:
+    """A non-negative number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
 def _add_only_option(p: argparse.ArgumentParser, verb: str) -> None:
     p.add_argument(
         "--only",
@@ -257,6 +268,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--detailed-exitcode",
         action="store_true",
         help="accepted for Terraform habits; drift always uses the detailed exit code",
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="read only what the Activity Log shows changed since the last run recorded in "
+        "FILE (read if present, written after a successful run; keep it as a pipeline cache "
+        "or artifact). Without it, or when it cannot be used, everything is read",
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="read everything even with a usable baseline (a periodic full sweep); the "
+        "baseline is written afresh",
+    )
+    p.add_argument(
+        "--log-delay",
+        type=_seconds,
+        default=900.0,
+        metavar="SECONDS",
+        help="how long the Activity Log may take to show an event (default 900): changes "
+        "younger than this are left to the next run's window",
     )
     _add_only_option(p, "check")
     _add_target_options(p)

@@ -58,7 +58,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from reconciler.errors import NotFoundError, PermanentError, ProviderError, ReachError
 from reconciler.kinds import kind_of
@@ -141,6 +141,20 @@ def organization_of(issuer: Any, subject: Any) -> str | None:
     return found.group(1).lower() if found else None
 
 
+class CredentialSource(Protocol):
+    """Where federated credential lists may come from instead of the service (the incremental
+    drift reader, ``changefeed.py``). Both methods are called from the read threads."""
+
+    def known(self, subscription: str, identity: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """The identity's credentials as last read, when nothing can have changed them since
+        (``identity``: the item as the identity list returned it); None: list them."""
+
+    def listed(
+        self, subscription: str, identity: Mapping[str, Any], credentials: list[dict[str, Any]]
+    ) -> None:
+        """The identity's credentials as just listed from the service."""
+
+
 def observe(
     services: Services,
     desired: DesiredState,
@@ -150,6 +164,7 @@ def observe(
     policy: RetryPolicy | None = None,
     on_retry: Callable[[Exception, float], None] | None = None,
     export: ExportScope | None = None,
+    credentials: CredentialSource | None = None,
 ) -> LiveState:
     """``on_retry(exc, delay)`` hears of every read about to be retried (``RetryNotices``).
 
@@ -157,13 +172,15 @@ def observe(
     declared and owned ones (``desired`` then holds no resources, its reach the scope's
     subscriptions and organisations): every identity's credentials, the role definitions of
     every subscription, the pipeline permissions of every connection; nothing beyond the
-    scope (no Resource Graph search, no inventory, no organisation a credential names)."""
+    scope (no Resource Graph search, no inventory, no organisation a credential names).
+
+    ``credentials`` may answer credential lists instead of the service (incremental drift)."""
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="observe") as pool:
         reader = _Reader(
             pool, clock, policy or RetryPolicy(), window=max(1, workers), on_retry=on_retry
         )
         try:
-            raw = _read(services, desired, reader, export)
+            raw = _read(services, desired, reader, export, credentials)
         except BaseException:
             # one read failed for good (or Ctrl-C): start nothing more, fail fast
             pool.shutdown(wait=False, cancel_futures=True)
@@ -262,7 +279,11 @@ class _Reader:
 
 
 def _read(
-    services: Services, desired: DesiredState, reader: _Reader, export: ExportScope | None = None
+    services: Services,
+    desired: DesiredState,
+    reader: _Reader,
+    export: ExportScope | None = None,
+    source: CredentialSource | None = None,
 ) -> Raw:
     arm = services.arm
     devops = services.devops
@@ -333,6 +354,9 @@ def _read(
                 if key in f_credentials:
                     continue
                 rg, name = resource_group_of(item["id"]), str(item["name"])
+                if source is not None:
+                    f_credentials[key] = _from_source(reader, source, sub, item, rg, name, arm)
+                    continue
                 f_credentials[key] = reader.submit_fair(
                     sub, partial(_tolerate_missing, arm.list_credentials), sub, rg, name
                 )
@@ -548,6 +572,30 @@ def _read(
     raw.pipelines.update({key: f.result() for key, f in f_export_pipelines.items()})
     raw.permissions = {key: f.result() for key, f in f_permissions.items()}
     return raw
+
+
+def _from_source(
+    reader: _Reader,
+    source: CredentialSource,
+    sub: str,
+    item: Mapping[str, Any],
+    rg: str,
+    name: str,
+    arm: Any,
+) -> Future[list[dict[str, Any]]]:
+    """The credentials ``source`` knows, else listed (and told to ``source``)."""
+    known = source.known(sub, item)
+    if known is not None:
+        done: Future[list[dict[str, Any]]] = Future()
+        done.set_result(known)
+        return done
+
+    def listing(*, retry: Retry) -> list[dict[str, Any]]:
+        found = _tolerate_missing(arm.list_credentials, sub, rg, name, retry=retry)
+        source.listed(sub, item, found)
+        return found
+
+    return reader.submit_fair(sub, listing)
 
 
 def _inventory(

@@ -76,13 +76,20 @@ def _connect(args: argparse.Namespace) -> Any:
     return connect(target, auth=effective_auth(target, args.auth), workers=args.workers)
 
 
-def _observe(session: Session) -> LiveState:
+def _observe(session: Session, credentials: Any = None) -> LiveState:
+    """``credentials``: a ``CredentialSource`` (incremental drift), else every list is read."""
     from reconciler.observe import observe
     from reconciler.retry import RetryNotices
 
     notices = RetryNotices(sys.stderr.write)
     try:
-        return observe(session.services, session.desired, workers=session.workers, on_retry=notices)
+        return observe(
+            session.services,
+            session.desired,
+            workers=session.workers,
+            on_retry=notices,
+            credentials=credentials,
+        )
     finally:
         notices.close()
 
@@ -161,15 +168,44 @@ def _write_document(path: str, document: dict[str, Any]) -> None:
 
 def _plan_command(args: argparse.Namespace, mode: str) -> int:
     session = _open_session(args, args.paths)
-    live = _observe(session)
+    feed = None
+    if mode == "drift":
+        from reconciler.changefeed import ChangeFeed
+
+        feed = ChangeFeed(
+            session.services,
+            owner=session.desired.owner,
+            baseline_path=getattr(args, "baseline", None),
+            full=bool(getattr(args, "full", False)),
+            delay_s=float(getattr(args, "log_delay", 900.0)),
+        )
+        if feed.warning:
+            print(f"warning: {feed.warning}", file=sys.stderr)
+    try:
+        return _plan_and_report(args, mode, session, feed)
+    finally:
+        if feed is not None:
+            feed.close()
+
+
+def _plan_and_report(args: argparse.Namespace, mode: str, session: Session, feed: Any) -> int:
+    live = _observe(session, feed)
     force = bool(getattr(args, "force", False))
     plan = _make_plan(session, live, force=force)
     document = _document(plan, session, mode, force=force, out=args.out)
+    if feed is not None:
+        # who changed each drifted object (issue 13 §2) and what was read how (§1)
+        changed_by = feed.attribute(document["changes"])
+        for change in document["changes"]:
+            change["changed_by"] = changed_by[str(change["address"])]
+        document["reads"] = feed.reads()
     # the plan first: a bad --out must not cost the reader the plan they waited for
     sys.stdout.write(_render(document, args.format, color=_use_color(args, sys.stdout)))
     if args.out:
         sys.stdout.flush()
         _write_document(args.out, document)
+    if feed is not None:
+        feed.write(live, [str(c["address"]) for c in document["changes"] if not c["before"]])
     if mode == "drift" or args.detailed_exitcode:
         return EXIT_CHANGES if plan.changes else EXIT_OK
     return EXIT_OK

@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from reconciler.render.text import operation_text, partial_note, shown_attrs, title, value_text
+from reconciler.render.text import (
+    changed_by_text,
+    operation_text,
+    partial_note,
+    reads_lines,
+    shown_attrs,
+    title,
+    value_text,
+)
 
 _SYMBOLS: Final = {
     "create": "+",
@@ -81,6 +89,22 @@ def _change_lines(change: Mapping[str, Any], drift: bool, context: bool) -> list
                 lines.append(f"!   {field['path']}: live has {before}, spec says {after}")
             else:
                 lines.append(f"!   {field['path']}: {before} -> {after}")
+    if by := changed_by_text(change.get("changed_by")):
+        # who changed it is what a drift reader looks for first: never cut as context
+        lines.append(f"#   {by}")
+    return lines
+
+
+def _reads(document: Mapping[str, Any]) -> list[str]:
+    """What a drift run read in full or incrementally, and why, as list items."""
+    lines: list[str] = []
+    for line in reads_lines(document):
+        if not line:
+            lines.append("")
+        elif line.startswith("  "):
+            lines.append(f"- {_md_cell(line.strip())}")
+        else:
+            lines += [f"**{line}**", ""]
     return lines
 
 
@@ -144,7 +168,7 @@ def _head(document: Mapping[str, Any], drift: bool) -> list[str]:
             if drift
             else "No changes. Live state matches the specs."
         )
-        return lines
+        return lines + _reads(document)
     lines += [
         f"Owner `{owner}` · {summary.get('unchanged', 0)} unchanged",
         "",
@@ -156,7 +180,7 @@ def _head(document: Mapping[str, Any], drift: bool) -> list[str]:
         lines.append(f"| `+` missing in live | {summary.get('create', 0)} |")
         lines.append(f"| `~` differs from the specs | {differs} |")
         lines.append(f"| `-` not in the specs | {summary.get('delete', 0)} |")
-        return lines
+        return lines + _reads(document)
     for word, symbol in (("create", "+"), ("update", "~"), ("replace", "-/+"), ("delete", "-")):
         lines.append(f"| `{symbol}` {word} | {summary.get(word, 0)} |")
     return lines

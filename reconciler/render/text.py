@@ -174,6 +174,34 @@ def _drift_block(change: Mapping[str, Any], style: _Style) -> list[str]:
                 f"      {field['path']}: live has {value_text(field['before'])}, "
                 f"spec says {value_text(field['after'])}"
             )
+    if by := changed_by_text(change.get("changed_by")):
+        lines.append(f"      {by}")
+    return lines
+
+
+def changed_by_text(by: Mapping[str, Any] | None) -> str:
+    """Who changed a drifted object (``changed_by``, plan-format.md 1.2), as one phrase;
+    "" when the document does not say."""
+    if not by:
+        return ""
+    if by.get("caller") is None:
+        return f"changed by: unknown ({by.get('unknown') or 'no reason given'})"
+    status = f", {by['status']}" if by.get("status") else ""
+    return (
+        f"changed by {by['caller']} at {by.get('time')} "
+        f"({by.get('operation')}{status}; {by.get('source')})"
+    )
+
+
+def reads_lines(document: Mapping[str, Any]) -> list[str]:
+    """What a drift run read in full and what incrementally, and why (``reads``)."""
+    reads = document.get("reads") or []
+    lines: list[str] = []
+    for read, heading in (("full", "Read in full:"), ("incremental", "Read incrementally:")):
+        parts = [r for r in reads if r.get("read") == read]
+        if parts:
+            lines += ["", heading]
+            lines += [f"  {r.get('part')}: {r.get('why')}" for r in parts]
     return lines
 
 
@@ -222,6 +250,7 @@ def render_text(document: Mapping[str, Any], *, color: bool = False) -> str:
             if drift
             else "No changes. Live state matches the specs."
         )
+        lines.extend(reads_lines(document))
         lines.extend(_notice_lines(document, style))
         return "\n".join(lines) + "\n"
     if drift:
@@ -234,6 +263,7 @@ def render_text(document: Mapping[str, Any], *, color: bool = False) -> str:
         lines.append("")
     if lines[-1] == "":
         lines.pop()
+    lines.extend(reads_lines(document))
     lines.extend(_notice_lines(document, style))
     lines.append("")
     destructive = int(summary.get("destructive", 0))
