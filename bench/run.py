@@ -5,6 +5,10 @@ so wall time includes start-up and imports, CPU time is the process's own (all t
 peak memory is that process's peak RSS. The simulator runs in another process (its CPU and
 memory are not the tool's); requests and 429s come from its ``/_sim/stats``.
 
+Scenarios: ``cold``, ``warm`` and ``drift`` plan the synthetic estate (``bench/world.py``);
+``export`` runs ``reconciler export`` on the warm estate (its requests are held to 1.2 times a
+warm plan's at the same size); ``apply`` applies it from nothing.
+
 Modes: ``latency`` adds 25 ms to every request and does not throttle (the tool's own overhead);
 ``throttle`` also enforces the documented ARM, Managed Identity and Azure DevOps limits,
 unscaled for plan and scaled by ``--apply-scale`` for apply so that the run stays short.
@@ -23,6 +27,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import signal
 import ssl
 import statistics
@@ -37,11 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import models
-from bench.world import ORG, BenchWorld, Shape
+from bench.world import ORG, OWNER, BenchWorld, Shape
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_SCENARIOS = ("cold", "warm", "drift")
-SCENARIOS = (*PLAN_SCENARIOS, "apply")
+# export: `reconciler export` of the warm estate (issue 11 section 1), read only like a plan
+READ_SCENARIOS = (*PLAN_SCENARIOS, "export")
+SCENARIOS = (*READ_SCENARIOS, "apply")
 MODES = ("latency", "throttle")
 # where a throttled run must be within 1.3x of the floor: the rate limits, not latency, bind
 # the requests that find where the owner's objects are (README "Safety")
@@ -319,9 +326,16 @@ class Bench:
     def _tool_args(self, scenario: str, size: int, conn: str, workers: int) -> list[str]:
         if scenario == "apply":
             head = ["apply", str(self.specs(size)), "--auto-approve"]
+        elif scenario == "export":
+            out = self.workdir / f"export-{size}"
+            shutil.rmtree(out, ignore_errors=True)  # export refuses a folder that is not empty
+            world = self.world(size)
+            head = ["export", "--subscription", *(sub for sub, _ in world.subscriptions)]
+            head += ["--organization", ORG, "--owner", OWNER, "--out", str(out)]
         else:
             head = ["plan", str(self.specs(size)), "--detailed-exitcode"]
-        return [*head, "--target", conn, "--no-color", "--workers", str(workers)]
+        color = [] if scenario == "export" else ["--no-color"]  # export prints no colour
+        return [*head, "--target", conn, *color, "--workers", str(workers)]
 
     @property
     def results_dir(self) -> Path:
@@ -343,6 +357,8 @@ class Bench:
         if scenario == "drift":
             want = world.drift_count()
             return f"exit 2, {want} changes", measured.exit_code == 2 and total == want
+        if scenario == "export":
+            return "exit 0, exported", (measured.exit_code == 0 and "Exported" in measured.stdout)
         return "exit 0, converged", (measured.exit_code == 0 and "Converged" in measured.stdout)
 
     def _run_refresh(self, world: BenchWorld, sim: SimProcess) -> dict[str, Any]:
@@ -527,6 +543,25 @@ def targets(results: list[dict[str, Any]], startup: dict[str, Any] | None) -> li
                 f"{r['max_rss_mb']:.0f} MB",
                 r["max_rss_mb"] < 300,
                 r["ok"],
+            )
+    for r in results:
+        if r["scenario"] != "export":
+            continue
+        warm = [
+            w
+            for w in results
+            if w["scenario"] == "warm"
+            and w["mode"] == r["mode"]
+            and w["identities"] == r["identities"]
+        ]
+        if warm:
+            n = warm[0]["requests"]
+            add(
+                f"export, {r['identities']} identities ({r['mode']}): <= 1.2 x a warm plan's "
+                "requests",
+                f"{r['requests']} / {n} = {_ratio(r['requests'], n)}",
+                r["requests"] <= 1.2 * n,
+                r["ok"] and warm[0]["ok"],
             )
     for r in results:
         if r["mode"] != "throttle" or r["floor"]["rate_seconds"] < RATE_BOUND_S:
@@ -778,7 +813,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         for size in sizes:
-            for scenario in PLAN_SCENARIOS:
+            for scenario in READ_SCENARIOS:
                 if scenario in scenarios:
                     for mode in modes:
                         bench.run(size, scenario, mode)
@@ -789,8 +824,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         throughput = None if args.no_throughput else bench.throughput()
     finally:
         if not args.keep:
-            import shutil
-
             shutil.rmtree(workdir, ignore_errors=True)
     report = {
         "command": command.strip(),
