@@ -43,6 +43,7 @@ class _View:
     owner: str
     builtin: Mapping[str, str]  # role definition GUID (lower) -> built-in role name
     exported: dict[Address, Exported] = field(default_factory=dict)
+    memo: dict[str, Any] = field(default_factory=dict)
     # identity key -> its entry, for the connections that name it
     identities: dict[str, Exported] = field(default_factory=dict)
     _names: Counter[str] = field(default_factory=Counter)
@@ -144,14 +145,27 @@ def export_specs(
 
 def _block_parents(view: _View) -> None:
     """An unexpressed child that its parent cannot be adopted without: the parent is not
-    exported either (the connections signing in as it were decided before; they stay)."""
+    exported either, nor any top-level object that hangs off it (a connection signing in as
+    it, decided before the credentials were)."""
+    blocked: set[Address] = set()
     for item in list(view.exported.values()):
         if item.blocks_parent and item.parent is not None:
             parent = view.exported[item.parent]
+            blocked.add(item.parent)
             if not parent.unexpressed:
                 view.exported[item.parent] = dataclasses.replace(
                     parent, node={}, unexpressed=f"its {item.label}: {item.unexpressed}"
                 )
+    for address, item in list(view.exported.items()):
+        if item.parent is not None or item.unexpressed or item.section == "identities":
+            continue
+        home = kind_of(address.kind).parent(view.live.resources[address].attrs)
+        if home in blocked:
+            view.exported[address] = dataclasses.replace(
+                item,
+                node={},
+                unexpressed=f"it signs in as {view.exported[home].label}, which is not exported",
+            )
 
 
 # -- files ------------------------------------------------------------------------------------

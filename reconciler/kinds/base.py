@@ -200,6 +200,7 @@ class ExportView(Protocol):
     live: LiveState
     owner: str
     exported: dict[Address, Exported]
+    memo: dict[str, Any]  # a per-export cache for indexes a kind builds once
 
     def role_name(self, guid: str, scope: str) -> str | None:
         """The role's name when the spec can name it unambiguously at ``scope``, else None."""

@@ -301,6 +301,21 @@ class FederatedCredentialKind(Rules):
         }
         audiences = list(attrs.get("audiences") or [])
         unexpressed = ""
+        taken = _implied_names(view).get((identity, str(attrs["name"]).lower()))
+        if taken is not None:
+            # the spec would declare this name twice: the connection's credential and this one
+            return Exported(
+                label,
+                node,
+                parent=parent,
+                under="federatedCredentials",
+                unexpressed=(
+                    f"it has the name of the credential {taken} implies, but not the issuer "
+                    "and subject that connection signs in with; rename or delete it, then "
+                    "export again"
+                ),
+                blocks_parent=True,
+            )
         if audiences != [DEFAULT_AUDIENCE]:
             node["audiences"] = audiences
             if len(audiences) != 1:
@@ -319,6 +334,23 @@ class FederatedCredentialKind(Rules):
 
 
 KIND = FederatedCredentialKind()
+
+
+def _implied_names(view: ExportView) -> dict[tuple[str, str], str]:
+    """(identity key, lower-case name) -> the exported connection whose implied credential
+    has that name on that identity (``implied_credential_name``)."""
+    found: dict[tuple[str, str], str] = view.memo.get("implied names") or {}
+    if "implied names" not in view.memo:
+        for address, item in view.exported.items():
+            if item.section != "serviceConnections" or item.unexpressed:
+                continue
+            attrs = view.live.resources[address].attrs
+            name = implied_credential_name(
+                str(attrs["organization"]), str(attrs["project"]), str(attrs["name"])
+            )
+            found[(str(attrs.get("identity")), name.lower())] = f"connection {address.key}"
+        view.memo["implied names"] = found
+    return found
 
 
 def _live_count(view: PlanView, identity: str) -> int:

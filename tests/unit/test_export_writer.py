@@ -20,6 +20,7 @@ from reconciler.model import (
     connection_key,
     credential_key,
     identity_key,
+    implied_credential_name,
     role_assignment_key,
 )
 from reconciler.specs import builtin_roles, load_desired_state
@@ -302,3 +303,17 @@ def test_unknown_split_and_owners_found(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown split"):
         export_specs(_live(), SCOPE, owner="x", split="subscription")
     assert owners_found(_live()) == (["data-team"], True)
+
+
+def test_a_credential_named_as_a_connection_implies_keeps_both_out(tmp_path: Path) -> None:
+    # declaring both would name the credential twice: neither the identity nor the connection
+    # signing in as it is written, and the reason is given
+    stale = _cred(A, implied_credential_name("contoso", "platform", "deploy-sc"), ISSUER, "/old")
+    files = _export(_live(stale))
+    _validate(files, tmp_path / "v")
+    written = [(i["name"], i.get("subscription", SUB)) for i in _all(files, "identities")]
+    assert ("deploy-mi", SUB) not in written and ("deploy-mi", SUB2) in written
+    assert [c["name"] for c in _all(files, "serviceConnections")] == ["prod-sc"]
+    prose = " ".join(x.lstrip("#").strip() for x in "".join(files.values()).splitlines())
+    assert "has the name of the credential connection contoso/platform/deploy-sc implies" in prose
+    assert "deploy-sc (id None): it signs in as identity deploy-mi" in prose
