@@ -133,6 +133,7 @@ class KindSpec(Protocol):
 
     output_section: str | None
     operations: Mapping[str, str]
+    is_identity: bool
 
     def operation_of(
         self, fields: tuple[FieldChange, ...], before: Mapping[str, Any], after: Mapping[str, Any]
@@ -318,6 +319,8 @@ class Rules:
         for created in new:
             edge(created.address, gone.address)
 
+    # the identity itself: the other kinds hang off one, and the Markdown view groups by it
+    is_identity: bool = False
     # the operations an update of this kind may name (``Change.operation``), each with how the
     # renderers say it ("its issuer moves to Microsoft Entra ID"); none: plain updates only
     operations: Mapping[str, str] = {}

@@ -36,6 +36,7 @@ class IdentityKind(Rules):
     # can know (a connection's client id, an assignment's principal)
     plan_order: int = 0
     selectable: bool = True
+    is_identity: bool = True
     # organizations: the inventory (README "Safety"), organisation id -> name, derived by the
     # planner from the connections that sign in as the identity and kept in its tags
     declared_fields: tuple[str, ...] = ("location", "tags", "organizations")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from reconciler.kinds import rules_named
 from reconciler.render.text import (
     changed_by_text,
     operation_text,
@@ -33,7 +34,8 @@ _NOTICES_SHOWN: Final = 20
 
 
 def _identity_of(change: Mapping[str, Any]) -> str:
-    if change.get("kind") == "identity":
+    rules = rules_named(str(change.get("kind", "")))
+    if rules is not None and rules.is_identity:
         return str(change.get("key", ""))
     for attrs in (change.get("after"), change.get("before")):
         if attrs and attrs.get("identity"):
