@@ -57,17 +57,7 @@ class ServiceConnectionKind(IdentityChild):
     optional_fields: tuple[str, ...] = ("pipelinePermissions",)
     has_marker: bool = True
     noun: str = "service connection"
-    shown_fields: tuple[str, ...] = (
-        "description",
-        "subscriptionId",
-        "subscriptionName",
-        "scope",
-        "sharedWith",
-        "pipelinePermissions",
-        "servicePrincipalId",
-        "tenantId",
-        "id",
-    )
+    shown_fields: tuple[str, ...] = (*declared_fields, "id")
     destructive_warning: str = DESTROYS_IDS
 
     def natural_key(self, attrs: Mapping[str, Any]) -> str:

@@ -300,6 +300,22 @@ class KindExecutor(Protocol):
         ...
 
 
+class ExecutorDefaults:
+    """What an executor does unless its kind says otherwise: no concurrency key, nothing
+    out of sight, no reads of its own (another kind's reads bring its objects)."""
+
+    def concurrency_key(self, change: Change) -> str | None:
+        return None
+
+    def out_of_sight(
+        self, address: Address, owner: str, owned: set[Address], after: LiveState
+    ) -> bool:
+        return False
+
+    def plan_reads(self, resources: list[Resource], plan: ReadPlan) -> None:
+        return None
+
+
 def no_action(change: Change) -> PermanentError:
     """The error for an action a kind's executor does not perform (a hand-edited plan)."""
     return PermanentError(

@@ -12,24 +12,22 @@ from reconciler.changes import Action, Change
 from reconciler.errors import NotFoundError, PermanentError
 from reconciler.kinds.executors.context import (
     ApplyContext,
+    ExecutorDefaults,
     guard_identity,
     identity_path,
     known,
     lagging,
     step,
 )
-from reconciler.kinds.executors.decoding import LiveIndex, Raw, ReadPlan
-from reconciler.model import Address, DesiredState, Kind, LiveState, Resource, credential_key
+from reconciler.kinds.executors.decoding import LiveIndex, Raw
+from reconciler.model import Address, DesiredState, Kind, LiveState, credential_key
 
 
-class FederatedCredentialExecutor:
+class FederatedCredentialExecutor(ExecutorDefaults):
     kind: Kind = Kind.FEDERATED_CREDENTIAL
 
     def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
         return _perform_credential(change, ctx)
-
-    def plan_reads(self, resources: list[Resource], plan: ReadPlan) -> None:
-        """Credentials are listed under the identities read (``ReadPlan.identities``)."""
 
     def decode(self, raw: Raw, index: LiveIndex, desired: DesiredState) -> None:
         """The credentials listed under identities that are declared or this owner's; they

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.changes import Action, Change
-from reconciler.kinds.executors.context import ApplyContext, guard_identity, step
+from reconciler.kinds.executors.context import ApplyContext, ExecutorDefaults, guard_identity, step
 from reconciler.kinds.executors.decoding import (
     LiveIndex,
     Raw,
@@ -15,11 +15,11 @@ from reconciler.kinds.executors.decoding import (
     identity_key_of,
     resource_group_of,
 )
-from reconciler.model import Address, DesiredState, Kind, LiveState, Resource
+from reconciler.model import Address, DesiredState, Kind, Resource
 from reconciler.ownership import mark_tags, read_inventory, read_tags
 
 
-class IdentityExecutor:
+class IdentityExecutor(ExecutorDefaults):
     kind: Kind = Kind.IDENTITY
 
     def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
@@ -73,14 +73,6 @@ class IdentityExecutor:
         attrs = change.after or change.before or {}
         subscription = attrs.get("subscription") or change.address.key.split("/", 1)[0]
         return f"managed-identity:{str(subscription).lower()}"
-
-    def concurrency_key(self, change: Change) -> str | None:
-        return None
-
-    def out_of_sight(
-        self, address: Address, owner: str, owned: set[Address], after: LiveState
-    ) -> bool:
-        return False
 
 
 EXECUTOR = IdentityExecutor()

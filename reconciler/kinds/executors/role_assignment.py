@@ -20,6 +20,7 @@ from reconciler.errors import (
 )
 from reconciler.kinds.executors.context import (
     ApplyContext,
+    ExecutorDefaults,
     guard_description,
     identity_attrs,
     known,
@@ -31,7 +32,6 @@ from reconciler.model import (
     Address,
     DesiredState,
     Kind,
-    LiveState,
     Resource,
     role_assignment_key,
 )
@@ -41,7 +41,7 @@ MANAGEMENT_GROUPS: Final = "/providers/microsoft.management/managementgroups/"
 _EXISTING_ID_RE: Final = re.compile(r"existing role assignment is ([0-9a-fA-F]{32})")
 
 
-class RoleAssignmentExecutor:
+class RoleAssignmentExecutor(ExecutorDefaults):
     kind: Kind = Kind.ROLE_ASSIGNMENT
 
     def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
@@ -94,14 +94,6 @@ class RoleAssignmentExecutor:
     def lane(self, change: Change) -> str:
         """ARM's own authorization limit (far larger than the Managed Identity service's)."""
         return "authorization"
-
-    def concurrency_key(self, change: Change) -> str | None:
-        return None
-
-    def out_of_sight(
-        self, address: Address, owner: str, owned: set[Address], after: LiveState
-    ) -> bool:
-        return False
 
 
 EXECUTOR = RoleAssignmentExecutor()

@@ -20,6 +20,7 @@ from reconciler.errors import (
 )
 from reconciler.kinds.executors.context import (
     ApplyContext,
+    ExecutorDefaults,
     guard_description,
     identity_attrs,
     known,
@@ -46,7 +47,7 @@ ARM_ENDPOINT_URL: Final = "https://management.azure.com/"
 _DELETE_REFUSED_TEXT: Final = "cannot delete this service connection while federated credentials"
 
 
-class ServiceConnectionExecutor:
+class ServiceConnectionExecutor(ExecutorDefaults):
     kind: Kind = Kind.SERVICE_CONNECTION
 
     def perform(self, change: Change, ctx: ApplyContext) -> dict[str, Any]:
@@ -117,9 +118,6 @@ class ServiceConnectionExecutor:
     def lane(self, change: Change) -> str:
         """Azure DevOps' own limit (per organisation and user)."""
         return "devops"
-
-    def concurrency_key(self, change: Change) -> str | None:
-        return None
 
     def out_of_sight(
         self, address: Address, owner: str, owned: set[Address], after: LiveState
