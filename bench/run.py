@@ -46,8 +46,11 @@ from bench.world import ORG, OWNER, BenchWorld, Shape
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_SCENARIOS = ("cold", "warm", "drift")
+# drift --baseline after 1% of out-of-band edits through the admin API (issue 13)
+INCREMENTAL = "incremental"
+INCREMENTAL_BOUND_S = 10.0
 # export: `reconciler export` of the warm estate (issue 11 section 1), read only like a plan
-READ_SCENARIOS = (*PLAN_SCENARIOS, "export")
+READ_SCENARIOS = (*PLAN_SCENARIOS, "export", INCREMENTAL)
 SCENARIOS = (*READ_SCENARIOS, "apply")
 MODES = ("latency", "throttle")
 # where a throttled run must be within 1.3x of the floor: the rate limits, not latency, bind
@@ -148,9 +151,12 @@ class SimProcess:
         self._ssl = ssl.create_default_context(cafile=self.connection["ca_bundle"])
         self.cpu_s = 0.0
 
-    def admin(self, method: str, path: str) -> Any:
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
         request = urllib.request.Request(
-            f"{self.connection['arm_url']}/_sim/{path}", method=method, data=None
+            f"{self.connection['arm_url']}/_sim/{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={} if body is None else {"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, context=self._ssl, timeout=60) as response:
             body = response.read()
@@ -232,7 +238,8 @@ class Bench:
     def seed_file(self, size: int, scenario: str) -> Path:
         path = self.workdir / f"seed-{size}-{scenario}.json"
         if not path.exists():
-            path.write_text(json.dumps(self.world(size).seed(scenario)))
+            seeded = "warm" if scenario == INCREMENTAL else scenario
+            path.write_text(json.dumps(self.world(size).seed(seeded)))
         return path
 
     def faults(self, mode: str, scenario: str) -> tuple[list[str], float | None]:
@@ -263,8 +270,13 @@ class Bench:
         label = f"{scenario:5} {size:>5} identities, {mode}"
         print(f"  {label} ...", end="", flush=True)
         simdir = self.workdir / f"sim-{size}-{scenario}-{mode}"
+        if scenario == INCREMENTAL:
+            # the Activity Log shows an edit at once: the run measures reading, not waiting
+            faults = [*faults, "activity-log-delay:0"]
         with simulator(self.seed_file(size, scenario), simdir, faults) as sim:
             conn = str(sim.connection_file)
+            if scenario == INCREMENTAL:
+                self._prepare_incremental(world, sim, faults, size)
             tool = self._tool_args(scenario, size, conn, workers)
             cmd = [*self.cli, *tool]
             if self.args.profile:
@@ -279,7 +291,12 @@ class Bench:
         api, auth, by_op = _split_requests(stats)
         throttled = int((stats.get("by_status") or {}).get("429", 0))
         changes = _changes(measured.stdout)
+        attribution: dict[str, int] | None = None
+        if scenario == INCREMENTAL:
+            changes, attribution = self._incremental_result(size)
         expected, ok = self._check(world, scenario, measured, changes)
+        if attribution is not None and attribution.get("unknown", 0):
+            ok = False
         floor = models.floor(
             world, scenario, concurrency=workers, latency_s=latency_s, throttle_scale=scale
         )
@@ -309,6 +326,7 @@ class Bench:
             "floor": floor.as_dict(),
             "refresh": refresh.as_dict() if refresh else None,
             "refresh_run": refresh_run,
+            "attribution": attribution,
         }
         mark = "ok" if ok else "FAILED"
         print(
@@ -323,8 +341,61 @@ class Bench:
         self.results.append(record)
         return record
 
+    def _baseline(self, size: int) -> Path:
+        return self.workdir / f"baseline-{size}.json"
+
+    def _prepare_incremental(
+        self, world: BenchWorld, sim: SimProcess, faults: list[str], size: int
+    ) -> None:
+        """The baseline from a full drift run without throttling (not measured), then 1% of
+        the declared objects edited out of band by named portal users, auditing on."""
+        baseline = self._baseline(size)
+        baseline.unlink(missing_ok=True)
+        unthrottled = [f for f in faults if not f.startswith("throttle")]
+        sim.admin("POST", "faults", {"specs": unthrottled})
+        first = measure(
+            [
+                *self.cli,
+                "drift",
+                str(self.specs(size)),
+                "--target",
+                str(sim.connection_file),
+                "--baseline",
+                str(baseline),
+                "--no-color",
+                "--workers",
+                str(self.args.workers),
+            ],
+            cwd=self.workdir,
+            alive=sim.alive,
+        )
+        if first.exit_code != 0 or not baseline.is_file():
+            raise RuntimeError(f"the baseline run failed (exit {first.exit_code}):\n{first.stderr}")
+        sim.admin("POST", "auditing", {"organization": ORG, "enabled": True})
+        for edit in world.drift_edits():
+            sim.admin("POST", "edit", edit)
+        sim.admin("POST", "faults", {"specs": faults})
+        sim.clear()
+
+    def _incremental_result(self, size: int) -> tuple[dict[str, int], dict[str, int]]:
+        """Changes by action, and how many drifted objects name their author (or do not)."""
+        document = json.loads((self.workdir / f"incremental-{size}.json").read_text())
+        changes = {"create": 0, "update": 0, "replace": 0, "delete": 0}
+        named = {"named": 0, "unknown": 0}
+        for change in document["changes"]:
+            action = str(change["action"])
+            key = "replace" if action in ("delete-then-create", "create-then-delete") else action
+            changes[key] += 1
+            by = change.get("changed_by") or {}
+            named["named" if by.get("caller") else "unknown"] += 1
+        return changes, named
+
     def _tool_args(self, scenario: str, size: int, conn: str, workers: int) -> list[str]:
-        if scenario == "apply":
+        if scenario == INCREMENTAL:
+            out = self.workdir / f"incremental-{size}.json"
+            head = ["drift", str(self.specs(size)), "--baseline", str(self._baseline(size))]
+            head += ["--out", str(out)]
+        elif scenario == "apply":
             head = ["apply", str(self.specs(size)), "--auto-approve"]
         elif scenario == "export":
             out = self.workdir / f"export-{size}"
@@ -354,7 +425,7 @@ class Bench:
             )
         if scenario == "warm":
             return "exit 0, no changes", measured.exit_code == 0 and total == 0
-        if scenario == "drift":
+        if scenario in ("drift", INCREMENTAL):
             want = world.drift_count()
             return f"exit 2, {want} changes", measured.exit_code == 2 and total == want
         if scenario == "export":
@@ -564,8 +635,24 @@ def targets(results: list[dict[str, Any]], startup: dict[str, Any] | None) -> li
                 r["ok"] and warm[0]["ok"],
             )
     for r in results:
+        if r["scenario"] != INCREMENTAL or r["mode"] != "throttle":
+            continue
+        # issue 13: what changed, not what exists; the floor is the full read's
+        by = r.get("attribution") or {}
+        add(
+            f"throttled incremental drift, {r['identities']} identities, 1% changed out of "
+            f"band: <= {INCREMENTAL_BOUND_S:g} s (full read's floor "
+            f"{r['floor']['seconds']:.1f} s)",
+            f"{r['wall_s']:.1f} s, {r['requests']} requests; {by.get('named', 0)} of "
+            f"{by.get('named', 0) + by.get('unknown', 0)} drifted objects name who changed them",
+            r["wall_s"] <= INCREMENTAL_BOUND_S,
+            r["ok"],
+        )
+    for r in results:
         if r["mode"] != "throttle" or r["floor"]["rate_seconds"] < RATE_BOUND_S:
             continue
+        if r["scenario"] == INCREMENTAL:
+            continue  # its floor is the full read's: the target above says how far below
         floor_s = r["floor"]["seconds"]
         add(
             f"throttled {r['scenario']}, {r['identities']} identities: <= 1.3 x rate-limit floor",

@@ -403,6 +403,57 @@ class BenchWorld:
             ra for ra in seed["roleAssignments"] if ra["name"] not in deleted
         ]
 
+    def drift_edits(self) -> list[dict[str, Any]]:
+        """The same 1% of changes as the ``drift`` seed, as admin API edits of a ``warm``
+        world (``POST /_sim/edit``), each by a named portal user, so that the Activity Log
+        and the audit log record them (the ``incremental`` scenario)."""
+        seed = self._warm_seed()
+        by_name = {i["name"]: i for i in seed["identities"]}
+        n = len(self.identities)
+        k = self.drift_count()
+        edits: list[dict[str, Any]] = []
+        for j in range(k):
+            ident = self.identities[math.floor(j * n / k)]
+            live = by_name[ident.name]
+            caller = f"portal-user-{j % 7}@contoso.com"
+            fics = live["federatedCredentials"]
+            edit = j % 6
+            if edit == 5:
+                owner_of = self.identities[(ident.index // 5) * 5]
+                assert owner_of.connection is not None
+                body: dict[str, Any] = {
+                    "kind": "service_endpoint",
+                    "id": owner_of.connection.endpoint_id,
+                    "patch": {"description": mark_description("edited in the portal", OWNER)},
+                }
+            elif edit == 0:
+                tags = dict(live["tags"], team="edited-in-portal")
+                body = {"kind": "identity", "id": ident.arm_id, "patch": {"tags": tags}}
+            elif edit == 1:
+                fic = fics[min(1, len(ident.credentials) - 1)]
+                body = {
+                    "kind": "federated_credential",
+                    "id": f"{ident.arm_id}/federatedIdentityCredentials/{fic['name']}",
+                    "patch": {"subject": fic["subject"] + "-x"},
+                }
+            elif edit == 2:
+                body = {"kind": "role_assignment", "id": ident.assignments[0].name, "delete": True}
+            elif edit == 3:
+                fic = fics[len(ident.credentials) - 1]
+                body = {
+                    "kind": "federated_credential",
+                    "id": f"{ident.arm_id}/federatedIdentityCredentials/{fic['name']}",
+                    "delete": True,
+                }
+            else:
+                body = {
+                    "kind": "role_assignment",
+                    "id": ident.assignments[-1].name,
+                    "patch": {"description": mark_description("widened in the portal", OWNER)},
+                }
+            edits.append({**body, "caller": caller})
+        return edits
+
     # -- what a per-resource refresh reads ---------------------------------------------------
 
     def refresh_reads(self) -> list[dict[str, str]]:
