@@ -290,11 +290,11 @@ class ChangeFeed:
                     "part": part,
                     "read": "incremental",
                     "why": (
-                        f"the Activity Log since {iso(entry.since)} shows writes or deletes "
-                        f"under {entry.relisted} identit{'y' if entry.relisted == 1 else 'ies'} "
-                        f"(listed again, with any new to the baseline); {entry.reused} kept "
-                        f"the baseline's lists. Changes after {iso(self.window_end)} may not "
-                        "be in the log yet (ingestion delay): they show in the next run"
+                        f"{entry.relisted} identit{'y' if entry.relisted == 1 else 'ies'} "
+                        f"listed again (written or deleted according to the Activity Log since "
+                        f"{iso(entry.since)}, or new to the baseline), {entry.reused} kept the "
+                        f"baseline's lists. Changes after {iso(self.window_end)} may not be in "
+                        "the log yet (ingestion delay): they show in the next run"
                     ),
                 }
             )
