@@ -774,7 +774,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     # written beside the folder first and validated there: a folder is never left half written
     parent = folder.resolve().parent
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.export-", dir=parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.export-", dir=parent))
+    except OSError as exc:
+        raise ConfigError(f"--out {args.out}: cannot write there: {exc.strerror or exc}") from None
     try:
         for name, text in result.files.items():
             (staging / name).write_text(text, encoding="utf-8")
@@ -786,6 +789,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         folder.mkdir(exist_ok=True)
         for name in result.files:
             os.replace(staging / name, folder / name)
+    except OSError as exc:
+        raise ConfigError(f"--out {args.out}: cannot write there: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     replaced = sorted(set(present) & set(result.files))

@@ -600,3 +600,14 @@ def test_walkthrough_applied_then_exported_plans_nothing(
     # the walkthrough's own objects: nothing; the seed's hand-made identity: adoption only
     assert all(c["reason"] == "adoption" for c in changes), changes
     assert not any("ado-pipeline-mi" in c["address"] for c in changes)
+
+
+def test_a_file_that_cannot_be_written_exits_1_naming_the_folder(
+    seeded: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "specs"
+    (out / "contoso-platform.yaml").mkdir(parents=True)  # a folder where a file must go
+    code, _, err = _export(capsys, seeded, out, "--owner", "platform-team", "--force")
+    assert code == 1, err
+    assert f"--out {out}: cannot write there" in err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".specs.export-")]
