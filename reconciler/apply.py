@@ -422,8 +422,8 @@ class _Engine:
 
         try:
             self.reporter.started(change)
-            # a retry resumes the change at the step that failed (see operations): each step
-            # gets the whole retry budget of its own
+            # a retry resumes the change at the step that failed (``step`` in
+            # kinds/executors/context.py): each step gets the whole retry budget of its own
             result = call_with_retry(
                 attempt,
                 clock=self.clock,
