@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from reconciler.errors import ConfigError, Problem, SpecError
+from reconciler.kinds import REGISTRY
 from reconciler.model import (
     DEFAULT_AUDIENCE,
     MAX_CREDENTIALS_PER_IDENTITY,
@@ -55,7 +56,6 @@ from reconciler.model import (
     role_assignment_key,
 )
 from reconciler.ownership import ORG_TAG_PREFIX, OWNER_TAG, is_reserved_tag
-from reconciler.references import closest
 from reconciler.yamlload import (
     MAX_BYTES,
     Mark,
@@ -1227,35 +1227,14 @@ def build_desired_state(documents: Sequence[Document]) -> DesiredState:
 
 
 def role_warnings(desired: DesiredState) -> list[Problem]:
-    """Role names that are not built-in but close to one (``role: Contributer``): each a
-    ``Problem`` at the ``role`` value whose message starts with ``warning:`` and names the
-    built-in role meant.
-
-    A warning, not an error: a custom role may have any name, and only the live catalogue knows
-    it, so ``plan`` decides (it refuses a name its scope's role definitions lack). Offline, a
-    name within ``references.SUGGESTION_CUTOFF`` of a built-in one is most likely a typo of it.
-    """
-    found: list[Problem] = []
-    for resource in desired.of_kind(Kind.ROLE_ASSIGNMENT):
-        attrs = resource.attrs
-        role = str(attrs.get("role") or "")
-        if attrs.get("roleDefinitionId") or not role or role.startswith("/"):
-            continue
-        suggestion = closest(role, builtin_roles())
-        where = resource.fields.get("role") or resource.source
-        if suggestion is None or where is None:
-            continue
-        found.append(
-            Problem(
-                where.file,
-                where.line,
-                where.column,
-                where.path,
-                f"warning: '{role}' is not an Azure built-in role; did you mean "
-                f"'{suggestion}'? (if it is a custom role, plan checks it against the live "
-                "role definitions)",
-            )
-        )
+    """Names in the specs that are probably typos of a built-in one (``role: Contributer``):
+    each a ``Problem`` at the value whose message starts with ``warning:`` (each kind says,
+    ``KindSpec.warnings``; a role assignment's role against Azure's built-in roles)."""
+    found = [
+        p
+        for spec in REGISTRY.values()
+        for p in spec.warnings(desired.of_kind(spec.kind), builtin_roles())
+    ]
     return sorted(found, key=lambda p: (p.file, p.line, p.column))
 
 
@@ -1267,24 +1246,13 @@ def _count(n: int, singular: str, plural: str | None = None) -> str:
 
 
 def describe(desired: DesiredState, verbose: bool = False) -> str:
-    """The one-line summary of a valid desired state; with ``verbose`` a listing per identity."""
-    by_kind: dict[Kind, list[Resource]] = {kind: [] for kind in Kind}
+    """The one-line summary of a valid desired state; with ``verbose`` a listing per identity
+    (each object as its kind describes it, ``KindSpec.describe``)."""
+    by_kind: dict[Kind, list[Resource]] = {spec.kind: [] for spec in REGISTRY.values()}
     for resource in desired.resources.values():
         by_kind[resource.address.kind].append(resource)
-    identities = by_kind[Kind.IDENTITY]
-    credentials = by_kind[Kind.FEDERATED_CREDENTIAL]
-    implied = sum(1 for c in credentials if c.attrs["serviceConnection"] is not None)
-    assignments = by_kind[Kind.ROLE_ASSIGNMENT]
-    connections = by_kind[Kind.SERVICE_CONNECTION]
-    credential_text = _count(len(credentials), "federated credential")
-    if implied:
-        credential_text += f" ({implied} implied by service connections)"
-    summary = (
-        f"valid: {_count(len(desired.files), 'file')}, "
-        f"{_count(len(identities), 'identity', 'identities')}, {credential_text}, "
-        f"{_count(len(assignments), 'role assignment')}, "
-        f"{_count(len(connections), 'service connection')}"
-    )
+    counts = ", ".join(spec.count_text(by_kind[spec.kind]) for spec in REGISTRY.values())
+    summary = f"valid: {_count(len(desired.files), 'file')}, {counts}"
     if not verbose:
         return summary
     order = {file: n for n, file in enumerate(desired.files)}
@@ -1296,65 +1264,19 @@ def describe(desired: DesiredState, verbose: bool = False) -> str:
 
         return sorted(resources, key=at)
 
+    roles = _builtin_by_guid()
     lines = [f"owner: {desired.owner}", ""]
-    for identity in declared(identities):
-        a = identity.attrs
-        lines.append(
-            f"identity {a['resourceGroup']}/{a['name']}  "
-            f"(subscription {a['subscription']}, {a['location']})  [{identity.source}]"
-        )
-        if a["tags"]:
-            lines.append("    tags " + ", ".join(f"{k}={v}" for k, v in sorted(a["tags"].items())))
-        mine = identity.address.key
-        for credential in declared(credentials):
-            c = credential.attrs
-            if c["identity"] != mine:
-                continue
-            if c["serviceConnection"] is not None:
-                lines.append(
-                    f"    federated credential {c['name']}, for service connection "
-                    f"{c['serviceConnection']} (issuer and subject known after apply)"
-                )
-            else:
-                lines.append(f"    federated credential {c['name']}")
-                lines.append(f"        issuer {c['issuer']}  subject {c['subject']}")
-        for assignment in declared(assignments):
-            r = assignment.attrs
-            if r["identity"] != mine:
-                continue
-            guid = r["roleDefinitionId"]
-            if guid is None:
-                role = f"{r['role']} (resolved from the live role catalogue)"
-            else:
-                role = _builtin_by_guid().get(guid) or (
-                    guid if r["role"].startswith("/") else r["role"]
-                )
-                role = f"{role} ({guid})" if role.lower() != guid else role
-            lines.append(f"    role {role}")
-            lines.append(
-                f"        on {r['scope']}" + (" with an ABAC condition" if r["condition"] else "")
-            )
-        for connection in declared(connections):
-            s = connection.attrs
-            if s["identity"] != mine:
-                continue
-            permissions = s["pipelinePermissions"]
-            if permissions is None:
-                pipelines = "left as they are"
-            elif permissions == "all":
-                pipelines = "all"
-            else:
-                pipelines = ", ".join(permissions) or "none"
-            lines.append(
-                f"    service connection {s['organization']}/{s['project']}/{s['name']}  "
-                f"[{connection.source}]"
-            )
-            lines.append(
-                f"        subscription {s['subscriptionName']} ({s['subscriptionId']}), "
-                f"scope {s['scope'] or 'the whole subscription'}"
-            )
-            shared = f"; shared with {', '.join(s['sharedWith'])}" if s["sharedWith"] else ""
-            lines.append(f"        pipelines: {pipelines}{shared}")
-        lines.append("")
+    for spec in REGISTRY.values():
+        if not spec.is_identity:
+            continue
+        for identity in declared(by_kind[spec.kind]):
+            lines += spec.describe(identity, roles)
+            for child in REGISTRY.values():
+                if child.is_identity:
+                    continue
+                for resource in declared(by_kind[child.kind]):
+                    if child.identity_of(resource.attrs) == identity.address.key:
+                        lines += child.describe(resource, roles)
+            lines.append("")
     lines.append(summary)
     return "\n".join(lines)

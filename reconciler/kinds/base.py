@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from reconciler.changes import Action, Change, FieldChange, Notice, Reason
+from reconciler.errors import Problem
 from reconciler.model import (
     UNKNOWN,
     Address,
@@ -134,6 +135,13 @@ class KindSpec(Protocol):
     output_section: str | None
     operations: Mapping[str, str]
     is_identity: bool
+    plural: str
+
+    def count_text(self, resources: list[Resource]) -> str: ...
+
+    def describe(self, resource: Resource, roles: Mapping[str, str]) -> list[str]: ...
+
+    def warnings(self, resources: list[Resource], builtin: Mapping[str, str]) -> list[Problem]: ...
 
     def operation_of(
         self, fields: tuple[FieldChange, ...], before: Mapping[str, Any], after: Mapping[str, Any]
@@ -321,6 +329,25 @@ class Rules:
 
     # the identity itself: the other kinds hang off one, and the Markdown view groups by it
     is_identity: bool = False
+    # the noun's plural in counts ("identities"; by default the noun and an s)
+    plural: str = ""
+
+    def count_text(self, resources: list[Resource]) -> str:
+        """How ``validate`` counts the declared objects of this kind ("3 role assignments")."""
+        noun = getattr(self, "noun", self.kind.value)
+        word = noun if len(resources) == 1 else (self.plural or f"{noun}s")
+        return f"{len(resources)} {word}"
+
+    def describe(self, resource: Resource, roles: Mapping[str, str]) -> list[str]:
+        """``validate --verbose`` lines of one declared object (indented under its identity);
+        ``roles``: Azure's built-in role names by GUID."""
+        return []
+
+    def warnings(self, resources: list[Resource], builtin: Mapping[str, str]) -> list[Problem]:
+        """Offline warnings on the declared objects (``builtin``: Azure's built-in role names
+        -> GUIDs); each a ``Problem`` whose message starts with ``warning:``."""
+        return []
+
     # the operations an update of this kind may name (``Change.operation``), each with how the
     # renderers say it ("its issuer moves to Microsoft Entra ID"); none: plain updates only
     operations: Mapping[str, str] = {}

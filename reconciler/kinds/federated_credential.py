@@ -27,6 +27,7 @@ from reconciler.model import (
     Kind,
     LiveResource,
     Ownership,
+    Resource,
     credential_key,
     implied_credential_name,
 )
@@ -90,6 +91,23 @@ class FederatedCredentialKind(Rules):
         return address.key.rpartition("/")[0]
 
     # -- planning ---------------------------------------------------------------------------
+
+    def count_text(self, resources: list[Resource]) -> str:
+        text = super().count_text(resources)
+        implied = sum(1 for c in resources if c.attrs["serviceConnection"] is not None)
+        return f"{text} ({implied} implied by service connections)" if implied else text
+
+    def describe(self, resource: Resource, roles: Mapping[str, str]) -> list[str]:
+        c = resource.attrs
+        if c["serviceConnection"] is not None:
+            return [
+                f"    federated credential {c['name']}, for service connection "
+                f"{c['serviceConnection']} (issuer and subject known after apply)"
+            ]
+        return [
+            f"    federated credential {c['name']}",
+            f"        issuer {c['issuer']}  subject {c['subject']}",
+        ]
 
     def parent(self, attrs: Mapping[str, Any]) -> Address | None:
         identity = attrs.get("identity")

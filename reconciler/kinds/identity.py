@@ -37,6 +37,7 @@ class IdentityKind(Rules):
     plan_order: int = 0
     selectable: bool = True
     is_identity: bool = True
+    plural: str = "identities"
     # organizations: the inventory (README "Safety"), organisation id -> name, derived by the
     # planner from the connections that sign in as the identity and kept in its tags
     declared_fields: tuple[str, ...] = ("location", "tags", "organizations")
@@ -156,6 +157,16 @@ class IdentityKind(Rules):
             "tenantId": (attrs.get("tenantId") or tenant_id or None) if found else None,
             "id": attrs.get("id"),
         }
+
+    def describe(self, resource: Resource, roles: Mapping[str, str]) -> list[str]:
+        a = resource.attrs
+        lines = [
+            f"identity {a['resourceGroup']}/{a['name']}  "
+            f"(subscription {a['subscription']}, {a['location']})  [{resource.source}]"
+        ]
+        if a["tags"]:
+            lines.append("    tags " + ", ".join(f"{k}={v}" for k, v in sorted(a["tags"].items())))
+        return lines
 
     def place(self, attrs: Mapping[str, Any]) -> Place | None:
         return (

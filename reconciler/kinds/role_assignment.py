@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from reconciler import normalize
 from reconciler.changes import Action, Notice, NoticeLevel, Reason
-from reconciler.errors import PlanError
+from reconciler.errors import PlanError, Problem
 from reconciler.kinds.base import (
     CREATE_THEN_DELETE,
     DESTROYS_IDS,
@@ -36,7 +36,7 @@ from reconciler.model import (
     RoleDefinition,
     role_assignment_key,
 )
-from reconciler.references import Place, Report, did_you_mean, resource_group_of
+from reconciler.references import Place, Report, closest, did_you_mean, resource_group_of
 
 _SUBSCRIPTION_SCOPE: Final = re.compile(r"^/subscriptions/([^/]+)$", re.IGNORECASE)
 _GROUP_SCOPE: Final = re.compile(r"^/subscriptions/[^/]+/resourcegroups/([^/]+)$", re.IGNORECASE)
@@ -203,6 +203,50 @@ class RoleAssignmentKind(IdentityChild):
                 f"unknown role '{role}': no role definition with that name is assignable at "
                 f"{scope}" + hint,
             )
+
+    def describe(self, resource: Resource, roles: Mapping[str, str]) -> list[str]:
+        r = resource.attrs
+        guid = r["roleDefinitionId"]
+        if guid is None:
+            role = f"{r['role']} (resolved from the live role catalogue)"
+        else:
+            role = roles.get(guid) or (guid if r["role"].startswith("/") else r["role"])
+            role = f"{role} ({guid})" if role.lower() != guid else role
+        return [
+            f"    role {role}",
+            f"        on {r['scope']}" + (" with an ABAC condition" if r["condition"] else ""),
+        ]
+
+    def warnings(self, resources: list[Resource], builtin: Mapping[str, str]) -> list[Problem]:
+        """Role names that are not built-in but close to one (``role: Contributer``), at the
+        ``role`` value, naming the built-in role meant.
+
+        A warning, not an error: a custom role may have any name, and only the live catalogue
+        knows it, so ``plan`` decides (it refuses a name its scope's role definitions lack).
+        Offline, a name within ``references.SUGGESTION_CUTOFF`` of a built-in one is most
+        likely a typo of it."""
+        found: list[Problem] = []
+        for resource in resources:
+            attrs = resource.attrs
+            role = str(attrs.get("role") or "")
+            if attrs.get("roleDefinitionId") or not role or role.startswith("/"):
+                continue
+            suggestion = closest(role, builtin)
+            where = resource.fields.get("role") or resource.source
+            if suggestion is None or where is None:
+                continue
+            found.append(
+                Problem(
+                    where.file,
+                    where.line,
+                    where.column,
+                    where.path,
+                    f"warning: '{role}' is not an Azure built-in role; did you mean "
+                    f"'{suggestion}'? (if it is a custom role, plan checks it against the live "
+                    "role definitions)",
+                )
+            )
+        return found
 
     def resolve(self, desired: DesiredState, live: LiveState) -> DesiredState:
         return resolve_roles(desired, live)

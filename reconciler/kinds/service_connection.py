@@ -167,6 +167,24 @@ class ServiceConnectionKind(IdentityChild):
             "tenantId": attrs.get("tenantId"),
         }
 
+    def describe(self, resource: Resource, roles: Mapping[str, str]) -> list[str]:
+        s = resource.attrs
+        permissions = s["pipelinePermissions"]
+        if permissions is None:
+            pipelines = "left as they are"
+        elif permissions == "all":
+            pipelines = "all"
+        else:
+            pipelines = ", ".join(permissions) or "none"
+        shared = f"; shared with {', '.join(s['sharedWith'])}" if s["sharedWith"] else ""
+        return [
+            f"    service connection {s['organization']}/{s['project']}/{s['name']}  "
+            f"[{resource.source}]",
+            f"        subscription {s['subscriptionName']} ({s['subscriptionId']}), "
+            f"scope {s['scope'] or 'the whole subscription'}",
+            f"        pipelines: {pipelines}{shared}",
+        ]
+
     def place(self, attrs: Mapping[str, Any]) -> Place | None:
         scope = attrs.get("scope")
         group = resource_group_of(str(scope)) if scope else None
