@@ -201,10 +201,17 @@ class IdentityKind(Rules):
         tags = attrs.get("tags") or {}
         if tags:
             node["tags"] = {str(k): str(v) for k, v in sorted(tags.items())}
+        unexpressed = ""
+        if len(tags) >= MAX_TAGS_PER_RESOURCE:
+            unexpressed = (
+                f"it has {len(tags)} tags: adopting it adds the owner tag, and Azure allows "
+                f"{MAX_TAGS_PER_RESOURCE} per resource; remove a tag, then export again"
+            )
         return Exported(
             label=f"identity {attrs['name']} (resource group {attrs['resourceGroup']}, "
             f"subscription {node['subscription']})",
-            node=node,
+            node={} if unexpressed else node,
+            unexpressed=unexpressed,
             section="identities",
             defaults=("subscription", "resourceGroup", "location"),
             place={"subscription": node["subscription"], "resourceGroup": node["resourceGroup"]},

@@ -278,6 +278,11 @@ class ServiceConnectionKind(IdentityChild):
             node["subscription"] = subscription
         node["subscriptionName"] = attrs.get("subscriptionName")
         problems: list[str] = []
+        if str(name) != str(name).strip() or not 1 <= len(str(name)) <= _MAX_NAME:
+            problems.append(
+                f"its name ({len(str(name))} characters) starts or ends with whitespace or is "
+                f"longer than {_MAX_NAME} characters, which a spec cannot declare"
+            )
         scope = attrs.get("scope")
         if scope:
             found = _GROUP_IN.match(str(scope))
@@ -357,6 +362,7 @@ class ServiceConnectionKind(IdentityChild):
 KIND = ServiceConnectionKind()
 
 _GROUP_IN: Final = re.compile(r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)$", re.IGNORECASE)
+_MAX_NAME: Final = 256  # the schema's bound on a connection's name
 _LEGACY_ISSUER: Final = re.compile(r"^https://vstoken\.", re.IGNORECASE)
 
 

@@ -317,3 +317,17 @@ def test_a_credential_named_as_a_connection_implies_keeps_both_out(tmp_path: Pat
     prose = " ".join(x.lstrip("#").strip() for x in "".join(files.values()).splitlines())
     assert "has the name of the credential connection contoso/platform/deploy-sc implies" in prose
     assert "deploy-sc (id None): it signs in as identity deploy-mi" in prose
+
+
+def test_names_and_tag_counts_a_spec_cannot_hold_are_comments(tmp_path: Path) -> None:
+    crowded = _identity(SUB, "rg-b", "crowded-mi", "c9")
+    crowded = LiveResource(
+        crowded.address, {**crowded.attrs, "tags": {f"t{i:02d}": "v" for i in range(50)}}
+    )
+    spaced = _sc("platform", " spaced-sc ", A, "/eid1/sc/s")
+    files = _export(_live(crowded, spaced))
+    _validate(files, tmp_path / "v")
+    assert "crowded-mi" not in [i["name"] for i in _all(files, "identities")]
+    assert " spaced-sc " not in [c["name"] for c in _all(files, "serviceConnections")]
+    prose = " ".join(x.lstrip("#").strip() for x in "".join(files.values()).splitlines())
+    assert "it has 50 tags" in prose and "starts or ends with whitespace" in prose
