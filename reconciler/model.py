@@ -22,7 +22,10 @@ service_connection   key ``{organization}/{project}/{name}`` (lower-cased)
     organization, project, name, description, identity (identity key), subscriptionId,
     subscriptionName, scope (resource-group ARM id or None), sharedWith (sorted project
     names), pipelinePermissions ("all", sorted list of pipeline names, or None = unmanaged),
-    *id, *servicePrincipalId, *tenantId, *issuer, *subject, *issuerType, *isReady
+    issuerKind ("entra" | "devops", desired only, when the spec sets ``issuer``),
+    *id, *servicePrincipalId, *tenantId, *issuer, *subject, *issuerType, *isReady,
+    *scheme (WorkloadIdentityFederation or ServicePrincipal), *environment (AzureCloud...);
+    a migration or conversion sets issuer, subject (and scheme) in the plan's ``after``
 """
 
 from __future__ import annotations

@@ -235,25 +235,50 @@ class _Planner:
                 if ownership is Ownership.FOREIGN
                 else "no owner marker yet; it is added"
             )
-            self.add(Change(address, Action.UPDATE, Reason.ADOPTION, detail, **common))
-        elif fields:
-            operation = spec.operation_of(fields, current.attrs, after)
-            if operation and operation not in spec.operations:
-                raise PlanError(
-                    f"{address}: the {address.kind.value} rules name the operation "
-                    f"{operation!r}, which they do not list"
+            operation, said = self._operation(spec, address, fields, current.attrs, after)
+            detail = f"{said}; {detail}" if said else detail
+            self.add(
+                Change(
+                    address,
+                    Action.UPDATE,
+                    Reason.ADOPTION,
+                    detail,
+                    operation=operation,
+                    **common,
                 )
+            )
+        elif fields:
+            operation, said = self._operation(spec, address, fields, current.attrs, after)
             self.add(
                 Change(
                     address,
                     Action.UPDATE,
                     Reason.FIELDS_CHANGED,
+                    said,
                     operation=operation,
                     **common,
                 )
             )
         else:
             self.unchanged += 1
+
+    def _operation(
+        self,
+        spec: KindSpec,
+        address: Address,
+        fields: tuple[FieldChange, ...],
+        before: Mapping[str, Any],
+        after: Mapping[str, Any],
+    ) -> tuple[str, str]:
+        """The operation an update performs (one its kind lists, else ''), and the detail the
+        kind adds to it."""
+        operation = spec.operation_of(fields, before, after)
+        if operation and operation not in spec.operations:
+            raise PlanError(
+                f"{address}: the {address.kind.value} rules name the operation "
+                f"{operation!r}, which they do not list"
+            )
+        return operation, spec.operation_detail(operation, before, after) if operation else ""
 
     # -- what the rules call --------------------------------------------------------------
 

@@ -1104,6 +1104,8 @@ class _Builder:
                 "scope": f"/subscriptions/{subscription}/resourceGroups/{group}" if group else None,
                 "sharedWith": sorted(shared),
                 "pipelinePermissions": permissions,
+                # only when written: the default depends on the connection's cloud
+                **({"issuerKind": spec["issuer"]} if "issuer" in spec else {}),
             },
             source,
             (identity.address,),

@@ -147,6 +147,10 @@ class KindSpec(Protocol):
         self, fields: tuple[FieldChange, ...], before: Mapping[str, Any], after: Mapping[str, Any]
     ) -> str: ...
 
+    def operation_detail(
+        self, operation: str, before: Mapping[str, Any], after: Mapping[str, Any]
+    ) -> str: ...
+
     def output(
         self, resource: Resource, found: LiveResource | None, tenant_id: str
     ) -> dict[str, Any]: ...
@@ -240,6 +244,10 @@ def short_name(identity: Any) -> str:
 
 Edge = Callable[[Address, Address], None]  # edge(first, then): ``then`` waits for ``first``
 DELETES: Final = (Action.DELETE, Action.DELETE_THEN_CREATE)
+# ``PlanView.memo`` key the service connection's rules fill: connection key -> its in-place
+# migration or conversion (an object with ``identity``, ``before`` and ``after`` (issuer,
+# subject) pairs); the credential rules read it (kinds do not import each other)
+TRANSITIONS: Final = "service connection transitions"
 
 
 class PlanView(Protocol):
@@ -357,6 +365,13 @@ class Rules:
     ) -> str:
         """The operation an update with these field changes performs (a key of
         ``operations``), or "" for a plain update of the declared fields."""
+        return ""
+
+    def operation_detail(
+        self, operation: str, before: Mapping[str, Any], after: Mapping[str, Any]
+    ) -> str:
+        """What a change performing ``operation`` adds to its ``detail`` about this object
+        (the identity a converted connection signs in as); '' for nothing."""
         return ""
 
     # the section of ``reconciler output`` listing this kind's live ids (None: not listed)

@@ -9,6 +9,7 @@ from typing import Any
 from reconciler.changes import Action, Change, Notice, NoticeLevel, Reason
 from reconciler.kinds.base import (
     DELETE_THEN_CREATE,
+    TRANSITIONS,
     Edge,
     Exported,
     ExportView,
@@ -185,6 +186,8 @@ class FederatedCredentialKind(Rules):
     def plan_live_only(self, current: LiveResource, ownership: Ownership, view: PlanView) -> None:
         attrs = current.attrs
         parent = self.parent(attrs)
+        if _moved_by_connection(attrs, view):
+            return  # the connection's migration or conversion writes and deletes it
         if ownership is Ownership.OWNED:
             kept = parent is not None and parent in view.desired.resources
             reason, detail, destructive = _credential_delete(
@@ -369,6 +372,20 @@ def _implied_names(view: ExportView) -> dict[tuple[str, str], str]:
             found[(str(attrs.get("identity")), name.lower())] = f"connection {address.key}"
         view.memo["implied names"] = found
     return found
+
+
+def _moved_by_connection(attrs: Mapping[str, Any], view: PlanView) -> bool:
+    """Whether a connection's planned migration or conversion (``view.memo``, set by the
+    service connection's rules) signs in with this credential now or afterwards: its change
+    writes the new credential and deletes the old one itself, in the order that keeps sign-in
+    working, so neither is planned on its own (an apply stopped between those steps leaves
+    both)."""
+    moves: Mapping[str, Any] = view.memo.get(TRANSITIONS) or {}
+    pair = (attrs.get("issuer"), attrs.get("subject"))
+    identity = str(attrs.get("identity") or "")
+    return any(
+        move.identity == identity and pair in (move.before, move.after) for move in moves.values()
+    )
 
 
 def _live_count(view: PlanView, identity: str) -> int:

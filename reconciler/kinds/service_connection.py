@@ -2,19 +2,29 @@
 
 Always updated in place: a recreated connection gets a new id and loses its pipeline
 permissions, approvals and checks, so deleting one is destructive.
+
+Two in-place operations keep the id too (issue 11 §2, §3), planned as updates that name them
+(``Change.operation``, worded by ``operations``): migrating a connection from the Azure DevOps (legacy) issuer to the
+Microsoft Entra issuer, and converting a secret-based (``ServicePrincipal``) connection to
+workload identity federation, signing in as the spec's identity. The connection's change owns
+the federated credential it moves to (its executor writes it before the switch, so that the
+pipeline can sign in at every moment); the implied credential is not planned separately for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
-from reconciler import normalize
-from reconciler.changes import Action, Change
+from reconciler import federation, normalize
+from reconciler.changes import Action, Change, FieldChange, Notice, NoticeLevel
 from reconciler.kinds.base import (
     DESTROYS_IDS,
     LOSING,
+    TRANSITIONS,
     Edge,
     Exported,
     ExportView,
@@ -22,8 +32,10 @@ from reconciler.kinds.base import (
     PlanView,
     credentials_of_connection,
     identity_live,
+    short_identity,
 )
 from reconciler.model import (
+    MAX_CREDENTIALS_PER_IDENTITY,
     UNKNOWN,
     Address,
     Kind,
@@ -31,8 +43,125 @@ from reconciler.model import (
     LiveState,
     Resource,
     connection_key,
+    implied_credential_name,
 )
 from reconciler.references import Place, Report, did_you_mean, resource_group_of
+
+WIF: Final = "WorkloadIdentityFederation"
+SECRET_SCHEME: Final = "ServicePrincipal"
+# Change.operation values (``operations`` below)
+MIGRATE: Final = "migrate-issuer"
+CONVERT: Final = "convert-to-workload-identity"
+# the Azure DevOps issuer's retirement for public-cloud connections to managed identities and
+# single-tenant apps [estate-and-ci.md §1; Microsoft's sprint 253 release notes]
+LEGACY_DEADLINE: Final = "1 July 2027"
+MIGRATE_OPERATION: Final = "migrate issuer in place (keeps id and pipeline permissions)"
+CONVERT_OPERATION: Final = (
+    "convert to workload identity federation in place (keeps id and pipeline permissions; "
+    "the client secret is removed)"
+)
+# the Azure DevOps environment of the public cloud, where the Entra issuer is the default
+PUBLIC_CLOUD: Final = "azurecloud"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An in-place migration or conversion the plan makes of a live connection.
+
+    ``identity``: key of the identity it signs in as afterwards; ``before``: the (issuer,
+    subject) it signs in with now (None for a secret); ``after``: the pair afterwards, or
+    UNKNOWN values where only the service can tell (a conversion whose target issuer is the
+    legacy one: Azure DevOps generates it)."""
+
+    operation: str  # MIGRATE or CONVERT
+    identity: str
+    before: tuple[Any, Any] | None
+    after: tuple[Any, Any]
+
+
+def wanted_issuer(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> str:
+    """``entra`` or ``devops``: the spec's ``issuer``, else ``entra`` in the public cloud and
+    ``devops`` for a connection in a sovereign cloud (they keep the Azure DevOps issuer)."""
+    chosen = desired.get("issuerKind")
+    if chosen in ("entra", "devops"):
+        return str(chosen)
+    environment = str((live or {}).get("environment") or "AzureCloud").lower()
+    return "entra" if environment == PUBLIC_CLOUD else "devops"
+
+
+def organization_id(live: Mapping[str, Any], organizations: Mapping[str, str]) -> str | None:
+    """The Azure DevOps organisation id of a live connection: read from the organisation, else
+    from its legacy issuer (``https://vstoken.dev.azure.com/{organization id}``)."""
+    found = organizations.get(str(live.get("organization") or "").lower())
+    if found:
+        return found
+    issuer = str(live.get("issuer") or "")
+    if federation.is_devops_issuer(issuer):
+        return issuer[len(federation.DEVOPS_ISSUER_PREFIX) :].strip("/") or None
+    return None
+
+
+def transition_of(
+    desired: Mapping[str, Any], live: LiveResource, organizations: Mapping[str, str]
+) -> Transition | None:
+    """The in-place operation that takes ``live`` to ``desired``, if any. Pure.
+
+    - scheme ``ServicePrincipal`` (a client secret): CONVERT;
+    - workload identity on the Azure DevOps issuer, spec wanting Entra: MIGRATE.
+    The Entra pair is computed from ids (``reconciler.federation``); unknown when the
+    organisation id, the tenant or the connection id is not known."""
+    attrs = live.attrs
+    identity = str(desired.get("identity") or "")
+    scheme = str(attrs.get("scheme") or WIF)
+    wanted = wanted_issuer(desired, attrs)
+    entra: tuple[Any, Any] = (UNKNOWN, UNKNOWN)
+    org_id = organization_id(attrs, organizations)
+    tenant = attrs.get("tenantId")
+    if org_id and tenant and attrs.get("id"):
+        with contextlib.suppress(ValueError):
+            entra = federation.entra_federation(str(tenant), org_id, str(attrs["id"]))
+    if scheme.lower() == SECRET_SCHEME.lower():
+        return Transition(
+            CONVERT, identity, None, entra if wanted == "entra" else (UNKNOWN, UNKNOWN)
+        )
+    if scheme.lower() != WIF.lower() or wanted != "entra":
+        return None
+    if not federation.is_devops_issuer(attrs.get("issuer")):
+        return None
+    return Transition(MIGRATE, identity, (attrs.get("issuer"), attrs.get("subject")), entra)
+
+
+def transitions(view: PlanView) -> dict[str, Transition]:
+    """Connection key -> Transition for every desired connection that needs one (memoised)."""
+    found: dict[str, Transition] | None = view.memo.get(TRANSITIONS)
+    if found is None:
+        found = {}
+        for resource in view.desired_of[Kind.SERVICE_CONNECTION]:
+            live = view.live.resources.get(resource.address)
+            if live is None:
+                continue
+            move = transition_of(resource.attrs, live, view.live.organizations)
+            if move is not None:
+                found[resource.address.key] = move
+        view.memo[TRANSITIONS] = found
+    return found
+
+
+def transition_credential_name(
+    organization: str, project: str, name: str, taken: Mapping[str, tuple[Any, Any]], pair: Any
+) -> str:
+    """The name of the credential a migration or conversion writes for ``pair``: the name the
+    tool gives a connection's credential, unless a credential of another pair holds it (the
+    legacy one of a connection the tool made), then that name with ``-entra``. ``taken``: the
+    identity's credentials, name -> (issuer, subject). A credential that already has
+    ``pair`` keeps its name."""
+    for existing, held in taken.items():
+        if tuple(held) == tuple(pair):
+            return existing
+    implied = implied_credential_name(organization, project, name)
+    if all(k.lower() != implied.lower() for k in taken):
+        return implied
+    return f"{implied[:113].rstrip('-_')}-entra"
 
 
 class ServiceConnectionKind(IdentityChild):
@@ -49,12 +178,16 @@ class ServiceConnectionKind(IdentityChild):
         "pipelinePermissions",
         "servicePrincipalId",
         "tenantId",
+        # set in ``after`` only by a migration or conversion (compared only then)
+        "scheme",
+        "issuer",
+        "subject",
     )
     immutable_fields: tuple[str, ...] = ()
     # never replaced: no field is immutable and a replaced identity's connection is updated
     # to the new client id (the executor refuses a replace from a hand-edited plan)
     replace_action: str | None = None
-    optional_fields: tuple[str, ...] = ("pipelinePermissions",)
+    optional_fields: tuple[str, ...] = ("pipelinePermissions", "scheme", "issuer", "subject")
     has_marker: bool = True
     noun: str = "service connection"
     shown_fields: tuple[str, ...] = (*declared_fields, "id")
@@ -73,6 +206,9 @@ class ServiceConnectionKind(IdentityChild):
             "pipelinePermissions": normalize.pipeline_permissions(attrs.get("pipelinePermissions")),
             "servicePrincipalId": normalize.guid(attrs.get("servicePrincipalId")),
             "tenantId": normalize.guid(attrs.get("tenantId")),
+            "scheme": attrs.get("scheme"),
+            "issuer": attrs.get("issuer"),
+            "subject": attrs.get("subject"),
         }
 
     def is_destructive(self, action: str) -> bool:
@@ -97,9 +233,103 @@ class ServiceConnectionKind(IdentityChild):
 
     # -- planning ---------------------------------------------------------------------------
 
+    def prepare(self, view: PlanView) -> None:
+        """Notices for connections still on the Azure DevOps issuer (with the deadline), and
+        for the app registrations conversions leave behind; the implied credential of a
+        connection that migrates or converts is left to the connection's change (its executor
+        writes it before the switch), so it is not planned on its own."""
+        moves = transitions(view)
+        desired_keys = {r.address.key for r in view.desired_of[Kind.SERVICE_CONNECTION]}
+        for current in view.live_of[Kind.SERVICE_CONNECTION]:
+            attrs = current.attrs
+            key = current.address.key
+            if federation.is_devops_issuer(attrs.get("issuer")):
+                move = moves.get(key)
+                resource = view.desired.resources.get(current.address)
+                if move is not None:
+                    then = "this plan migrates it in place"
+                elif resource is not None and resource.attrs.get("issuerKind") == "devops":
+                    then = "its spec keeps it there (issuer: devops)"
+                elif key in desired_keys:
+                    then = "its spec keeps it there (not the public cloud)"
+                else:
+                    then = "migrate it before then"
+                view.notices.append(
+                    Notice(
+                        NoticeLevel.WARNING,
+                        f"service connection {key} still uses the Azure DevOps issuer "
+                        f"({attrs.get('issuer')}), which Microsoft retires for public-cloud "
+                        f"connections to managed identities and single-tenant apps on "
+                        f"{LEGACY_DEADLINE}; {then}",
+                        current.address,
+                    )
+                )
+        for key, move in sorted(moves.items()):
+            if move.operation != CONVERT:
+                continue
+            current = view.live.resources[Address(Kind.SERVICE_CONNECTION, key)]
+            app = current.attrs.get("servicePrincipalId")
+            view.notices.append(
+                Notice(
+                    NoticeLevel.INFO,
+                    f"service connection {key} signs in as app registration {app} with a client "
+                    f"secret; once converted it signs in as identity "
+                    f"{short_identity(move.identity)}. The app registration, its secret and its "
+                    "role assignments are left alone: they are not the tool's to remove",
+                    current.address,
+                )
+            )
+        if not moves:
+            return
+        resources: dict[Address, Resource] = dict(view.desired.resources)
+        dropped = False
+        for resource in view.desired_of[Kind.FEDERATED_CREDENTIAL]:
+            served = resource.attrs.get("serviceConnection")
+            if served and str(served).lower() in moves:
+                del resources[resource.address]
+                dropped = True
+        if dropped:
+            view.replace_desired(resources)
+
+    # the in-place operations an update may be (issue 11 §2, §3), as the renderers say them
+    operations: Mapping[str, str] = {
+        MIGRATE: MIGRATE_OPERATION,
+        CONVERT: CONVERT_OPERATION,
+    }
+
+    def operation_of(
+        self, fields: tuple[FieldChange, ...], before: Mapping[str, Any], after: Mapping[str, Any]
+    ) -> str:
+        """``convert-to-workload-identity`` when the scheme moves from a client secret,
+        ``migrate-issuer`` when the issuer moves from Azure DevOps' to Entra's, else ''."""
+        paths = {f.path for f in fields}
+        if "scheme" in paths and after.get("scheme") == WIF:
+            return CONVERT
+        if (
+            "issuer" in paths
+            and federation.is_devops_issuer(before.get("issuer"))
+            and not federation.is_devops_issuer(str(after.get("issuer") or ""))
+        ):
+            return MIGRATE
+        return ""
+
+    def operation_detail(
+        self, operation: str, before: Mapping[str, Any], after: Mapping[str, Any]
+    ) -> str:
+        """A conversion names the identity the connection signs in as afterwards."""
+        if operation == CONVERT:
+            return f"signing in as identity {short_identity(str(after.get('identity') or ''))}"
+        return ""
+
     def enrich(self, address: Address, after: dict[str, Any], view: PlanView) -> None:
         """The identity's client id (unknown until a new or replaced identity exists) and
-        tenant."""
+        tenant; for a migration or conversion, the scheme and the issuer and subject the
+        connection signs in with afterwards."""
+        move = transitions(view).get(address.key)
+        if move is not None:
+            if move.operation == CONVERT:
+                after["scheme"] = WIF
+            after["issuer"], after["subject"] = move.after
         identity = identity_live(view, after.get("identity"))
         known = (
             identity is not None
@@ -119,7 +349,36 @@ class ServiceConnectionKind(IdentityChild):
             f"identity {name} is replaced; the connection follows its new client id",
         )
 
+    def checks(self, view: PlanView) -> list[str]:
+        """A migration adds the Entra credential before it deletes the legacy one, and a
+        conversion adds one: the identity needs a free slot of Azure's 20 at that moment
+        (deletes of credentials the specs drop run first when that makes room, see ``edges``)."""
+        problems = []
+        for identity, peak, moving in _slots(view):
+            if peak > MAX_CREDENTIALS_PER_IDENTITY:
+                resource = view.desired.resources.get(Address(Kind.IDENTITY, identity))
+                where = f"{resource.source}: " if resource and resource.source else ""
+                problems.append(
+                    f"{where}identity {short_identity(identity)} has no free federated "
+                    f"credential slot for {', '.join(moving)}: it would hold {peak} federated "
+                    f"credentials at once (a migration adds the Entra issuer's credential before "
+                    f"it deletes the legacy one; a conversion adds one) and Azure allows at most "
+                    f"{MAX_CREDENTIALS_PER_IDENTITY}; drop a credential from the specs to free one"
+                )
+        return problems
+
     def edges(self, view: PlanView, edge: Edge) -> None:
+        # a migration or conversion that needs the slot a dropped credential frees waits for
+        # that delete
+        for identity, _peak, moving in _slots(view):
+            deletes, crowded = _room(view, identity)
+            if not crowded:
+                continue
+            for key in moving:
+                connection = Address(Kind.SERVICE_CONNECTION, key)
+                if connection in view.changes:
+                    for freed in deletes:
+                        edge(freed, connection)
         # Microsoft's walkthrough: grant the roles, then create the connection
         ras_of: dict[str, list[Address]] = {}
         for resource in view.desired_of[Kind.ROLE_ASSIGNMENT]:
@@ -305,10 +564,13 @@ class ServiceConnectionKind(IdentityChild):
         elif permissions is not None:
             node["pipelinePermissions"] = permissions
         if _LEGACY_ISSUER.match(str(attrs.get("issuer") or "")):
+            # kept where it is, so that the round trip plans adoption only; removing the line
+            # migrates it in place to the Entra issuer (the default)
+            node["issuer"] = "devops"
             note = (
                 f"on the Azure DevOps issuer ({attrs.get('issuer')}), retired for managed "
-                "identity connections in the public cloud on 1 July 2027"
-                + (f"; {note}" if note else "")
+                f"identity connections in the public cloud on {LEGACY_DEADLINE}; remove "
+                "'issuer: devops' to migrate it in place" + (f"; {note}" if note else "")
             )
         scheme = str(attrs.get("scheme") or "WorkloadIdentityFederation")
         client = attrs.get("servicePrincipalId")
@@ -321,11 +583,10 @@ class ServiceConnectionKind(IdentityChild):
                 place=place,
                 unexpressed=(
                     f"it signs in with a secret (scheme {scheme}, application {client}); "
-                    "specs declare workload identity federation only. Once issue 11 section 3 "
-                    "(convert to workload identity federation in place, keeping its id and "
-                    "pipeline permissions) lands, declare it like this, signing in as a "
-                    "user-assigned managed identity that holds the roles the application "
-                    "holds, and apply converts it"
+                    "specs declare workload identity federation only. Declare it like this, "
+                    "signing in as a user-assigned managed identity that holds the roles the "
+                    "application holds, and apply converts it to workload identity federation "
+                    "in place, keeping its id and pipeline permissions"
                 ),
             )
         if not identity:
@@ -364,6 +625,69 @@ KIND = ServiceConnectionKind()
 _GROUP_IN: Final = re.compile(r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)$", re.IGNORECASE)
 _MAX_NAME: Final = 256  # the schema's bound on a connection's name
 _LEGACY_ISSUER: Final = re.compile(r"^https://vstoken\.", re.IGNORECASE)
+
+
+def _credentials_on(view: PlanView, identity: str) -> list[LiveResource]:
+    return [
+        c
+        for c in view.live_of[Kind.FEDERATED_CREDENTIAL]
+        if str(c.attrs.get("identity") or "") == identity
+    ]
+
+
+def _extra(view: PlanView, identity: str) -> list[str]:
+    """Keys of the connections that need one more credential on ``identity`` (a migration
+    whose Entra credential is not there yet, a conversion)."""
+    live_pairs = {
+        (c.attrs.get("issuer"), c.attrs.get("subject")) for c in _credentials_on(view, identity)
+    }
+    return [
+        key
+        for key, move in sorted(transitions(view).items())
+        if move.identity == identity
+        and not (move.operation == MIGRATE and move.after in live_pairs)
+    ]
+
+
+def _room(view: PlanView, identity: str) -> tuple[list[Address], bool]:
+    """The planned credential deletes on ``identity``, and whether its live credentials, the
+    planned creates and the extra slots exceed the limit unless those deletes run first."""
+    live = _credentials_on(view, identity)
+    deletes = [
+        c.address
+        for c in live
+        if (change := view.changes.get(c.address)) is not None and change.action is Action.DELETE
+    ]
+    creates = sum(
+        1
+        for c in view.changes.values()
+        if c.address.kind is Kind.FEDERATED_CREDENTIAL
+        and c.action is Action.CREATE
+        and str((c.after or {}).get("identity") or "") == identity
+    )
+    crowded = len(live) + creates + len(_extra(view, identity)) > MAX_CREDENTIALS_PER_IDENTITY
+    return deletes, crowded
+
+
+def _slots(view: PlanView) -> list[tuple[str, int, list[str]]]:
+    """(identity key, credentials it holds at the busiest moment, connection keys needing a
+    slot) for each identity a migration or conversion adds a credential to."""
+    out = []
+    for identity in sorted({m.identity for m in transitions(view).values()}):
+        moving = _extra(view, identity)
+        if not moving:
+            continue
+        deletes, _ = _room(view, identity)
+        creates = sum(
+            1
+            for c in view.changes.values()
+            if c.address.kind is Kind.FEDERATED_CREDENTIAL
+            and c.action is Action.CREATE
+            and str((c.after or {}).get("identity") or "") == identity
+        )
+        peak = len(_credentials_on(view, identity)) - len(deletes) + creates + len(moving)
+        out.append((identity, peak, moving))
+    return out
 
 
 def _same_organization(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:

@@ -309,9 +309,14 @@ def _legacy_spec(tmp_path: Path) -> Path:
         WALKTHROUGH.read_text(encoding="utf-8")
         .replace("organization: contoso", "organization: fabrikam")
         .replace("project: platform", "project: legacy-app")
-        .replace("      - infra-deploy", "      - legacy-release"),
+        .replace("      - infra-deploy", "      - legacy-release")
+        # kept on the Azure DevOps issuer (the default, entra, would migrate it)
+        .replace(
+            "    identity: ado-pipeline-mi\n", "    identity: ado-pipeline-mi\n    issuer: devops\n"
+        ),
         encoding="utf-8",
     )
+    assert "issuer: devops" in spec.read_text(encoding="utf-8")
     return spec
 
 

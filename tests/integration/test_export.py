@@ -346,7 +346,7 @@ def test_round_trip_export_validate_adopt_apply_converge(
 
     # a comment for every object a spec cannot declare, and why
     assert "spn-sc" in everything and "signs in with a secret" in prose
-    assert "issue 11 section 3" in prose
+    assert "converts it to workload identity federation in place" in prose
     assert "app-sc" in everything and f"signs in as {APP}" in prose
     assert "spn-sc" not in connections and "app-sc" not in connections
     assert identities  # keys used above

@@ -269,7 +269,11 @@ def test_secret_and_app_registration_connections_are_comments_and_nothing_secret
     _validate(files, tmp_path / "v")
     assert sorted(c["name"] for c in _all(files, "serviceConnections")) == ["deploy-sc", "prod-sc"]
     prose = " ".join(x.lstrip("#").strip() for x in "".join(files.values()).splitlines())
-    assert "spn-sc" in prose and "signs in with a secret" in prose and "issue 11 section 3" in prose
+    assert (
+        "spn-sc" in prose
+        and "signs in with a secret" in prose
+        and "converts it to workload identity federation in place" in prose
+    )
     assert "app-sc" in prose and "signs in as app-2" in prose
     assert "serviceprincipalkey" not in prose.lower()
 

@@ -82,6 +82,21 @@ class DevOpsPort(Protocol):
         self, org: str, endpoint_id: str, body: dict[str, Any]
     ) -> dict[str, Any]: ...
 
+    def convert_authentication_scheme(
+        self,
+        org: str,
+        project: str,
+        endpoint: dict[str, Any],
+        *,
+        issuer_type: str | None = None,
+    ) -> dict[str, Any]:
+        """Convert in place (``?operation=ConvertAuthenticationScheme``): a secret-based
+        connection to workload identity federation (``issuer_type`` None), or one on the Azure
+        DevOps issuer to the Microsoft Entra issuer (``issuer_type="EntraID"``). The answer's
+        ``operationStatus.statusMessage`` ``converting_scheme`` means "not yet" (202: the
+        service cannot sign in with the new issuer and subject yet)."""
+        ...
+
     def share_endpoint(
         self, org: str, endpoint_id: str, references: list[dict[str, Any]]
     ) -> None: ...

@@ -7,9 +7,11 @@ refused. Its writes count against Azure DevOps' limit."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Final
 
+from reconciler import federation
 from reconciler.changes import Action, Change
 from reconciler.errors import (
     ConflictError,
@@ -18,11 +20,13 @@ from reconciler.errors import (
     ProviderError,
     TransientError,
 )
+from reconciler.federation import ENTRA_ISSUER_TYPE, is_devops_issuer
 from reconciler.kinds.executors.context import (
     ApplyContext,
     ExecutorDefaults,
     guard_description,
     identity_attrs,
+    identity_path,
     known,
     lagging,
     need,
@@ -30,8 +34,16 @@ from reconciler.kinds.executors.context import (
     step,
 )
 from reconciler.kinds.executors.decoding import LiveIndex, Raw, ReadPlan
-from reconciler.kinds.service_connection import endpoint_gone
+from reconciler.kinds.service_connection import (
+    SECRET_SCHEME,
+    WIF,
+    endpoint_gone,
+    organization_id,
+    transition_credential_name,
+    wanted_issuer,
+)
 from reconciler.model import (
+    DEFAULT_AUDIENCE,
     UNKNOWN,
     Address,
     DesiredState,
@@ -254,6 +266,12 @@ def _create_connection(change: Change, ctx: ApplyContext) -> dict[str, Any]:
         body = connection_body(
             {}, after, ctx.owner, client_id, tenant, project_id, **_cloud_of(ctx)
         )
+        if _wants_entra(after, body):
+            # asked for on create (Microsoft's samples do): an organisation whose default is
+            # still the Azure DevOps issuer would otherwise give it the retiring one
+            body["authorization"]["parameters"]["workloadIdentityFederationIssuerType"] = (
+                ENTRA_ISSUER_TYPE
+            )
         try:
             return devops.create_endpoint(org, body)
         except ConflictError as exc:
@@ -289,6 +307,13 @@ def _create_connection(change: Change, ctx: ApplyContext) -> dict[str, Any]:
 
 
 def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> dict[str, Any]:
+    """Read, then (a secret-based connection) convert it to workload identity federation,
+    (a new identity) give that identity a credential for the pair the connection signs in
+    with, update, (the Azure DevOps issuer, spec wanting Entra) migrate the issuer; then share
+    and set pipeline permissions. Each is a named step, so a retry resumes where it failed, and
+    a new apply after a crash finds the connection where it was left (the plan is made from
+    live state). At every moment the identity the connection names holds a credential for the
+    issuer and subject it presents."""
     after = change.after or {}
     org, project = str(after["organization"]), str(after["project"])
     devops = ctx.services.devops
@@ -300,9 +325,34 @@ def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> d
             raise lagging(ctx, exc, endpoint_id, f"service connection {endpoint_id}") from None
 
     current = step(ctx, change, "read", read)
+    converted = False
+    if _scheme(current).lower() == SECRET_SCHEME.lower():
+        # the conversion keeps every property, the client id included (the service refuses a
+        # conversion body that changes one): the connection still names the app registration,
+        # whose credential Azure DevOps writes itself (automatic mode); the identity follows
+        current = step(
+            ctx,
+            change,
+            CONVERT_STEP,
+            lambda: _convert(ctx, change, org, project, current, None, CONVERT_STEP),
+        )
+        converted = True
+    client_id, tenant = _principal_and_tenant(change, ctx)
+    pair = _pair(current)
+    named = str(_params(current).get("serviceprincipalid") or "")
+    # credentials this change writes: name -> (issuer, subject)
+    written: dict[str, tuple[str, str]] = {}
+    if pair is not None and named.lower() != client_id.lower():
+        # the identity the connection is about to name must accept what it presents first
+        name = step(
+            ctx,
+            change,
+            "add federated credential",
+            lambda: _put_connection_credential(ctx, change, current, pair, written),
+        )
+        written[name] = pair
 
     def update() -> dict[str, Any]:
-        client_id, tenant = _principal_and_tenant(change, ctx)
         project_id = _project_id(ctx, org, project)
         body = connection_body(
             current, after, ctx.owner, client_id, tenant, project_id, **_cloud_of(ctx)
@@ -310,11 +360,273 @@ def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> d
         return devops.update_endpoint(org, endpoint_id, {**body, "id": endpoint_id})
 
     updated = step(ctx, change, "update", update)
+    if _wants_entra(after, updated) and is_devops_issuer(_params(updated).get(ISSUER)):
+        updated = _migrate_issuer(change, ctx, org, project, updated, written)
+    elif converted:
+        updated = step(
+            ctx, change, "verify", lambda: _verify(ctx, change, org, project, None, written)
+        )
     # a rename in an organisation on the legacy issuer changes the subject: the PUT's answer
     # carries the values the implied credential must have
     ctx.record(change.address, _connection_result(updated, after, ctx))
     _connection_finish(change, ctx, endpoint_id, updated)
     return _connection_result(updated, after, ctx)
+
+
+# -- migration and conversion in place (issue 11 §2, §3) ---------------------------------------
+
+ISSUER: Final = "workloadIdentityFederationIssuer"
+SUBJECT: Final = "workloadIdentityFederationSubject"
+CONVERT_STEP: Final = "convert to workload identity federation"
+SWITCH_STEP: Final = "switch to the Entra issuer"
+# operationStatus.statusMessage of a conversion the service cannot complete yet (202)
+CONVERTING: Final = "converting_scheme"
+
+
+def _params(endpoint: Mapping[str, Any]) -> Mapping[str, Any]:
+    return (endpoint.get("authorization") or {}).get("parameters") or {}
+
+
+def _scheme(endpoint: Mapping[str, Any]) -> str:
+    return str((endpoint.get("authorization") or {}).get("scheme") or "")
+
+
+def _pair(endpoint: Mapping[str, Any]) -> tuple[str, str] | None:
+    params = _params(endpoint)
+    issuer, subject = params.get(ISSUER), params.get(SUBJECT)
+    return (str(issuer), str(subject)) if issuer and subject else None
+
+
+def _wants_entra(after: Mapping[str, Any], endpoint: Mapping[str, Any]) -> bool:
+    data = endpoint.get("data") or {}
+    return wanted_issuer(after, {"environment": data.get("environment")}) == "entra"
+
+
+def _pending(endpoint: Mapping[str, Any]) -> bool:
+    status = endpoint.get("operationStatus")
+    return isinstance(status, Mapping) and str(status.get("statusMessage") or "") == CONVERTING
+
+
+def _convert(
+    ctx: ApplyContext,
+    change: Change,
+    org: str,
+    project: str,
+    endpoint: dict[str, Any],
+    issuer_type: str | None,
+    what: str,
+) -> dict[str, Any]:
+    """One conversion request. A 202 ``converting_scheme`` means the service cannot sign in
+    with the new issuer and subject yet (a new credential takes a moment to be honoured):
+    ``TransientError``, so the engine retries the step within its retry policy and then fails
+    naming it. A conversion already done (read again first) is not repeated: the service
+    refuses a second one."""
+    devops = ctx.services.devops
+    endpoint_id = str(endpoint.get("id"))
+    try:
+        fresh = devops.get_endpoint(org, project, endpoint_id)
+    except NotFoundError as exc:
+        raise lagging(ctx, exc, endpoint_id, f"service connection {endpoint_id}") from None
+    done = (
+        _scheme(fresh) == WIF
+        if issuer_type is None
+        else not is_devops_issuer(_params(fresh).get(ISSUER))
+    )
+    if done and not _pending(fresh):
+        return fresh
+    answer = devops.convert_authentication_scheme(org, project, fresh, issuer_type=issuer_type)
+    if _pending(answer):
+        raise TransientError(
+            f"service connection {endpoint.get('name')}: Azure DevOps cannot sign in with the "
+            f"new issuer and subject yet ({CONVERTING}); the credential may still be "
+            "propagating, or the identity it names has none for them",
+            code="ConvertingScheme",
+            status=202,
+            delay=ctx.wait_delay,
+        )
+    return answer
+
+
+def _identity_credentials(
+    ctx: ApplyContext, ident_key: str, written: Mapping[str, tuple[str, str]] | None = None
+) -> dict[str, tuple[Any, Any]]:
+    """The identity's credentials as observed, with those this change ``written``: name ->
+    (issuer, subject)."""
+    found: dict[str, tuple[Any, Any]] = {}
+    for address, current in ctx.live.resources.items():
+        if address.kind is Kind.FEDERATED_CREDENTIAL and current.attrs.get("identity") == ident_key:
+            found[str(current.attrs.get("name"))] = (
+                current.attrs.get("issuer"),
+                current.attrs.get("subject"),
+            )
+    for name, pair in (written or {}).items():
+        found = {k: v for k, v in found.items() if k.lower() != name.lower()}
+        found[name] = pair
+    return found
+
+
+def _put_connection_credential(
+    ctx: ApplyContext,
+    change: Change,
+    endpoint: Mapping[str, Any],
+    pair: tuple[str, str],
+    written: Mapping[str, tuple[str, str]],
+) -> str:
+    """Give the identity the connection signs in as (next) a federated credential for
+    ``pair``, under the name the tool gives the connection's credential (see
+    ``transition_credential_name``); returns the name."""
+    after = change.after or {}
+    ident_key = str(after["identity"])
+    sub, rg, ident = identity_path(ctx, ident_key)
+    name = transition_credential_name(
+        str(after["organization"]),
+        str(after["project"]),
+        str(endpoint.get("name") or after["name"]),
+        _identity_credentials(ctx, ident_key, written),
+        pair,
+    )
+    body = {"properties": {"issuer": pair[0], "subject": pair[1], "audiences": [DEFAULT_AUDIENCE]}}
+    try:
+        ctx.services.arm.put_credential(sub, rg, ident, name, body)
+    except NotFoundError as exc:
+        raise lagging(ctx, exc, ident_key, f"identity {ident}") from None
+    return name
+
+
+def _entra_pair(ctx: ApplyContext, endpoint: Mapping[str, Any], org: str) -> tuple[str, str]:
+    """The Entra issuer and subject of this existing connection, from ids
+    (``reconciler.federation``): its tenant, the organisation's id, its id."""
+    params = _params(endpoint)
+    org_id = organization_id(
+        {"organization": org, "issuer": params.get(ISSUER)}, ctx.live.organizations
+    )
+    tenant = params.get("tenantid")
+    if not org_id or not tenant:
+        raise PermanentError(
+            f"service connection {endpoint.get('name')}: the organisation id or the tenant is "
+            "unknown, so the Entra issuer's subject cannot be computed",
+            code="EntraSubjectUnknown",
+        )
+    try:
+        return federation.entra_federation(str(tenant), org_id, str(endpoint.get("id")))
+    except ValueError as exc:
+        raise PermanentError(
+            f"service connection {endpoint.get('name')}: {exc}", code="EntraSubjectUnknown"
+        ) from None
+
+
+def _migrate_issuer(
+    change: Change,
+    ctx: ApplyContext,
+    org: str,
+    project: str,
+    endpoint: dict[str, Any],
+    written: dict[str, tuple[str, str]],
+) -> dict[str, Any]:
+    """Azure DevOps issuer -> Microsoft Entra issuer, with no moment in which the pipeline
+    cannot sign in: (a) add a credential for the Entra pair computed from ids; (b) switch;
+    (c) read back and compare; (d) delete the legacy credential. When the service reports
+    another pair than computed, a credential for what it reports is written, the legacy one
+    deleted, and the change fails saying so (the computation in ``reconciler.federation`` is
+    then wrong and must be fixed)."""
+    after = change.after or {}
+    ident_key = str(after["identity"])
+    legacy = _pair(endpoint)
+    entra = _entra_pair(ctx, endpoint, org)
+    name = step(
+        ctx,
+        change,
+        "add Entra issuer credential",
+        lambda: _put_connection_credential(ctx, change, endpoint, entra, written),
+    )
+    written[name] = entra
+    step(
+        ctx,
+        change,
+        SWITCH_STEP,
+        lambda: _convert(ctx, change, org, project, endpoint, ENTRA_ISSUER_TYPE, SWITCH_STEP),
+    )
+    current = step(ctx, change, "verify", lambda: _verify(ctx, change, org, project, name, written))
+    if legacy is not None and legacy != _pair(current):
+        step(
+            ctx,
+            change,
+            "delete legacy credential",
+            lambda: _delete_pair(ctx, change, ident_key, legacy, written),
+        )
+    reported = _pair(current)
+    if reported != entra:
+        raise PermanentError(
+            f"service connection {endpoint.get('name')} was moved to the Entra issuer, but "
+            f"Azure DevOps reports issuer {reported[0] if reported else None} and subject "
+            f"{reported[1] if reported else None}, not the computed {entra[0]} and {entra[1]}; "
+            f"credential {name} was written for what the service reports, so sign-in works",
+            code="IssuerSubjectMismatch",
+        )
+    return current
+
+
+def _verify(
+    ctx: ApplyContext,
+    change: Change,
+    org: str,
+    project: str,
+    name: str | None,
+    written: Mapping[str, tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Read the connection back: workload identity federation, naming the spec's identity,
+    whose credentials include the issuer and subject it now presents. When they do not (the
+    service generated another pair than the one written), a credential for what it reports is
+    written (under ``name``, else the connection's credential name)."""
+    after = change.after or {}
+    endpoint_id = str((change.before or {}).get("id"))
+    current = ctx.services.devops.get_endpoint(org, project, endpoint_id)
+    reported = _pair(current)
+    if _scheme(current) != WIF or reported is None:
+        raise PermanentError(
+            f"service connection {current.get('name')}: after the conversion it reports scheme "
+            f"{_scheme(current) or 'none'} without a workload identity issuer and subject",
+            code="ConversionNotVerified",
+        )
+    ident_key = str(after["identity"])
+    held = _identity_credentials(ctx, ident_key, written)
+    if reported not in {tuple(p) for p in held.values()}:
+        sub, rg, ident = identity_path(ctx, ident_key)
+        name = name or transition_credential_name(
+            str(after["organization"]),
+            str(after["project"]),
+            str(current.get("name")),
+            held,
+            reported,
+        )
+        body = {
+            "properties": {
+                "issuer": reported[0],
+                "subject": reported[1],
+                "audiences": [DEFAULT_AUDIENCE],
+            }
+        }
+        ctx.services.arm.put_credential(sub, rg, ident, name, body)
+    return current
+
+
+def _delete_pair(
+    ctx: ApplyContext,
+    change: Change,
+    ident_key: str,
+    pair: tuple[str, str],
+    written: Mapping[str, tuple[str, str]],
+) -> None:
+    """Delete the identity's credentials for ``pair`` (the legacy issuer's), unless another
+    connection read in this run still signs in with it."""
+    users = set(ctx.live.federations.get(pair, ())) - {change.address.key}
+    if users:
+        return
+    sub, rg, ident = identity_path(ctx, ident_key)
+    for name, held in sorted(_identity_credentials(ctx, ident_key, written).items()):
+        if tuple(held) == pair:
+            with contextlib.suppress(NotFoundError):
+                ctx.services.arm.delete_credential(sub, rg, ident, name)
 
 
 def _connection_finish(
@@ -666,8 +978,11 @@ def _connection_attrs(
         "issuer": params.get("workloadIdentityFederationIssuer"),
         "subject": params.get("workloadIdentityFederationSubject"),
         "issuerType": params.get("workloadIdentityFederationIssuerType"),
+        # a client secret (ServicePrincipal) is converted in place (service connection rules)
         "scheme": authorization.get("scheme"),
         "isReady": endpoint.get("isReady"),
+        # the cloud decides the default issuer (service connection rules)
+        "environment": data.get("environment"),
     }
     return attrs, obj
 
