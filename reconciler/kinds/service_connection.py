@@ -190,7 +190,9 @@ class ServiceConnectionKind(IdentityChild):
     optional_fields: tuple[str, ...] = ("pipelinePermissions", "scheme", "issuer", "subject")
     has_marker: bool = True
     noun: str = "service connection"
-    shown_fields: tuple[str, ...] = (*declared_fields, "id")
+    # what the spec declares, and the id a delete needs (issuer and subject show in ``fields``
+    # when a migration or conversion moves them)
+    shown_fields: tuple[str, ...] = (*declared_fields[:-3], "id")
     destructive_warning: str = DESTROYS_IDS
 
     def natural_key(self, attrs: Mapping[str, Any]) -> str:
