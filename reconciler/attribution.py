@@ -73,16 +73,25 @@ class SubscriptionBaseline:
 
 
 @dataclass
+class OrganizationBaseline:
+    """What the last run knew of one Azure DevOps organisation's pipeline permissions."""
+
+    checked: float  # the audit log is searched from here (minus the margin) next time
+    # service connection id (lower case) -> its pipeline permissions as read
+    permissions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
 class Baseline:
     """The baseline file (docs/baseline-format.md), parsed."""
 
     owner: str
     tenant: str
     subscriptions: dict[str, SubscriptionBaseline] = field(default_factory=dict)
-    # organisation (lower case) -> the audit log is searched from here next time
-    organizations: dict[str, float] = field(default_factory=dict)
+    organizations: dict[str, OrganizationBaseline] = field(default_factory=dict)
     # address -> (id, fingerprint) of every live object the last run read
     objects: dict[str, tuple[str, str]] = field(default_factory=dict)
+    written: float | None = None  # when the run that wrote it started
 
     def to_json(self, *, written: float) -> dict[str, Any]:
         return {
@@ -102,7 +111,11 @@ class Baseline:
                 for sub, state in sorted(self.subscriptions.items())
             },
             "organizations": {
-                org: {"checked": iso(at)} for org, at in sorted(self.organizations.items())
+                org: {
+                    "checked": iso(state.checked),
+                    "permissions": dict(sorted(state.permissions.items())),
+                }
+                for org, state in sorted(self.organizations.items())
             },
             "objects": {
                 address: {"id": oid, "fingerprint": fp}
@@ -138,6 +151,8 @@ def parse_baseline(document: Any) -> Baseline:
         owner=_expect(doc.get("owner"), str, "owner"),
         tenant=_expect(doc.get("tenant"), str, "tenant"),
     )
+    if doc.get("written") is not None:
+        baseline.written = _time(doc.get("written"), "written")
     for sub, state in _expect(doc.get("subscriptions", {}), dict, "subscriptions").items():
         where = f"subscriptions.{sub}"
         state = _expect(state, dict, where)
@@ -155,7 +170,13 @@ def parse_baseline(document: Any) -> Baseline:
     for org, state in _expect(doc.get("organizations", {}), dict, "organizations").items():
         where = f"organizations.{org}"
         state = _expect(state, dict, where)
-        baseline.organizations[str(org).lower()] = _time(state.get("checked"), f"{where}.checked")
+        parsed_org = OrganizationBaseline(_time(state.get("checked"), f"{where}.checked"))
+        perms = _expect(state.get("permissions", {}), dict, f"{where}.permissions")
+        for endpoint, value in perms.items():
+            parsed_org.permissions[str(endpoint).lower()] = _expect(
+                value, dict, f"{where}.permissions.{endpoint}"
+            )
+        baseline.organizations[str(org).lower()] = parsed_org
     for address, entry in _expect(doc.get("objects", {}), dict, "objects").items():
         entry = _expect(entry, dict, f"objects.{address}")
         baseline.objects[str(address)] = (
@@ -314,6 +335,44 @@ def auditing_switched_off(
     entry = latest[1]
     who = str(entry.get("actorUPN") or entry.get("actorDisplayName") or "someone")
     return str(entry.get("timestamp") or ""), who
+
+
+def audit_coverage(
+    raw: Iterable[Mapping[str, Any]], *, last_read: float, margin_s: float
+) -> str | None:
+    """Why the audit log cannot stand in for reading pipeline permissions again, or None when
+    it can: auditing was on when the last run read the log (an ``AuditLog.AccessLog`` entry at
+    or after ``last_read``, the last run's start; entries are recorded only while the "Log
+    Audit Events" policy is on) and the policy has not changed since (an answer with auditing
+    off is an empty 200: it never proves that nothing changed)."""
+    accessed = False
+    for entry in raw:
+        try:
+            at = parse_time(str(entry.get("timestamp") or ""))
+        except ValueError:
+            continue
+        action = entry.get("actionId")
+        data = entry.get("data") or {}
+        if (
+            action == "OrganizationPolicy.PolicyValueUpdated"
+            and isinstance(data, Mapping)
+            and data.get("PolicyName") == LOG_AUDIT_EVENTS
+            and at >= last_read - margin_s
+        ):
+            who = entry.get("actorUPN") or entry.get("actorDisplayName") or "someone"
+            return (
+                f'the "Log Audit Events" policy was set to {data.get("PolicyValue")} at '
+                f"{entry.get('timestamp')} by {who}, since the last run"
+            )
+        if action == "AuditLog.AccessLog" and at >= last_read:
+            accessed = True
+    if not accessed:
+        return (
+            f"the audit log holds no entry of the last run reading it (at or after "
+            f'{iso(last_read)}): auditing ("Log Audit Events", off by default) may have been '
+            "off, and an empty audit log proves nothing"
+        )
+    return None
 
 
 # -- who changed it ----------------------------------------------------------------------

@@ -10,9 +10,13 @@ The shell half; the decisions that need no I/O are in ``attribution.py``. What i
   margin to now) names the identities written or deleted since, whatever the status; only
   those, identities the baseline does not know (new to the specs, newly owned) and identities
   whose principal changed (re-created) are listed again; the others keep the baseline's lists.
-  Identities, role assignments, service connections and pipeline permissions are bulk lists,
-  a handful of requests, and are read in full every time.
-- A subscription is read in full, and the report says why, when: ``--full``; no baseline (or
+- Pipeline permissions (one read per connection) likewise, from each organisation's Azure
+  DevOps audit log: kept only where the log covers the time since the last run (the entry the
+  last run's own read left, no change of the "Log Audit Events" policy since; with auditing off
+  the log answers 200 with nothing, which proves nothing) and names no change of the
+  connection. Identities, role assignments and service connections are bulk lists, a handful
+  of requests, and are read in full every time.
+- A subscription (organisation) is read in full, and the report says why, when: ``--full``; no baseline (or
   one that cannot be read, or was written for another owner or tenant); the subscription is not
   in it; its time is older than the Activity Log's 90-day retention (minus the margin) or
   inside the ingestion delay of now; its Activity Log cannot be read.
@@ -49,9 +53,11 @@ from reconciler.attribution import (
     Baseline,
     BaselineError,
     LogEvent,
+    OrganizationBaseline,
     SubscriptionBaseline,
     activity_events,
     attribute,
+    audit_coverage,
     audit_events,
     auditing_switched_off,
     is_devops_id,
@@ -90,14 +96,29 @@ class _Subscription:
     reused: int = 0
 
 
+@dataclass
+class _Organization:
+    """One organisation's pipeline permissions: from the audit log (``why`` None, once the
+    log is judged) or read in full (``why``)."""
+
+    base: OrganizationBaseline | None
+    why: str | None
+    since: float
+    last_read: float = 0.0
+    touched: set[str] | None = None  # connection ids the audit log names; None: not judged
+    relisted: int = 0
+    reused: int = 0
+
+
 def _utc(moment: float) -> datetime:
     return datetime.fromtimestamp(moment, UTC)
 
 
 class ChangeFeed:
-    """The reader of one drift run: a ``CredentialSource`` for ``observe`` (credential lists
-    from the baseline where the Activity Log shows nothing changed), then attribution, the
-    report's account of what was read in full and why, and the new baseline.
+    """The reader of one drift run: a ``CredentialSource`` and ``PermissionSource`` for
+    ``observe`` (credential lists and pipeline permissions from the baseline where the
+    Activity Log or the audit log shows nothing changed), then attribution, the report's
+    account of what was read in full and why, and the new baseline.
 
     ``baseline_path``: the file (None: no ``--baseline``); ``full``: ``--full``;
     ``delay_s``: the ingestion delay assumed (seconds); ``now``: the wall clock (epoch s)."""
@@ -130,6 +151,9 @@ class ChangeFeed:
         self._audit: dict[str, tuple[float, Future[list[dict[str, Any]]]]] = {}
         # identity id (lower) -> (subscription, principal, credentials) for the new baseline
         self._credentials: dict[str, tuple[str, str, list[dict[str, Any]]]] = {}
+        self._orgs: dict[str, _Organization] = {}
+        # organisation (lower) -> connection id (lower) -> pipeline permissions
+        self._permissions: dict[str, dict[str, dict[str, Any]]] = {}
         self.baseline: Baseline | None = None
         self.why_full: str | None = None  # for every part
         self.warning: str | None = None
@@ -142,6 +166,8 @@ class ChangeFeed:
         if self.baseline is not None:
             for sub, state in sorted(self.baseline.subscriptions.items()):
                 self._subs[sub] = self._judge(sub, state)
+            for org, org_state in sorted(self.baseline.organizations.items()):
+                self._orgs[org] = self._judge_organization(org, org_state)
 
     # -- the baseline file ---------------------------------------------------------------
 
@@ -197,6 +223,24 @@ class ChangeFeed:
         entry = _Subscription(state, None, since)
         entry.events = self._activity(sub, MANAGED_IDENTITY, since)
         return entry
+
+    def _judge_organization(self, org: str, state: OrganizationBaseline) -> _Organization:
+        oldest = self.now - (RETENTION_S - self._margin)
+        written = self.baseline.written if self.baseline is not None else None
+        if written is None:
+            return _Organization(None, "the baseline does not say when it was written", oldest)
+        if state.checked < oldest or written < oldest:
+            why = f"the baseline's time {iso(state.checked)} is older than the audit log's 90 days"
+            return _Organization(None, why, oldest)
+        if state.checked > self.window_end:
+            why = (
+                f"the baseline's time {iso(state.checked)} is within the logs' ingestion delay "
+                f"({self._delay:g} s) of now"
+            )
+            return _Organization(None, why, oldest)
+        since = min(state.checked, written) - self._margin
+        self._audit_log(org, since)
+        return _Organization(state, None, since, last_read=written)
 
     # -- the logs -------------------------------------------------------------------------
 
@@ -273,6 +317,56 @@ class ChangeFeed:
         with self._lock:
             self._credentials[ident] = (subscription.lower(), principal, list(credentials))
 
+    # -- PermissionSource (observe) -------------------------------------------------------
+
+    def _organization(self, org: str) -> _Organization:
+        with self._lock:
+            entry = self._orgs.get(org)
+            if entry is None:
+                entry = _Organization(
+                    None,
+                    self.why_full or "the baseline does not cover this organisation",
+                    self.now - RETENTION_S,
+                )
+                self._orgs[org] = entry
+        if entry.why is None and entry.touched is None:
+            future = self._audit_log(org, entry.since)
+            try:
+                entries = future.result()
+            except ProviderError as exc:
+                why: str | None = f"its audit log cannot be read: {exc}"
+                touched: set[str] = set()
+            else:
+                why = audit_coverage(entries, last_read=entry.last_read, margin_s=self._margin)
+                touched = {event.resource for event in audit_events(entries)}
+            with self._lock:
+                if why is not None:
+                    entry.why, entry.base = why, None
+                entry.touched = touched
+        return entry
+
+    def known_permissions(self, organization: str, endpoint_id: str) -> dict[str, Any] | None:
+        org, eid = organization.lower(), endpoint_id.lower()
+        entry = self._organization(org)
+        with self._lock:
+            base = entry.base
+            if entry.why is None and base is not None and entry.touched is not None:
+                known = base.permissions.get(eid)
+                if known is not None and eid not in entry.touched:
+                    entry.reused += 1
+                    self._permissions.setdefault(org, {})[eid] = known
+                    return copy.deepcopy(known)
+            entry.relisted += 1
+        return None
+
+    def read_permissions(
+        self, organization: str, endpoint_id: str, permissions: dict[str, Any]
+    ) -> None:
+        with self._lock:
+            self._permissions.setdefault(organization.lower(), {})[endpoint_id.lower()] = dict(
+                permissions
+            )
+
     # -- the report ------------------------------------------------------------------------
 
     def reads(self) -> list[dict[str, Any]]:
@@ -298,9 +392,30 @@ class ChangeFeed:
                     ),
                 }
             )
+        for org, org_entry in sorted(self._orgs.items()):
+            if org_entry.relisted == 0 and org_entry.reused == 0:
+                continue
+            part = f"pipeline permissions in Azure DevOps organisation {org}"
+            if org_entry.why is not None:
+                parts.append({"part": part, "read": "full", "why": org_entry.why})
+                continue
+            n = org_entry.relisted
+            parts.append(
+                {
+                    "part": part,
+                    "read": "incremental",
+                    "why": (
+                        f"{n} connection{'' if n == 1 else 's'}' permissions read again (named "
+                        f"by the audit log since {iso(org_entry.since)}, or new to the "
+                        f"baseline), {org_entry.reused} kept the baseline's. Changes after "
+                        f"{iso(self.window_end)} may not be in the log yet: they show in the "
+                        "next run"
+                    ),
+                }
+            )
         parts.append(
             {
-                "part": "identities, role assignments, service connections, pipeline permissions",
+                "part": "identities, role assignments, service connections",
                 "read": "full",
                 "why": "bulk lists of a few requests each: cheaper than any log",
             }
@@ -378,8 +493,11 @@ class ChangeFeed:
 
     def _from_audit(self, org: str, oid: str) -> Callable[[], Attribution]:
         since = self.now - RETENTION_S
-        if self.baseline is not None and org.lower() in self.baseline.organizations:
-            checked = self.baseline.organizations[org.lower()]
+        known = self._orgs.get(org.lower())
+        if known is not None and known.base is not None:
+            since = known.since
+        elif self.baseline is not None and org.lower() in self.baseline.organizations:
+            checked = self.baseline.organizations[org.lower()].checked
             if checked >= self.now - (RETENTION_S - self._margin):
                 since = checked - self._margin
         future = self._audit_log(org, since)
@@ -424,8 +542,12 @@ class ChangeFeed:
             org = resource.attrs.get("organization")
             if isinstance(org, str) and org:
                 orgs.add(org.lower())
-        for org in sorted(orgs):
-            new.organizations[org] = self.window_end
+        with self._lock:
+            permissions = {org: dict(found) for org, found in self._permissions.items()}
+        for org in sorted(orgs | set(permissions)):
+            new.organizations[org] = OrganizationBaseline(
+                self.window_end, dict(sorted(permissions.get(org, {}).items()))
+            )
         if self.baseline is not None:
             for name in missing:
                 if name not in new.objects and name in self.baseline.objects:
@@ -436,6 +558,7 @@ class ChangeFeed:
         """Write the new baseline atomically (a temporary file beside it, then a rename)."""
         if self._path is None:
             return
+        self._read_audit_logs()
         document = self.baseline_after(live, missing).to_json(written=self.now)
         target = Path(self._path)
         folder = target.parent
@@ -465,6 +588,18 @@ class ChangeFeed:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
+
+    def _read_audit_logs(self) -> None:
+        """Read the audit log of every organisation whose permissions this run read or kept,
+        if this run has not yet: the entry that read leaves (``AuditLog.AccessLog``) is what
+        tells the next run that auditing was on. An unreadable log only means the next run
+        reads permissions in full."""
+        with self._lock:
+            wanted = sorted(set(self._permissions) - set(self._audit))
+        futures = [self._audit_log(org, self.now - 60.0) for org in wanted]
+        for future in futures:
+            with contextlib.suppress(ProviderError):
+                future.result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -155,6 +155,19 @@ class CredentialSource(Protocol):
         """The identity's credentials as just listed from the service."""
 
 
+class PermissionSource(Protocol):
+    """Where a connection's pipeline permissions may come from instead of the service (the
+    incremental drift reader, from the Azure DevOps audit log)."""
+
+    def known_permissions(self, organization: str, endpoint_id: str) -> dict[str, Any] | None:
+        """The permissions as last read when nothing can have changed them since; None: read."""
+
+    def read_permissions(
+        self, organization: str, endpoint_id: str, permissions: dict[str, Any]
+    ) -> None:
+        """The permissions as just read from the service."""
+
+
 def observe(
     services: Services,
     desired: DesiredState,
@@ -165,6 +178,7 @@ def observe(
     on_retry: Callable[[Exception, float], None] | None = None,
     export: ExportScope | None = None,
     credentials: CredentialSource | None = None,
+    permissions: PermissionSource | None = None,
 ) -> LiveState:
     """``on_retry(exc, delay)`` hears of every read about to be retried (``RetryNotices``).
 
@@ -174,13 +188,14 @@ def observe(
     every subscription, the pipeline permissions of every connection; nothing beyond the
     scope (no Resource Graph search, no inventory, no organisation a credential names).
 
-    ``credentials`` may answer credential lists instead of the service (incremental drift)."""
+    ``credentials`` and ``permissions`` may answer credential lists and pipeline permissions
+    instead of the service (incremental drift)."""
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="observe") as pool:
         reader = _Reader(
             pool, clock, policy or RetryPolicy(), window=max(1, workers), on_retry=on_retry
         )
         try:
-            raw = _read(services, desired, reader, export, credentials)
+            raw = _read(services, desired, reader, export, credentials, permissions)
         except BaseException:
             # one read failed for good (or Ctrl-C): start nothing more, fail fast
             pool.shutdown(wait=False, cancel_futures=True)
@@ -284,6 +299,7 @@ def _read(
     reader: _Reader,
     export: ExportScope | None = None,
     source: CredentialSource | None = None,
+    permission_source: PermissionSource | None = None,
 ) -> Raw:
     arm = services.arm
     devops = services.devops
@@ -566,6 +582,11 @@ def _read(
                     )
             elif connection_key(org, owning, str(endpoint.get("name"))) not in wanted:
                 continue
+            if permission_source is not None:
+                f_permissions[endpoint_id] = _permissions_from(
+                    reader, permission_source, devops, org, owning, endpoint_id
+                )
+                continue
             f_permissions[endpoint_id] = reader.submit(
                 _permissions_or_empty, devops, org, owning, endpoint_id
             )
@@ -596,6 +617,29 @@ def _from_source(
         return found
 
     return reader.submit_fair(sub, listing)
+
+
+def _permissions_from(
+    reader: _Reader,
+    source: PermissionSource,
+    devops: Any,
+    org: str,
+    project: str,
+    endpoint_id: str,
+) -> Future[dict[str, Any]]:
+    """The permissions ``source`` knows, else read (and told to ``source``)."""
+    known = source.known_permissions(org, endpoint_id)
+    if known is not None:
+        done: Future[dict[str, Any]] = Future()
+        done.set_result(known)
+        return done
+
+    def reading() -> dict[str, Any]:
+        found = _permissions_or_empty(devops, org, project, endpoint_id)
+        source.read_permissions(org, endpoint_id, found)
+        return found
+
+    return reader.submit(reading)
 
 
 def _inventory(

@@ -77,7 +77,8 @@ def _connect(args: argparse.Namespace) -> Any:
 
 
 def _observe(session: Session, credentials: Any = None) -> LiveState:
-    """``credentials``: a ``CredentialSource`` (incremental drift), else every list is read."""
+    """``credentials``: a ``CredentialSource`` and ``PermissionSource`` (incremental drift),
+    else every list is read."""
     from reconciler.observe import observe
     from reconciler.retry import RetryNotices
 
@@ -89,6 +90,7 @@ def _observe(session: Session, credentials: Any = None) -> LiveState:
             workers=session.workers,
             on_retry=notices,
             credentials=credentials,
+            permissions=credentials,
         )
     finally:
         notices.close()

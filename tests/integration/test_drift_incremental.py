@@ -405,3 +405,64 @@ def test_credential_drift_names_the_portal_user_in_every_format(
     for fmt in ("text", "markdown"):
         assert "mallory@contoso.com" in outputs[fmt]
         assert "federatedIdentityCredentials/write" in outputs[fmt]
+
+
+def _permission_reads(sim: Simulator) -> int:
+    return sum(1 for r in sim.request_log() if r["op"] == "PipelinePermissions_Get")
+
+
+def _part(document: dict[str, Any], org: str) -> dict[str, Any]:
+    name = f"pipeline permissions in Azure DevOps organisation {org}"
+    found: dict[str, Any] = next(p for p in document["reads"] if p["part"] == name)
+    return found
+
+
+def test_pipeline_permissions_are_read_again_only_where_the_audit_log_says(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], portal: Portal, tmp_path: Path
+) -> None:
+    assert run(capsys, "apply", str(SPECS), *target(sim), "--auto-approve")[0] == 0
+    sim.set_auditing("contoso", True, caller="admin@contoso.com")  # fabrikam: off (default)
+    sim.age_logs(3600)
+    baseline = tmp_path / "b.json"
+    first = _drift(capsys, sim, SPECS, tmp_path / "d1.json", "--baseline", str(baseline))
+    assert _part(first, "contoso")["read"] == "full"
+
+    # nothing changed: contoso's four connections keep the baseline's permissions; fabrikam's
+    # audit log is off, so an empty answer proves nothing and its one connection is read again
+    sim.clear_log()
+    second = _drift(capsys, sim, SPECS, tmp_path / "d2.json", "--baseline", str(baseline))
+    assert second["changes"] == []
+    assert _part(second, "contoso")["read"] == "incremental"
+    fabrikam = _part(second, "fabrikam")
+    assert fabrikam["read"] == "full" and "no entry of the last run reading it" in fabrikam["why"]
+    assert _permission_reads(sim) == 1
+
+    # a portal user authorises every pipeline on team-a-deploy: read again, found, named
+    team_a = next(
+        c for c in portal.connections("contoso", "team-a") if c["name"] == "team-a-deploy"
+    )
+    sim.edit(
+        "pipeline_permissions",
+        f"contoso/team-a/endpoint/{team_a['id']}",
+        {"allPipelines": True},
+        caller="eve@contoso.com",
+    )
+    sim.clear_log()
+    third = _drift(capsys, sim, SPECS, tmp_path / "d3.json", "--baseline", str(baseline))
+    assert _permission_reads(sim) == 2
+    (change,) = third["changes"]
+    assert change["key"] == "contoso/team-a/team-a-deploy"
+    assert change["changed_by"]["caller"] == "eve@contoso.com"
+    # the edit authorised the project and dropped the one pipeline: two entries, the last wins
+    assert change["changed_by"]["operation"] == "Pipelines.ResourceUnauthorizedForPipeline"
+    full = _drift(capsys, sim, SPECS, tmp_path / "f3.json")
+    assert _objects(third) == _objects(full)
+
+    # auditing off and on again in between: nothing the log says can be trusted
+    sim.set_auditing("contoso", False, caller="admin@contoso.com")
+    sim.set_auditing("contoso", True, caller="admin@contoso.com")
+    sim.clear_log()
+    fourth = _drift(capsys, sim, SPECS, tmp_path / "d4.json", "--baseline", str(baseline))
+    contoso = _part(fourth, "contoso")
+    assert contoso["read"] == "full" and "policy was set to" in contoso["why"]
+    assert _permission_reads(sim) == 5

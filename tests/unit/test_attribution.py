@@ -12,12 +12,15 @@ from reconciler.attribution import (
     AUDIT_LOG,
     Baseline,
     BaselineError,
+    OrganizationBaseline,
     SubscriptionBaseline,
     activity_events,
     attribute,
+    audit_coverage,
     audit_events,
     auditing_switched_off,
     identity_of,
+    iso,
     latest_change,
     parse_baseline,
     provider_of,
@@ -174,10 +177,43 @@ def test_baseline_round_trip() -> None:
     baseline.subscriptions[SUB] = SubscriptionBaseline(
         1_796_000_000.0, {IDENT.lower(): ("p", [{"name": "gh", "properties": {"issuer": "i"}}])}
     )
-    baseline.organizations["contoso"] = 1_796_000_000.0
+    baseline.organizations["contoso"] = OrganizationBaseline(
+        1_796_000_000.0, {"0c7a5f0e-8d8b-4f7e-9a53-2f0b1f6c9d21": {"allPipelines": None}}
+    )
     baseline.objects["identity.x"] = ("/id", "abc")
     document = baseline.to_json(written=1_796_000_100.0)
+    baseline.written = 1_796_000_100.0
     assert parse_baseline(document) == baseline
+
+
+def _audit(action: str, at: str, **data: Any) -> dict[str, Any]:
+    return {"actionId": action, "timestamp": at, "actorUPN": "admin@contoso.com", "data": data}
+
+
+def test_the_audit_log_covers_a_window_only_with_the_last_reads_entry_and_no_policy_change() -> (
+    None
+):
+    last = 1_796_000_000.0
+    after = iso(last + 60)
+    before = iso(last - 3600)
+    access = _audit("AuditLog.AccessLog", after)
+    assert audit_coverage([access], last_read=last, margin_s=300) is None
+    # an empty answer (auditing off answers 200 with nothing) proves nothing
+    assert "no entry of the last run reading it" in str(
+        audit_coverage([], last_read=last, margin_s=300)
+    )
+    # an older read is not the last run's
+    old = _audit("AuditLog.AccessLog", before)
+    assert audit_coverage([old], last_read=last, margin_s=300) is not None
+    # the policy changed since: off for a while, even if on again now
+    flip = _audit(
+        "OrganizationPolicy.PolicyValueUpdated",
+        after,
+        PolicyName="Policy.LogAuditEvents",
+        PolicyValue="On",
+    )
+    why = audit_coverage([access, flip], last_read=last, margin_s=300)
+    assert why is not None and "set to On" in why and "admin@contoso.com" in why
 
 
 @pytest.mark.parametrize(
