@@ -33,29 +33,22 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from reconciler.errors import ConfigError, Problem, SpecError
-from reconciler.kinds import REGISTRY
+from reconciler.kinds import REGISTRY, KindSpec
+from reconciler.kinds.base import DeclaredIdentity
 from reconciler.model import (
-    DEFAULT_AUDIENCE,
     MAX_CREDENTIALS_PER_IDENTITY,
-    UNKNOWN,
     Address,
     DesiredState,
     Kind,
     Reach,
     Resource,
     Source,
-    connection_key,
-    credential_key,
-    identity_key,
-    implied_credential_name,
-    role_assignment_key,
 )
-from reconciler.ownership import ORG_TAG_PREFIX, OWNER_TAG, is_reserved_tag
 from reconciler.yamlload import (
     MAX_BYTES,
     Mark,
@@ -611,19 +604,6 @@ def _entry_of(error: ValidationError) -> tuple[str | int, ...] | None:
     return (top,)
 
 
-@dataclass
-class _Identity:
-    key: str
-    name: str
-    subscription: str
-    resource_group: str
-    address: Address
-    source: Source
-    credentials: list[str] = field(default_factory=list)  # declared credential names
-    implied: list[str] = field(default_factory=list)  # keys of connections implying one
-    issuer_subjects: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
-
-
 def _check_scope(scope: str) -> str | None:
     """Why ``scope`` is not a valid ARM scope, or None."""
     if not scope.startswith("/"):
@@ -682,8 +662,8 @@ class _Builder:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
         self.resources: dict[Address, Resource] = {}
-        self.identities: dict[str, _Identity] = {}
-        self.by_name: dict[str, list[_Identity]] = {}
+        self.identities: dict[str, DeclaredIdentity] = {}
+        self.by_name: dict[str, list[DeclaredIdentity]] = {}
         # An identity was skipped, so "no such identity" may be a consequence, not the cause.
         self.incomplete = False
         self.owners: list[tuple[str, str, Mark]] = []
@@ -694,8 +674,10 @@ class _Builder:
         # reach of every file: subscriptions (lower), management group scopes, organisations
         self.reach: tuple[dict[str, str], dict[str, str], dict[str, str]] = ({}, {}, {})
 
-    def problem(self, file: str, root: Any, path: list[str | int], message: str) -> None:
-        line, column = mark_at(root, path)
+    def problem(
+        self, file: str, root: Any, path: list[str | int], message: str, *, key: bool = False
+    ) -> None:
+        line, column = mark_at(root, path, key=key)
         self.problems.append(Problem(file, line, column, _path_text(path), message))
 
     @staticmethod
@@ -777,12 +759,12 @@ class _Builder:
         elif owner is not None:
             self.owners.append((owner, doc.file, root.value_marks["owner"]))
         self.add_reach(root, bad)
-        if ("identities",) in bad:
+        if any((r.spec_section,) in bad for r in _TOP_LEVEL if not r.spec_late):
             return
         defaults = self.defaults(root, bad)
-        for i, spec in enumerate(root.get("identities") or ()):
-            if ("identities", i) not in bad:
-                self.identity(doc.file, root, i, spec, defaults, bad)
+        for rules in REGISTRY.values():
+            if rules.spec_section and rules.spec_parent is None and not rules.spec_late:
+                self.section(doc.file, root, rules, defaults, bad)
 
     def add_reach(self, root: MarkedMap, bad: set[tuple[str | int, ...]]) -> None:
         given = root.get("reach")
@@ -812,193 +794,61 @@ class _Builder:
         if bad is None:
             return
         root = doc.data
-        if ("serviceConnections",) in bad:
+        if any((r.spec_section,) in bad for r in _TOP_LEVEL if r.spec_late):
             return
         defaults = self.defaults(root, bad)
-        for i, spec in enumerate(root.get("serviceConnections") or ()):
-            if ("serviceConnections", i) not in bad:
-                self.connection(doc.file, root, i, spec, defaults)
+        for rules in _TOP_LEVEL:
+            if rules.spec_late:
+                self.section(doc.file, root, rules, defaults, bad)
 
-    # identities ------------------------------------------------------------------------
-
-    def identity(
+    def section(
         self,
         file: str,
         root: MarkedMap,
-        i: int,
-        spec: Mapping[str, Any],
+        rules: KindSpec,
         defaults: Mapping[str, Any],
         bad: set[tuple[str | int, ...]],
     ) -> None:
-        path: list[str | int] = ["identities", i]
-        values = {}
-        for name in ("subscription", "resourceGroup", "location"):
-            value = spec.get(name, defaults.get(name))
-            if value is None and name not in defaults:
-                self.problem(
-                    file,
-                    root,
-                    [*path, name],
-                    f"required field missing (set it here or in defaults.{name})",
-                )
-            if value is None:
-                self.incomplete = True
-            values[name] = value
-        tags = dict(spec.get("tags") or {})
-        for tag in tags:
-            if is_reserved_tag(str(tag)):
-                line, column = mark_at(root, [*path, "tags", tag], key=True)
-                why = (
-                    "the tool writes it from `owner` to mark what it owns"
-                    if str(tag).lower() == OWNER_TAG
-                    else f"tags starting with `{ORG_TAG_PREFIX}` are the tool's record of the "
-                    "Azure DevOps organisations where this owner's connections sign in as the "
-                    "identity"
-                )
-                self.problems.append(
-                    Problem(
-                        file, line, column, _path_text([*path, "tags", tag]), f"reserved tag: {why}"
-                    )
-                )
-        if any(v is None for v in values.values()):
-            return
-        subscription = values["subscription"].lower()
-        resource_group = values["resourceGroup"]
-        name = spec["name"]
-        key = identity_key(subscription, resource_group, name)
-        address = Address(Kind.IDENTITY, key)
-        source = self.source(file, spec, path)
-        resource = Resource(
-            address,
-            {
-                "subscription": subscription,
-                "resourceGroup": resource_group,
-                "name": name,
-                "location": values["location"].replace(" ", "").lower(),
-                "tags": {k: v for k, v in tags.items() if not is_reserved_tag(str(k))},
-            },
-            source,
-            fields={
-                name: self.given(file, root, path, spec, name)
-                for name in ("subscription", "resourceGroup")
-            },
-        )
-        if not self.add(resource, f"identity {key}", file, root, path):
-            return
-        record = _Identity(key, name, subscription, resource_group, address, source)
-        self.identities[key] = record
-        self.by_name.setdefault(name.lower(), []).append(record)
-        for j, credential in enumerate(spec.get("federatedCredentials") or ()):
-            if (*path, "federatedCredentials", j) not in bad:
-                self.credential(file, root, [*path, "federatedCredentials", j], credential, record)
-        for k, assignment in enumerate(spec.get("roleAssignments") or ()):
-            if (*path, "roleAssignments", k) not in bad:
-                self.assignment(file, root, [*path, "roleAssignments", k], assignment, record)
+        """Every usable entry of a top-level section, built by its kind."""
+        section = rules.spec_section
+        for i, spec in enumerate(root.get(section) or ()):
+            if (section, i) not in bad:
+                rules.build(self, file, root, [section, i], spec, None, defaults, bad)
 
-    def credential(
+    def build_children(
         self,
         file: str,
-        root: MarkedMap,
+        root: Any,
         path: list[str | int],
         spec: Mapping[str, Any],
-        identity: _Identity,
+        identity: DeclaredIdentity,
+        bad: set[tuple[str | int, ...]],
     ) -> None:
-        source = self.source(file, spec, path)
-        address = Address(Kind.FEDERATED_CREDENTIAL, credential_key(identity.key, spec["name"]))
-        pair = (spec["issuer"], spec["subject"])
-        resource = Resource(
-            address,
-            {
-                "identity": identity.key,
-                "name": spec["name"],
-                "issuer": spec["issuer"],
-                "subject": spec["subject"],
-                "audiences": sorted(spec.get("audiences") or [DEFAULT_AUDIENCE]),
-                "serviceConnection": None,
-            },
-            source,
-            (identity.address,),
-        )
-        label = f"federated credential '{spec['name']}' on identity {identity.key}"
-        if not self.add(resource, label, file, root, path):
-            return
-        identity.credentials.append(spec["name"])
-        first = identity.issuer_subjects.get(pair)
-        if first is not None:
-            self.problem(
-                file,
-                root,
-                path,
-                f"issuer and subject already used by federated credential '{first[0]}' at "
-                f"{first[1]} (they must be unique per identity)",
-            )
-        else:
-            identity.issuer_subjects[pair] = (spec["name"], str(source))
+        for rules in REGISTRY.values():
+            if rules.spec_parent != path[0]:
+                continue
+            section = rules.spec_section
+            for j, entry in enumerate(spec.get(section) or ()):
+                if (*path, section, j) not in bad:
+                    rules.build(self, file, root, [*path, section, j], entry, identity, {}, bad)
 
-    def assignment(
-        self,
-        file: str,
-        root: MarkedMap,
-        path: list[str | int],
-        spec: Mapping[str, Any],
-        identity: _Identity,
-    ) -> None:
-        ok = True
-        if ("scope" in spec) == ("resourceGroup" in spec):
-            self.problem(file, root, path, "give exactly one of scope or resourceGroup")
-            return
-        if "scope" in spec:
-            scope = spec["scope"].rstrip("/") or "/"
-            error = _check_scope(scope)
-            if error is not None:
-                self.problem(file, root, [*path, "scope"], error)
-                ok = False
-        else:
-            scope = f"/subscriptions/{identity.subscription}/resourceGroups/{spec['resourceGroup']}"
-        role = spec["role"]
-        guid, error = _role_definition(role)
-        if error is not None:
-            self.problem(file, root, [*path, "role"], error)
-            ok = False
-        condition = spec.get("condition")
-        if "conditionVersion" in spec and condition is None:
-            self.problem(
-                file,
-                root,
-                [*path, "conditionVersion"],
-                "conditionVersion without a condition: add the condition or remove this",
-            )
-            ok = False
-        if not ok:
-            return
-        role_ref = guid if guid is not None else f"name:{role}"
-        address = Address(Kind.ROLE_ASSIGNMENT, role_assignment_key(identity.key, scope, role_ref))
-        resource = Resource(
-            address,
-            {
-                "identity": identity.key,
-                "role": role,
-                "roleDefinitionId": guid,
-                "scope": scope,
-                "description": spec.get("description"),
-                "condition": condition,
-                "conditionVersion": "2.0" if condition is not None else None,
-            },
-            self.source(file, spec, path),
-            (identity.address,),
-            fields={
-                "role": self.at(file, root, [*path, "role"]),
-                "scope": self.at(
-                    file, root, [*path, "scope" if "scope" in spec else "resourceGroup"]
-                ),
-            },
-        )
-        label = f"role assignment of {role} at {scope} to identity {identity.key}"
-        self.add(resource, label, file, root, path)
+    def declare_identity(self, identity: DeclaredIdentity) -> None:
+        self.identities[identity.key] = identity
+        self.by_name.setdefault(identity.name.lower(), []).append(identity)
+
+    @staticmethod
+    def check_scope(scope: str) -> str | None:
+        return _check_scope(scope)
+
+    @staticmethod
+    def role_definition(role: str) -> tuple[str | None, str | None]:
+        return _role_definition(role)
+
+    # identities ------------------------------------------------------------------------
 
     # service connections ---------------------------------------------------------------
 
-    def find_identity(self, ref: Any) -> tuple[_Identity | None, str | None]:
+    def find_identity(self, ref: Any) -> tuple[DeclaredIdentity | None, str | None]:
         if isinstance(ref, str):
             ref = {"name": ref}
         candidates = [
@@ -1030,132 +880,6 @@ class _Builder:
         if close:
             message += f" (did you mean '{self.by_name[close[0]][0].name}'?)"
         return None, message
-
-    def connection(
-        self,
-        file: str,
-        root: MarkedMap,
-        i: int,
-        spec: Mapping[str, Any],
-        defaults: Mapping[str, Any],
-    ) -> None:
-        path: list[str | int] = ["serviceConnections", i]
-        organization = spec.get("organization", defaults.get("organization"))
-        project = spec.get("project", defaults.get("project"))
-        ok = True
-        for name, value in (("organization", organization), ("project", project)):
-            if value is None and name not in defaults:
-                self.problem(
-                    file,
-                    root,
-                    [*path, name],
-                    f"required field missing (set it here or in defaults.{name})",
-                )
-                ok = False
-        identity, error = self.find_identity(spec["identity"])
-        if error:
-            self.problem(file, root, [*path, "identity"], error)
-        shared = list(spec.get("sharedWith") or [])
-        seen: set[str] = set()
-        for j, other in enumerate(shared):
-            if project is not None and other.lower() == project.lower():
-                self.problem(
-                    file,
-                    root,
-                    [*path, "sharedWith", j],
-                    f"'{other}' is the connection's own project: share only with other projects",
-                )
-                ok = False
-            elif other.lower() in seen:
-                self.problem(file, root, [*path, "sharedWith", j], f"duplicate entry '{other}'")
-                ok = False
-            seen.add(other.lower())
-        permissions = spec.get("pipelinePermissions")
-        if isinstance(permissions, list):
-            names: set[str] = set()
-            for j, pipeline in enumerate(permissions):
-                if pipeline.lower() in names:
-                    self.problem(
-                        file,
-                        root,
-                        [*path, "pipelinePermissions", j],
-                        f"duplicate entry '{pipeline}'",
-                    )
-                    ok = False
-                names.add(pipeline.lower())
-            permissions = sorted(permissions)
-        if not ok or identity is None or organization is None or project is None:
-            return
-        subscription = spec.get("subscription", identity.subscription).lower()
-        group = spec.get("resourceGroup")
-        key = connection_key(organization, project, spec["name"])
-        address = Address(Kind.SERVICE_CONNECTION, key)
-        source = self.source(file, spec, path)
-        resource = Resource(
-            address,
-            {
-                "organization": organization,
-                "project": project,
-                "name": spec["name"],
-                "description": spec.get("description"),
-                "identity": identity.key,
-                "subscriptionId": subscription,
-                "subscriptionName": spec["subscriptionName"],
-                "scope": f"/subscriptions/{subscription}/resourceGroups/{group}" if group else None,
-                "sharedWith": sorted(shared),
-                "pipelinePermissions": permissions,
-                # only when written: the default depends on the connection's cloud
-                **({"issuerKind": spec["issuer"]} if "issuer" in spec else {}),
-            },
-            source,
-            (identity.address,),
-            fields=self.connection_fields(file, root, path, spec),
-        )
-        label = f"service connection {key} (names compare case-insensitively)"
-        if not self.add(resource, label, file, root, path):
-            return
-        name = implied_credential_name(organization, project, spec["name"])
-        implied = Resource(
-            Address(Kind.FEDERATED_CREDENTIAL, credential_key(identity.key, name)),
-            {
-                "identity": identity.key,
-                "name": name,
-                "issuer": UNKNOWN,
-                "subject": UNKNOWN,
-                "audiences": [DEFAULT_AUDIENCE],
-                "serviceConnection": key,
-            },
-            source,
-            (address, identity.address),
-        )
-        first = self.resources.get(implied.address)
-        if first is not None:
-            self.problem(
-                file,
-                root,
-                path,
-                f"the federated credential this connection implies, '{name}', is already "
-                f"declared at {first.source} on identity {identity.key}",
-            )
-            return
-        self.resources[implied.address] = implied
-        identity.implied.append(key)
-
-    def connection_fields(
-        self, file: str, root: Any, path: list[str | int], spec: Mapping[str, Any]
-    ) -> dict[str, Source]:
-        fields = {
-            name: self.given(file, root, path, spec, name) for name in ("organization", "project")
-        }
-        for name in ("subscription", "resourceGroup"):
-            if name in spec:
-                fields[name] = self.at(file, root, [*path, name])
-        for name in ("sharedWith", "pipelinePermissions"):
-            values = spec.get(name)
-            if isinstance(values, list):
-                for j, value in enumerate(values):
-                    fields[f"{name}/{str(value).lower()}"] = self.at(file, root, [*path, name, j])
-        return fields
 
     # whole state -----------------------------------------------------------------------
 
@@ -1205,6 +929,12 @@ class _Builder:
                     )
                 )
         return owner
+
+
+# the kinds whose entries stand at the top of a spec (identities, service connections)
+_TOP_LEVEL: Final = tuple(
+    rules for rules in REGISTRY.values() if rules.spec_section and rules.spec_parent is None
+)
 
 
 def build_desired_state(documents: Sequence[Document]) -> DesiredState:

@@ -22,6 +22,7 @@ from reconciler.model import (
     LiveState,
     Ownership,
     Resource,
+    Source,
     implied_credential_name,
 )
 from reconciler.references import Place, Report
@@ -136,6 +137,21 @@ class KindSpec(Protocol):
     operations: Mapping[str, str]
     is_identity: bool
     plural: str
+    spec_section: str
+    spec_parent: str | None
+    spec_late: bool
+
+    def build(
+        self,
+        ctx: BuildContext,
+        file: str,
+        root: Any,
+        path: list[str | int],
+        spec: Mapping[str, Any],
+        identity: DeclaredIdentity | None,
+        defaults: Mapping[str, Any],
+        bad: set[tuple[str | int, ...]],
+    ) -> None: ...
 
     def count_text(self, resources: list[Resource]) -> str: ...
 
@@ -337,6 +353,26 @@ class Rules:
 
     # the identity itself: the other kinds hang off one, and the Markdown view groups by it
     is_identity: bool = False
+    # the spec section whose entries build objects of this kind, and the section it is nested
+    # in (None: top level); a late one is built after every file's identities
+    spec_section: str = ""
+    spec_parent: str | None = None
+    spec_late: bool = False
+
+    def build(
+        self,
+        ctx: BuildContext,
+        file: str,
+        root: Any,
+        path: list[str | int],
+        spec: Mapping[str, Any],
+        identity: DeclaredIdentity | None,
+        defaults: Mapping[str, Any],
+        bad: set[tuple[str | int, ...]],
+    ) -> None:
+        """Build the objects one spec entry (at ``path``, schema-valid) declares, reporting
+        what is wrong with it through ``ctx``; ``identity``: the identity it is nested in."""
+
     # the noun's plural in counts ("identities"; by default the noun and an s)
     plural: str = ""
 
@@ -472,3 +508,77 @@ class IdentityChild(Rules):
 
     def identity_in_key(self, address: Address) -> str | None:
         return None
+
+
+# -- building from the spec: what a kind's rules see of the spec reader ----------------------
+
+
+@dataclass
+class DeclaredIdentity:
+    """An identity the specs declare, as its dependents' entries need it while building."""
+
+    key: str
+    name: str
+    subscription: str
+    resource_group: str
+    address: Address
+    source: Source
+    credentials: list[str] = field(default_factory=list)  # declared credential names
+    implied: list[str] = field(default_factory=list)  # keys of connections implying one
+    issuer_subjects: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+
+class BuildContext(Protocol):
+    """What a kind's ``build`` sees of the spec reader (``reconciler.specs``): where things
+    were written, how to report a problem there, and the objects built so far."""
+
+    resources: dict[Address, Resource]
+    # an entry was skipped, so "no such identity" may be a consequence, not the cause
+    incomplete: bool
+
+    def problem(
+        self, file: str, root: Any, path: list[str | int], message: str, *, key: bool = False
+    ) -> None:
+        """Report ``message`` at the value (or with ``key``, the key) at ``path``."""
+        ...
+
+    def source(self, file: str, spec: Any, path: list[str | int]) -> Source: ...
+
+    def at(self, file: str, root: Any, path: list[str | int]) -> Source: ...
+
+    def given(
+        self, file: str, root: Any, path: list[str | int], spec: Mapping[str, Any], name: str
+    ) -> Source: ...
+
+    def add(
+        self, resource: Resource, label: str, file: str, root: Any, path: list[str | int]
+    ) -> bool:
+        """Add ``resource`` unless its address is taken (then a problem naming ``label``)."""
+        ...
+
+    def declare_identity(self, identity: DeclaredIdentity) -> None: ...
+
+    def find_identity(self, ref: Any) -> tuple[DeclaredIdentity | None, str | None]:
+        """The identity an entry names (a name, or {name, resourceGroup, subscription}), or
+        why not ("" when an earlier problem probably explains it)."""
+        ...
+
+    def build_children(
+        self,
+        file: str,
+        root: Any,
+        path: list[str | int],
+        spec: Mapping[str, Any],
+        identity: DeclaredIdentity,
+        bad: set[tuple[str | int, ...]],
+    ) -> None:
+        """Build the entries nested in an identity's entry, each by its kind."""
+        ...
+
+    def check_scope(self, scope: str) -> str | None:
+        """Why ``scope`` is not a valid ARM scope, or None."""
+        ...
+
+    def role_definition(self, role: str) -> tuple[str | None, str | None]:
+        """(role definition GUID, or None when the live catalogue must tell; error or None)."""
+        ...

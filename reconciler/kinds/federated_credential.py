@@ -10,6 +10,8 @@ from reconciler.changes import Action, Change, Notice, NoticeLevel, Reason
 from reconciler.kinds.base import (
     DELETE_THEN_CREATE,
     TRANSITIONS,
+    BuildContext,
+    DeclaredIdentity,
     Edge,
     Exported,
     ExportView,
@@ -38,6 +40,8 @@ class FederatedCredentialKind(Rules):
     kind: Kind = Kind.FEDERATED_CREDENTIAL
     # after connections: a connection's credential takes the issuer and subject it generates
     plan_order: int = 2
+    spec_section: str = "federatedCredentials"
+    spec_parent: str | None = "identities"
     # issuer, subject and audiences change in place: a delete/create window breaks sign-in
     declared_fields: tuple[str, ...] = ("issuer", "subject", "audiences")
     immutable_fields: tuple[str, ...] = ()
@@ -92,6 +96,52 @@ class FederatedCredentialKind(Rules):
         return address.key.rpartition("/")[0]
 
     # -- planning ---------------------------------------------------------------------------
+
+    def build(
+        self,
+        ctx: BuildContext,
+        file: str,
+        root: Any,
+        path: list[str | int],
+        spec: Mapping[str, Any],
+        identity: DeclaredIdentity | None,
+        defaults: Mapping[str, Any],
+        bad: set[tuple[str | int, ...]],
+    ) -> None:
+        """An entry of an identity's ``federatedCredentials``."""
+        if identity is None:
+            return
+        source = ctx.source(file, spec, path)
+        address = Address(Kind.FEDERATED_CREDENTIAL, credential_key(identity.key, spec["name"]))
+        pair = (spec["issuer"], spec["subject"])
+        resource = Resource(
+            address,
+            {
+                "identity": identity.key,
+                "name": spec["name"],
+                "issuer": spec["issuer"],
+                "subject": spec["subject"],
+                "audiences": sorted(spec.get("audiences") or [DEFAULT_AUDIENCE]),
+                "serviceConnection": None,
+            },
+            source,
+            (identity.address,),
+        )
+        label = f"federated credential '{spec['name']}' on identity {identity.key}"
+        if not ctx.add(resource, label, file, root, path):
+            return
+        identity.credentials.append(spec["name"])
+        first = identity.issuer_subjects.get(pair)
+        if first is not None:
+            ctx.problem(
+                file,
+                root,
+                path,
+                f"issuer and subject already used by federated credential '{first[0]}' at "
+                f"{first[1]} (they must be unique per identity)",
+            )
+        else:
+            identity.issuer_subjects[pair] = (spec["name"], str(source))
 
     def count_text(self, resources: list[Resource]) -> str:
         text = super().count_text(resources)

@@ -11,6 +11,8 @@ from reconciler.kinds.base import (
     DELETE_THEN_CREATE,
     DESTROYS_IDS,
     LOSING,
+    BuildContext,
+    DeclaredIdentity,
     Edge,
     Exported,
     ExportView,
@@ -27,6 +29,7 @@ from reconciler.model import (
     Resource,
     identity_key,
 )
+from reconciler.ownership import ORG_TAG_PREFIX, OWNER_TAG, is_reserved_tag
 from reconciler.references import Place
 
 
@@ -37,6 +40,7 @@ class IdentityKind(Rules):
     plan_order: int = 0
     selectable: bool = True
     is_identity: bool = True
+    spec_section: str = "identities"
     plural: str = "identities"
     # organizations: the inventory (README "Safety"), organisation id -> name, derived by the
     # planner from the connections that sign in as the identity and kept in its tags
@@ -157,6 +161,72 @@ class IdentityKind(Rules):
             "tenantId": (attrs.get("tenantId") or tenant_id or None) if found else None,
             "id": attrs.get("id"),
         }
+
+    def build(
+        self,
+        ctx: BuildContext,
+        file: str,
+        root: Any,
+        path: list[str | int],
+        spec: Mapping[str, Any],
+        identity: DeclaredIdentity | None,
+        defaults: Mapping[str, Any],
+        bad: set[tuple[str | int, ...]],
+    ) -> None:
+        """An entry of ``identities`` (its credentials and role assignments are built by
+        their kinds, ``BuildContext.build_children``)."""
+        values = {}
+        for name in ("subscription", "resourceGroup", "location"):
+            value = spec.get(name, defaults.get(name))
+            if value is None and name not in defaults:
+                ctx.problem(
+                    file,
+                    root,
+                    [*path, name],
+                    f"required field missing (set it here or in defaults.{name})",
+                )
+            if value is None:
+                ctx.incomplete = True
+            values[name] = value
+        tags = dict(spec.get("tags") or {})
+        for tag in tags:
+            if is_reserved_tag(str(tag)):
+                why = (
+                    "the tool writes it from `owner` to mark what it owns"
+                    if str(tag).lower() == OWNER_TAG
+                    else f"tags starting with `{ORG_TAG_PREFIX}` are the tool's record of the "
+                    "Azure DevOps organisations where this owner's connections sign in as the "
+                    "identity"
+                )
+                ctx.problem(file, root, [*path, "tags", tag], f"reserved tag: {why}", key=True)
+        if any(v is None for v in values.values()):
+            return
+        subscription = values["subscription"].lower()
+        resource_group = values["resourceGroup"]
+        name = spec["name"]
+        key = identity_key(subscription, resource_group, name)
+        address = Address(Kind.IDENTITY, key)
+        source = ctx.source(file, spec, path)
+        resource = Resource(
+            address,
+            {
+                "subscription": subscription,
+                "resourceGroup": resource_group,
+                "name": name,
+                "location": values["location"].replace(" ", "").lower(),
+                "tags": {k: v for k, v in tags.items() if not is_reserved_tag(str(k))},
+            },
+            source,
+            fields={
+                name: ctx.given(file, root, path, spec, name)
+                for name in ("subscription", "resourceGroup")
+            },
+        )
+        if not ctx.add(resource, f"identity {key}", file, root, path):
+            return
+        record = DeclaredIdentity(key, name, subscription, resource_group, address, source)
+        ctx.declare_identity(record)
+        ctx.build_children(file, root, path, spec, record, bad)
 
     def describe(self, resource: Resource, roles: Mapping[str, str]) -> list[str]:
         a = resource.attrs

@@ -13,6 +13,8 @@ from reconciler.errors import PlanError, Problem
 from reconciler.kinds.base import (
     CREATE_THEN_DELETE,
     DESTROYS_IDS,
+    BuildContext,
+    DeclaredIdentity,
     Exported,
     ExportView,
     IdentityChild,
@@ -46,6 +48,8 @@ _GROUP_IN: Final = re.compile(r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)$"
 class RoleAssignmentKind(IdentityChild):
     kind: Kind = Kind.ROLE_ASSIGNMENT
     plan_order: int = 3
+    spec_section: str = "roleAssignments"
+    spec_parent: str | None = "identities"
     # a PUT under the same assignment name updates these; principal, scope and role cannot change
     declared_fields: tuple[str, ...] = ("description", "condition", "conditionVersion")
     immutable_fields: tuple[str, ...] = ()
@@ -203,6 +207,73 @@ class RoleAssignmentKind(IdentityChild):
                 f"unknown role '{role}': no role definition with that name is assignable at "
                 f"{scope}" + hint,
             )
+
+    def build(
+        self,
+        ctx: BuildContext,
+        file: str,
+        root: Any,
+        path: list[str | int],
+        spec: Mapping[str, Any],
+        identity: DeclaredIdentity | None,
+        defaults: Mapping[str, Any],
+        bad: set[tuple[str | int, ...]],
+    ) -> None:
+        """An entry of an identity's ``roleAssignments``."""
+        if identity is None:
+            return
+        ok = True
+        if ("scope" in spec) == ("resourceGroup" in spec):
+            ctx.problem(file, root, path, "give exactly one of scope or resourceGroup")
+            return
+        if "scope" in spec:
+            scope = spec["scope"].rstrip("/") or "/"
+            error = ctx.check_scope(scope)
+            if error is not None:
+                ctx.problem(file, root, [*path, "scope"], error)
+                ok = False
+        else:
+            scope = f"/subscriptions/{identity.subscription}/resourceGroups/{spec['resourceGroup']}"
+        role = spec["role"]
+        guid, error = ctx.role_definition(role)
+        if error is not None:
+            ctx.problem(file, root, [*path, "role"], error)
+            ok = False
+        condition = spec.get("condition")
+        if "conditionVersion" in spec and condition is None:
+            ctx.problem(
+                file,
+                root,
+                [*path, "conditionVersion"],
+                "conditionVersion without a condition: add the condition or remove this",
+            )
+            ok = False
+        if not ok:
+            return
+        role_ref = guid if guid is not None else f"name:{role}"
+        address = Address(Kind.ROLE_ASSIGNMENT, role_assignment_key(identity.key, scope, role_ref))
+        resource = Resource(
+            address,
+            {
+                "identity": identity.key,
+                "role": role,
+                "roleDefinitionId": guid,
+                "scope": scope,
+                "description": spec.get("description"),
+                "condition": condition,
+                "conditionVersion": "2.0" if condition is not None else None,
+            },
+            ctx.source(file, spec, path),
+            (identity.address,),
+            fields={
+                "role": ctx.at(file, root, [*path, "role"]),
+                "scope": ctx.at(
+                    file, root, [*path, "scope" if "scope" in spec else "resourceGroup"]
+                ),
+            },
+        )
+        label = f"role assignment of {role} at {scope} to identity {identity.key}"
+        ctx.add(resource, label, file, root, path)
 
     def describe(self, resource: Resource, roles: Mapping[str, str]) -> list[str]:
         r = resource.attrs

@@ -25,6 +25,8 @@ from reconciler.kinds.base import (
     DESTROYS_IDS,
     LOSING,
     TRANSITIONS,
+    BuildContext,
+    DeclaredIdentity,
     Edge,
     Exported,
     ExportView,
@@ -35,6 +37,7 @@ from reconciler.kinds.base import (
     short_identity,
 )
 from reconciler.model import (
+    DEFAULT_AUDIENCE,
     MAX_CREDENTIALS_PER_IDENTITY,
     UNKNOWN,
     Address,
@@ -42,7 +45,9 @@ from reconciler.model import (
     LiveResource,
     LiveState,
     Resource,
+    Source,
     connection_key,
+    credential_key,
     implied_credential_name,
 )
 from reconciler.references import Place, Report, did_you_mean, resource_group_of
@@ -168,6 +173,8 @@ class ServiceConnectionKind(IdentityChild):
     kind: Kind = Kind.SERVICE_CONNECTION
     plan_order: int = 1
     selectable: bool = True
+    spec_section: str = "serviceConnections"
+    spec_late: bool = True
     # servicePrincipalId and tenantId are derived from the identity, then compared like the rest
     declared_fields: tuple[str, ...] = (
         "description",
@@ -427,6 +434,120 @@ class ServiceConnectionKind(IdentityChild):
             "identityClientId": attrs.get("servicePrincipalId"),
             "tenantId": attrs.get("tenantId"),
         }
+
+    def build(
+        self,
+        ctx: BuildContext,
+        file: str,
+        root: Any,
+        path: list[str | int],
+        spec: Mapping[str, Any],
+        identity: DeclaredIdentity | None,
+        defaults: Mapping[str, Any],
+        bad: set[tuple[str | int, ...]],
+    ) -> None:
+        """An entry of ``serviceConnections`` (after every identity, so that it may name one
+        from any file), and the federated credential it implies on its identity."""
+        organization = spec.get("organization", defaults.get("organization"))
+        project = spec.get("project", defaults.get("project"))
+        ok = True
+        for name, value in (("organization", organization), ("project", project)):
+            if value is None and name not in defaults:
+                ctx.problem(
+                    file,
+                    root,
+                    [*path, name],
+                    f"required field missing (set it here or in defaults.{name})",
+                )
+                ok = False
+        identity, error = ctx.find_identity(spec["identity"])
+        if error:
+            ctx.problem(file, root, [*path, "identity"], error)
+        shared = list(spec.get("sharedWith") or [])
+        seen: set[str] = set()
+        for j, other in enumerate(shared):
+            if project is not None and other.lower() == project.lower():
+                ctx.problem(
+                    file,
+                    root,
+                    [*path, "sharedWith", j],
+                    f"'{other}' is the connection's own project: share only with other projects",
+                )
+                ok = False
+            elif other.lower() in seen:
+                ctx.problem(file, root, [*path, "sharedWith", j], f"duplicate entry '{other}'")
+                ok = False
+            seen.add(other.lower())
+        permissions = spec.get("pipelinePermissions")
+        if isinstance(permissions, list):
+            names: set[str] = set()
+            for j, pipeline in enumerate(permissions):
+                if pipeline.lower() in names:
+                    ctx.problem(
+                        file,
+                        root,
+                        [*path, "pipelinePermissions", j],
+                        f"duplicate entry '{pipeline}'",
+                    )
+                    ok = False
+                names.add(pipeline.lower())
+            permissions = sorted(permissions)
+        if not ok or identity is None or organization is None or project is None:
+            return
+        subscription = spec.get("subscription", identity.subscription).lower()
+        group = spec.get("resourceGroup")
+        key = connection_key(organization, project, spec["name"])
+        address = Address(Kind.SERVICE_CONNECTION, key)
+        source = ctx.source(file, spec, path)
+        resource = Resource(
+            address,
+            {
+                "organization": organization,
+                "project": project,
+                "name": spec["name"],
+                "description": spec.get("description"),
+                "identity": identity.key,
+                "subscriptionId": subscription,
+                "subscriptionName": spec["subscriptionName"],
+                "scope": f"/subscriptions/{subscription}/resourceGroups/{group}" if group else None,
+                "sharedWith": sorted(shared),
+                "pipelinePermissions": permissions,
+                # only when written: the default depends on the connection's cloud
+                **({"issuerKind": spec["issuer"]} if "issuer" in spec else {}),
+            },
+            source,
+            (identity.address,),
+            fields=_connection_fields(ctx, file, root, path, spec),
+        )
+        label = f"service connection {key} (names compare case-insensitively)"
+        if not ctx.add(resource, label, file, root, path):
+            return
+        name = implied_credential_name(organization, project, spec["name"])
+        implied = Resource(
+            Address(Kind.FEDERATED_CREDENTIAL, credential_key(identity.key, name)),
+            {
+                "identity": identity.key,
+                "name": name,
+                "issuer": UNKNOWN,
+                "subject": UNKNOWN,
+                "audiences": [DEFAULT_AUDIENCE],
+                "serviceConnection": key,
+            },
+            source,
+            (address, identity.address),
+        )
+        first = ctx.resources.get(implied.address)
+        if first is not None:
+            ctx.problem(
+                file,
+                root,
+                path,
+                f"the federated credential this connection implies, '{name}', is already "
+                f"declared at {first.source} on identity {identity.key}",
+            )
+            return
+        ctx.resources[implied.address] = implied
+        identity.implied.append(key)
 
     def describe(self, resource: Resource, roles: Mapping[str, str]) -> list[str]:
         s = resource.attrs
@@ -697,6 +818,21 @@ def _same_organization(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None)
         str((a or {}).get("organization") or "").lower()
         == str((b or {}).get("organization") or "").lower()
     )
+
+
+def _connection_fields(
+    ctx: BuildContext, file: str, root: Any, path: list[str | int], spec: Mapping[str, Any]
+) -> dict[str, Source]:
+    fields = {name: ctx.given(file, root, path, spec, name) for name in ("organization", "project")}
+    for name in ("subscription", "resourceGroup"):
+        if name in spec:
+            fields[name] = ctx.at(file, root, [*path, name])
+    for name in ("sharedWith", "pipelinePermissions"):
+        values = spec.get(name)
+        if isinstance(values, list):
+            for j, value in enumerate(values):
+                fields[f"{name}/{str(value).lower()}"] = ctx.at(file, root, [*path, name, j])
+    return fields
 
 
 def endpoint_gone(endpoint: Any) -> bool:

@@ -7,9 +7,6 @@ executor, progress and the renderers ask the registries instead. ``bench/`` is h
 In scope: the tool's package and the benchmark. Out of scope: ``tests/``, whose fixtures name
 the kinds they build, and ``reconciler/sim/``, which may not import the tool at all (an import
 contract in pyproject.toml forbids it, so it cannot name a ``Kind`` either).
-
-``KNOWN`` lists what is left, with the reason, per file; the counts may only go down: a new
-reference fails, and so does a stale entry (fix the count when you remove one).
 """
 
 from __future__ import annotations
@@ -19,16 +16,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMES = (ROOT / "reconciler" / "kinds", ROOT / "reconciler" / "model.py")
-
-# file -> (references left, why they are not in a kind's home yet)
-KNOWN: dict[str, tuple[int, str]] = {
-    "reconciler/specs.py": (
-        5,
-        "the spec format nests credentials and role assignments under identities and implies "
-        "a credential per connection: the builder walks that shape and names what it builds "
-        "(the summary and the offline warnings ask the kinds)",
-    ),
-}
 
 
 def _kind_references(path: Path) -> list[tuple[int, str]]:
@@ -58,20 +45,12 @@ def _scanned() -> list[Path]:
 
 
 def test_no_module_outside_the_kinds_names_a_kind() -> None:
-    unexpected: list[str] = []
-    counts: dict[str, int] = {}
-    for path in _scanned():
-        name = path.relative_to(ROOT).as_posix()
-        refs = _kind_references(path)
-        if not refs:
-            continue
-        counts[name] = len(refs)
-        if name not in KNOWN:
-            unexpected += [f"{name}:{line}: {text}" for line, text in refs]
-    assert not unexpected, "ask the kind's rules or executor instead:\n" + "\n".join(unexpected)
-    for name, (allowed, _why) in KNOWN.items():
-        assert counts.get(name, 0) <= allowed, f"{name}: more kind references than before"
-        assert counts.get(name, 0) == allowed, f"{name}: fewer references now; lower KNOWN"
+    found = [
+        f"{path.relative_to(ROOT).as_posix()}:{line}: {text}"
+        for path in _scanned()
+        for line, text in _kind_references(path)
+    ]
+    assert not found, "ask the kind's rules or executor instead:\n" + "\n".join(found)
 
 
 def test_the_guard_sees_a_reference(tmp_path: Path) -> None:
