@@ -347,10 +347,13 @@ class Bench:
     def _prepare_incremental(
         self, world: BenchWorld, sim: SimProcess, faults: list[str], size: int
     ) -> None:
-        """The baseline from a full drift run without throttling (not measured), then 1% of
-        the declared objects edited out of band by named portal users, auditing on."""
+        """The steady state of a scheduled job: the organisation's auditing on for long (an
+        hour ago), the baseline from a full drift run without throttling (not measured), then
+        1% of the declared objects edited out of band by named portal users."""
         baseline = self._baseline(size)
         baseline.unlink(missing_ok=True)
+        sim.admin("POST", "auditing", {"organization": ORG, "enabled": True})
+        sim.admin("POST", "logs/age", {"seconds": 3600})
         unthrottled = [f for f in faults if not f.startswith("throttle")]
         sim.admin("POST", "faults", {"specs": unthrottled})
         first = measure(
@@ -371,7 +374,6 @@ class Bench:
         )
         if first.exit_code != 0 or not baseline.is_file():
             raise RuntimeError(f"the baseline run failed (exit {first.exit_code}):\n{first.stderr}")
-        sim.admin("POST", "auditing", {"organization": ORG, "enabled": True})
         for edit in world.drift_edits():
             sim.admin("POST", "edit", edit)
         sim.admin("POST", "faults", {"specs": faults})

@@ -157,6 +157,18 @@ class ChangeFeed:
         self.baseline: Baseline | None = None
         self.why_full: str | None = None  # for every part
         self.warning: str | None = None
+        if baseline_path is not None:
+            where = Path(baseline_path)
+            if where.is_dir():
+                raise ConfigError(
+                    f"--baseline {baseline_path}: is a folder; name a file, e.g. "
+                    f"{where / 'drift-baseline.json'}"
+                )
+            if not where.parent.is_dir():
+                raise ConfigError(
+                    f"--baseline {baseline_path}: the folder {str(where.parent)!r} does not "
+                    "exist; create it first"
+                )
         if full:
             self.why_full = "--full was given (a periodic full sweep)"
         elif baseline_path is None:

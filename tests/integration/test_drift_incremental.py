@@ -466,3 +466,17 @@ def test_pipeline_permissions_are_read_again_only_where_the_audit_log_says(
     contoso = _part(fourth, "contoso")
     assert contoso["read"] == "full" and "policy was set to" in contoso["why"]
     assert _permission_reads(sim) == 5
+
+
+def test_a_baseline_path_that_cannot_be_written_is_refused_before_reading(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for bad, message in (
+        (tmp_path, "is a folder"),
+        (tmp_path / "missing" / "b.json", "does not exist"),
+    ):
+        sim.clear_log()
+        code, _, err = run(capsys, "drift", str(SPECS), *target(sim), "--baseline", str(bad))
+        assert code == 1
+        assert f"--baseline {bad}: " in err and message in err
+        assert not [r for r in sim.request_log() if r["op"] != "OpenIdConfiguration"]
