@@ -70,6 +70,8 @@ class SubscriptionBaseline:
     checked: float  # the Activity Log is complete up to here (the last run's window end)
     # identity ARM id (lower case) -> (principal id, credentials as listed)
     identities: dict[str, tuple[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    # the resource groups (lower case) that held a desired or owned identity; None: unknown
+    groups: list[str] | None = None
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Baseline:
             "subscriptions": {
                 sub: {
                     "checked": iso(state.checked),
+                    **({} if state.groups is None else {"resourceGroups": sorted(state.groups)}),
                     "identities": {
                         ident: {"principalId": principal, "credentials": creds}
                         for ident, (principal, creds) in sorted(state.identities.items())
@@ -157,6 +160,9 @@ def parse_baseline(document: Any) -> Baseline:
         where = f"subscriptions.{sub}"
         state = _expect(state, dict, where)
         parsed = SubscriptionBaseline(_time(state.get("checked"), f"{where}.checked"))
+        if state.get("resourceGroups") is not None:
+            found = _expect(state.get("resourceGroups"), list, f"{where}.resourceGroups")
+            parsed.groups = [str(_expect(g, str, f"{where}.resourceGroups")).lower() for g in found]
         idents = _expect(state.get("identities", {}), dict, f"{where}.identities")
         for ident, entry in idents.items():
             at = f"{where}.identities.{ident}"
@@ -254,6 +260,15 @@ def touched_identities(events: Iterable[LogEvent]) -> set[str]:
         if ident is not None:
             touched.add(ident)
     return touched
+
+
+def resource_group_of(resource_id: str) -> str | None:
+    """The resource group (lower case) of an ARM id, if it is in one."""
+    parts = resource_id.lower().strip("/").split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part == "resourcegroups":
+            return parts[i + 1]
+    return None
 
 
 def subscription_of(resource_id: str) -> str | None:

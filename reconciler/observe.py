@@ -154,6 +154,11 @@ class CredentialSource(Protocol):
     ) -> None:
         """The identity's credentials as just listed from the service."""
 
+    def identity_groups(self, subscription: str) -> Collection[str] | None:
+        """The resource groups that can hold a desired or owned identity of the subscription,
+        besides those the specs and Resource Graph name, when that is known (listed one by
+        one instead of the whole subscription); None: list the whole subscription."""
+
 
 class PermissionSource(Protocol):
     """Where a connection's pipeline permissions may come from instead of the service (the
@@ -379,20 +384,26 @@ def _read(
 
     def list_identities(sub: str, *, retry: Retry) -> list[dict[str, Any]]:
         on_page = partial(list_credentials, sub)
-        try:
-            return arm.list_identities(sub, retry=retry, on_page=on_page)
-        except PermanentError as exc:
-            if exc.status != 403:
-                raise
-            refused = exc
-        # only some resource groups readable: read the ones the specs name and the ones
-        # holding an owned identity (Resource Graph named them)
+        # incremental drift: the groups that can hold a desired or owned identity
+        narrowed = source.identity_groups(sub) if source is not None else None
+        refused: PermanentError | None = None
+        if narrowed is None:
+            try:
+                return arm.list_identities(sub, retry=retry, on_page=on_page)
+            except PermanentError as exc:
+                if exc.status != 403:
+                    raise
+                refused = exc
+        # only some resource groups readable (or narrowed): read the ones the specs name and
+        # the ones holding an owned identity (Resource Graph named them)
         wanted = dict(groups.get(sub, {}))
+        for rg in narrowed or ():
+            wanted.setdefault(rg.lower(), rg)
         for row in graph("searching for identities"):
             if str(row.get("subscriptionId") or "").lower() == sub:
                 rg = resource_group_of(str(row.get("id") or ""))
                 wanted.setdefault(rg.lower(), rg)
-        if not wanted:
+        if not wanted and refused is not None:
             raise ReachError(
                 f"cannot list the identities of subscription {sub}: {refused}"
             ) from None

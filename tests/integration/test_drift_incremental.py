@@ -56,6 +56,16 @@ def _credential_lists(sim: Simulator) -> int:
     return sum(1 for r in sim.request_log() if r["op"] == "FederatedIdentityCredentials_List")
 
 
+def whole_subscription_lists(sim: Simulator) -> int:
+    """Whole-subscription identity lists in the request log (incremental runs list groups)."""
+    return sum(
+        1
+        for r in sim.request_log()
+        if r["op"] == "UserAssignedIdentities_ListBySubscription"
+        and "/resourceGroups/" not in r["path"]
+    )
+
+
 def _ra_id(ident: Identity, n: int) -> str:
     a = ident.assignments[n]
     return f"{a.scope}/providers/Microsoft.Authorization/roleAssignments/{a.name}"
@@ -145,6 +155,7 @@ def test_incremental_drift_misses_nothing_and_names_every_caller(
     sim.clear_log()
     second = _drift(capsys, sim, specs, tmp_path / "d2.json", "--baseline", str(baseline))
     relisted = _credential_lists(sim)
+    whole_lists = whole_subscription_lists(sim)
     full = _drift(capsys, sim, specs, tmp_path / "f2.json")
     assert any(p["read"] == "incremental" for p in second["reads"]), second["reads"]
     # exactly the identities the Activity Log names (deleted ones are not there to list)
@@ -166,7 +177,14 @@ def test_incremental_drift_misses_nothing_and_names_every_caller(
         a: v for a, v in incremental.items() if a not in late
     }
     assert late, "some edits must have been inside the ingestion delay"
-    note = next(p for p in second["reads"] if p["read"] == "incremental")["why"]
+    note = next(
+        p
+        for p in second["reads"]
+        if p["read"] == "incremental" and p["part"].startswith("federated credentials")
+    )["why"]
+    # identities: listed per resource group where they were, not per subscription
+    assert any(p["part"].startswith("identities in subscription") for p in second["reads"])
+    assert whole_lists == 0
     assert "may not be in the log yet" in note
 
     # the hidden edits become visible: run 3 equals a full read object by object
@@ -480,3 +498,38 @@ def test_a_baseline_path_that_cannot_be_written_is_refused_before_reading(
         assert code == 1
         assert f"--baseline {bad}: " in err and message in err
         assert not [r for r in sim.request_log() if r["op"] != "OpenIdConfiguration"]
+
+
+def test_an_owned_identity_made_out_of_band_in_another_resource_group_is_found(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], portal: Portal, tmp_path: Path
+) -> None:
+    """Incremental runs list identities per resource group (those that held the owner's
+    identities, those the specs, Resource Graph and the Activity Log name): one made by hand
+    elsewhere, carrying the owner's tag, is still found, and named."""
+    from reconciler.ownership import mark_tags
+
+    sim.update_faults(activity_log_delay_s=0)
+    assert run(capsys, "apply", str(SPECS), *target(sim), "--auto-approve")[0] == 0
+    baseline = tmp_path / "b.json"
+    assert run(capsys, "drift", str(SPECS), *target(sim), "--baseline", str(baseline))[0] == 0
+    sim.age_logs(3 * 3600)
+    rogue = (
+        f"/subscriptions/{SANDBOX}/resourceGroups/sandbox-rg/providers/"
+        "Microsoft.ManagedIdentity/userAssignedIdentities/rogue-mi"
+    )
+    r = portal.session.put(
+        f"{sim.arm_url}{rogue}",
+        params={"api-version": "2024-11-30"},
+        headers=portal._arm_headers(),
+        json={"location": "westeurope", "tags": mark_tags({}, "platform-team")},
+    )
+    assert r.status_code in (200, 201), r.text
+    sim.clear_log()
+    document = _drift(capsys, sim, SPECS, tmp_path / "d.json", "--baseline", str(baseline))
+    assert whole_subscription_lists(sim) == 0
+    (change,) = document["changes"]
+    assert change["key"].endswith("/sandbox-rg/rogue-mi") and change["action"] == "delete"
+    assert change["changed_by"]["operation"] == (
+        "Microsoft.ManagedIdentity/userAssignedIdentities/write"
+    )
+    assert change["changed_by"]["caller"]  # the portal's service principal

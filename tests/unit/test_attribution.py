@@ -175,7 +175,12 @@ def test_audit_entries_name_connections_and_auditing_switched_off_after_them() -
 def test_baseline_round_trip() -> None:
     baseline = Baseline(owner="platform-team", tenant="t")
     baseline.subscriptions[SUB] = SubscriptionBaseline(
-        1_796_000_000.0, {IDENT.lower(): ("p", [{"name": "gh", "properties": {"issuer": "i"}}])}
+        1_796_000_000.0,
+        {IDENT.lower(): ("p", [{"name": "gh", "properties": {"issuer": "i"}}])},
+        groups=["rg"],
+    )
+    baseline.subscriptions["22222222-2222-2222-2222-222222222222"] = SubscriptionBaseline(
+        1_796_000_000.0
     )
     baseline.organizations["contoso"] = OrganizationBaseline(
         1_796_000_000.0, {"0c7a5f0e-8d8b-4f7e-9a53-2f0b1f6c9d21": {"allPipelines": None}}
