@@ -75,10 +75,22 @@ def _ident_key(ident: Identity) -> str:
     return f"{ident.subscription}/{ident.resource_group}/{ident.name}".lower()
 
 
+@pytest.mark.parametrize(
+    ("edits", "identities"),
+    [
+        (200, 50),
+        (1000, 200),  # the target: 1,000 random edits (a few seconds)
+    ],
+)
 def test_incremental_drift_misses_nothing_and_names_every_caller(
-    sim: Simulator, capsys: pytest.CaptureFixture[str], portal: Portal, tmp_path: Path
+    sim: Simulator,
+    capsys: pytest.CaptureFixture[str],
+    portal: Portal,
+    tmp_path: Path,
+    edits: int,
+    identities: int,
 ) -> None:
-    world = BenchWorld(Shape(50))
+    world = BenchWorld(Shape(identities))
     specs = world.write_specs(tmp_path / "specs")
     sim.reset(world.seed("warm"))
     sim.update_faults(activity_log_delay_s=0)
@@ -93,8 +105,8 @@ def test_incremental_drift_misses_nothing_and_names_every_caller(
     assert baseline.is_file()
     ids_before = json.loads(baseline.read_text())["objects"]
 
-    # 200 random out-of-band edits over the 50 identities, by named portal users; the last
-    # 30 are made while the Activity Log takes 30 s to show them (inside the ingestion delay)
+    # random out-of-band edits by named portal users; the last 15% are made while the
+    # Activity Log takes 30 s to show them (inside the ingestion delay)
     rng = random.Random(13)
     alive = {i.name: i for i in world.identities}
     creds = {i.name: [c.name for c in i.credentials] for i in world.identities}
@@ -107,15 +119,16 @@ def test_incremental_drift_misses_nothing_and_names_every_caller(
     hidden_msi: set[str] = set()
     # ten identities are edited only while the log lags, so that nothing else lists them again
     lagging = {i.name for i in world.identities[::5]}
-    for n in range(200):
-        hidden = n >= 170
-        if n == 170:
+    lag_from = edits - edits * 15 // 100
+    for n in range(edits):
+        hidden = n >= lag_from
+        if n == lag_from:
             sim.update_faults(activity_log_delay_s=30)
         pool = sorted(name for name in alive if (name in lagging) == hidden)
         ident = alive[rng.choice(pool)]
         caller = f"user{n % 7}@contoso.com"
         kind = rng.choice(["subject", "subject", "delete-cred", "tags", "ra-del", "ra-desc"])
-        if n in (40, 120):
+        if n in (edits // 5, edits * 3 // 5):
             kind = "delete-identity"
         if kind in ("subject", "delete-cred") and not creds[ident.name]:
             kind = "tags"
@@ -160,7 +173,7 @@ def test_incremental_drift_misses_nothing_and_names_every_caller(
     assert any(p["read"] == "incremental" for p in second["reads"]), second["reads"]
     # exactly the identities the Activity Log names (deleted ones are not there to list)
     alive_keys = {_ident_key(i) for i in alive.values()}
-    assert relisted == len(visible_msi & alive_keys) < 50
+    assert relisted == len(visible_msi & alive_keys) < identities
 
     # the only differences: credentials of identities whose edits the log does not show yet
     # (they are in the next run's window), and nothing else
@@ -192,7 +205,7 @@ def test_incremental_drift_misses_nothing_and_names_every_caller(
     third = _drift(capsys, sim, specs, tmp_path / "d3.json", "--baseline", str(baseline))
     full = _drift(capsys, sim, specs, tmp_path / "f3.json")
     assert _objects(third) == _objects(full)
-    assert len(third["changes"]) > 100
+    assert len(third["changes"]) > edits // 2
 
     # who: every change whose own edit (or its identity's deletion) the log records names the
     # caller given to the admin API, with the operation and time
@@ -218,7 +231,7 @@ def test_incremental_drift_misses_nothing_and_names_every_caller(
         assert by["operation"].endswith(("/write", "/delete"))
         assert by["time"].startswith("20")
         checked += 1
-    assert checked > 100
+    assert checked > edits // 2
 
 
 def test_without_baseline_reads_in_full_and_says_why(
