@@ -15,8 +15,8 @@ The shell half; the decisions that need no I/O are in ``attribution.py``. What i
   specs and Resource Graph name) instead of per subscription: a subscription's list is paged at
   the per-resource rate of the Managed Identity service (0.25 a second), a few seconds a page.
 - Pipeline permissions (one read per connection) likewise, from each organisation's Azure
-  DevOps audit log: kept only where the log covers the time since the last run (the entry the
-  last run's own read left, no change of the "Log Audit Events" policy since; with auditing off
+  DevOps audit log: kept only where the log covers the time since the last run (an access entry
+  from the last run's start on, which its own read leaves while auditing records; no change of the "Log Audit Events" policy since; with auditing off
   the log answers 200 with nothing, which proves nothing) and names no change of the
   connection. Identities, role assignments and service connections are bulk lists, a handful
   of requests, and are read in full every time.
