@@ -560,10 +560,13 @@ def test_github_apply_and_drift_templates(sim: Simulator, tmp_path: Path, gh_tok
     drift = TEMPLATES / "github-actions" / "reconciler-drift.yml"
     assert _run_github(run, drift, gh_token) == [0]
     assert summary.read_text().startswith("### Drift: 0 differences")
+    # the first run wrote the baseline the cache keeps; the next reads what changed
+    assert (run.sources / ".reconciler" / "drift-baseline.json").is_file()
     _drift_out_of_band(sim)
     summary.unlink()
     assert _run_github(run, drift, gh_token) == [2]
     assert summary.read_text().startswith("### Drift: 1 difference")
+    assert "**Read incrementally:**" in summary.read_text()
     assert (run.root / "artifacts" / "drift" / "drift.json").is_file()
 
 
