@@ -162,14 +162,19 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _seconds(text: str) -> float:
-    """A non-negative number of seconds (argparse type)."""
+_MAX_LOG_DELAY_S = 86400.0  # the logs show events within minutes; a day is already generous
+
+
+def _log_delay(text: str) -> float:
+    """Seconds from 0 to a day (argparse type for --log-delay)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    if not 0 <= value <= _MAX_LOG_DELAY_S:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give seconds from 0 to {_MAX_LOG_DELAY_S:g} (a day)"
+        )
     return value
 
 
@@ -284,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--log-delay",
-        type=_seconds,
+        type=_log_delay,
         default=900.0,
         metavar="SECONDS",
         help="how long the Activity Log may take to show an event (default 900): changes "

@@ -546,3 +546,12 @@ def test_an_owned_identity_made_out_of_band_in_another_resource_group_is_found(
         "Microsoft.ManagedIdentity/userAssignedIdentities/write"
     )
     assert change["changed_by"]["caller"]  # the portal's service principal
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "1e12", "soon"])
+def test_a_log_delay_outside_zero_to_a_day_is_a_usage_error(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    code, _, err = run(capsys, "drift", str(SPECS), *target(sim), "--log-delay", value)
+    assert code == 1
+    assert "--log-delay" in err and value in err
