@@ -1,0 +1,256 @@
+"""No sign-in gap (issue 11 §5), end to end over HTTPS against the simulator: while an apply
+runs through the CLI, the sign-in probe (``probe.py``) asks the simulator every 25 ms whether
+each service connection it holds can sign in, and counts the failures. Each change that
+touches what a pipeline signs in with (issuer migration, secret conversion, an in-place
+federated credential update, a role assignment's scope change, a connection update, an
+adoption) must leave 0 failed sign-ins, over enough rounds that the test cannot pass without
+the probe looking; one test deletes a credential during the apply to show the probe counts a
+real gap. The simulator answers every request 30 ms late so an apply spans many rounds."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from reconciler.sim.server import Simulator
+from tests.sim.estates import LEGACY_ID, SPN_ID, estate
+
+from .conftest import SANDBOX, Portal, run, target
+from .probe import SignInProbe, wait_rounds
+
+RG_SCOPE = f"/subscriptions/{SANDBOX}/resourceGroups/sandbox-rg"
+OTHER_SCOPE = f"/subscriptions/{SANDBOX}/resourceGroups/identities-rg"
+LATENCY_MS = 30
+MIN_ROUNDS = 5
+
+HEAD = f"""version: 1
+owner: platform-team
+defaults:
+  subscription: {SANDBOX}
+  resourceGroup: identities-rg
+  location: westeurope
+"""
+
+
+@pytest.fixture
+def world(sim: Simulator) -> Simulator:
+    """The brownfield estate (``tests/sim/estates.py``), legacy-mi holding a role so its
+    legacy-issuer connection signs in."""
+    seed = estate(sim.tenant_id)
+    seed["roleAssignments"].append(
+        {"identity": f"{SANDBOX}/identities-rg/legacy-mi", "scope": RG_SCOPE, "role": "Reader"}
+    )
+    sim.reset(seed)
+    sim.clear_log()
+    return sim
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(HEAD + text, encoding="utf-8")
+    return spec
+
+
+def _legacy(tmp_path: Path, issuer: str | None, name: str) -> Path:
+    return _write(
+        tmp_path,
+        name,
+        f"""identities:
+  - name: legacy-mi
+    roleAssignments:
+      - role: Reader
+        scope: {RG_SCOPE}
+serviceConnections:
+  - name: legacy-sc
+    organization: contoso
+    project: platform
+    identity: legacy-mi
+    subscriptionName: Sandbox
+"""
+        + (f"    issuer: {issuer}\n" if issuer else ""),
+    )
+
+
+def _app(
+    tmp_path: Path,
+    name: str,
+    *,
+    subject: str = "repo:contoso/app:ref:refs/heads/main",
+    scope: str = RG_SCOPE,
+    description: str = "App deployments",
+) -> Path:
+    """A managed identity with one extra credential and one role, and its connection."""
+    return _write(
+        tmp_path,
+        name,
+        f"""identities:
+  - name: app-mi
+    federatedCredentials:
+      - name: github
+        issuer: https://token.actions.githubusercontent.com
+        subject: {subject}
+    roleAssignments:
+      - role: Reader
+        scope: {scope}
+serviceConnections:
+  - name: app-sc
+    organization: contoso
+    project: platform
+    identity: app-mi
+    subscriptionName: Sandbox
+    description: {description}
+""",
+    )
+
+
+def _apply(sim: Simulator, capsys: pytest.CaptureFixture[str], spec: Path) -> None:
+    code, out, err = run(capsys, "apply", str(spec), *target(sim), "--auto-approve")
+    assert code == 0, out + err
+
+
+def _probed(sim: Simulator, capsys: pytest.CaptureFixture[str], spec: Path) -> SignInProbe:
+    """Apply ``spec`` through the CLI with the probe running; the probe after it stopped."""
+    sim.set_faults(None, latency_ms=LATENCY_MS)
+    with SignInProbe(sim) as probe:
+        wait_rounds(probe, 1)
+        _apply(sim, capsys, spec)
+    sim.set_faults(None)
+    return probe
+
+
+def _assert_no_gap(probe: SignInProbe, at_least: int = 1) -> None:
+    assert probe.rounds >= MIN_ROUNDS, probe.summary()
+    assert probe.counted >= at_least, probe.summary()
+    assert probe.failures == 0, probe.summary()
+
+
+def _managed_app(sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> str:
+    """Create app-mi and app-sc with the tool; returns the connection's id."""
+    _apply(sim, capsys, _app(tmp_path, "app"))
+    (conn,) = [c for c in Portal(sim).connections("contoso", "platform") if c["name"] == "app-sc"]
+    assert sim.sign_in("contoso", conn["id"])["ok"]
+    return str(conn["id"])
+
+
+def test_no_gap_during_an_issuer_migration(
+    world: Simulator, portal: Portal, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _apply(world, capsys, _legacy(tmp_path, "devops", "kept"))
+    probe = _probed(world, capsys, _legacy(tmp_path, None, "entra"))
+    _assert_no_gap(probe, at_least=3)
+    (conn,) = [c for c in portal.connections("contoso", "platform") if c["id"] == LEGACY_ID]
+    assert conn["authorization"]["parameters"]["workloadIdentityFederationIssuerType"] == "EntraID"
+
+
+def test_no_gap_during_a_secret_conversion(
+    world: Simulator, portal: Portal, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = _write(
+        tmp_path,
+        "convert",
+        f"""identities:
+  - name: spn-mi
+    roleAssignments:
+      - role: Reader
+        scope: {RG_SCOPE}
+serviceConnections:
+  - name: spn-sc
+    organization: contoso
+    project: platform
+    identity: spn-mi
+    subscriptionName: Sandbox
+    sharedWith: [team-a]
+""",
+    )
+    probe = _probed(world, capsys, spec)
+    _assert_no_gap(probe, at_least=3)
+    (conn,) = [c for c in portal.connections("contoso", "platform") if c["id"] == SPN_ID]
+    assert conn["authorization"]["scheme"] == "WorkloadIdentityFederation"
+
+
+def test_no_gap_during_an_in_place_credential_update(
+    world: Simulator, portal: Portal, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _managed_app(world, capsys, tmp_path)
+    ident = portal.identity("identities-rg", "app-mi")
+    before = {c["name"]: c["id"] for c in portal.credentials(ident["id"])}
+    probe = _probed(
+        world, capsys, _app(tmp_path, "v2", subject="repo:contoso/app:environment:prod")
+    )
+    _assert_no_gap(probe, at_least=4)
+    after = {c["name"]: c for c in portal.credentials(ident["id"])}
+    assert after["github"]["properties"]["subject"] == "repo:contoso/app:environment:prod"
+    assert {n: c["id"] for n, c in after.items()} == before, "updated in place, not replaced"
+
+
+def test_no_gap_during_a_role_assignment_scope_change(
+    world: Simulator, portal: Portal, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _managed_app(world, capsys, tmp_path)
+    probe = _probed(world, capsys, _app(tmp_path, "moved", scope=OTHER_SCOPE))
+    _assert_no_gap(probe, at_least=4)
+    ident = portal.identity("identities-rg", "app-mi")
+    scopes = {
+        a["properties"]["scope"].lower()
+        for a in portal.assignments()
+        if a["properties"]["principalId"] == ident["properties"]["principalId"]
+    }
+    assert scopes == {OTHER_SCOPE.lower()}, "app-mi's only role moved to the new scope"
+
+
+def test_no_gap_during_a_connection_update(
+    world: Simulator, portal: Portal, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    endpoint_id = _managed_app(world, capsys, tmp_path)
+    probe = _probed(world, capsys, _app(tmp_path, "described", description="Prod deployments"))
+    _assert_no_gap(probe, at_least=4)
+    (conn,) = [c for c in portal.connections("contoso", "platform") if c["id"] == endpoint_id]
+    assert conn["description"].startswith("Prod deployments")
+
+
+def test_no_gap_during_an_adoption(
+    world: Simulator, portal: Portal, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    probe = _probed(world, capsys, _legacy(tmp_path, "devops", "adopt"))
+    _assert_no_gap(probe, at_least=3)
+    (conn,) = [c for c in portal.connections("contoso", "platform") if c["id"] == LEGACY_ID]
+    assert "[reconciler-owner: platform-team]" in conn["description"]
+
+
+def test_the_probe_counts_a_credential_deleted_during_an_apply(
+    world: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """legacy-sc is outside the spec applied, so nothing puts its credential back."""
+    deleted = threading.Event()
+
+    def delete_when_running() -> None:
+        wait_rounds(probe, 2)
+        r = requests.post(
+            f"{world.arm_url}/_sim/edit",
+            json={
+                "kind": "federated_credential",
+                "id": f"/subscriptions/{SANDBOX}/resourceGroups/identities-rg/providers/"
+                "Microsoft.ManagedIdentity/userAssignedIdentities/legacy-mi/"
+                "federatedIdentityCredentials/legacy",
+                "delete": True,
+            },
+            verify=world.connection["ca_bundle"],
+            timeout=10,
+        )
+        r.raise_for_status()
+        deleted.set()
+
+    world.set_faults(None, latency_ms=LATENCY_MS)
+    with SignInProbe(world) as probe:
+        deleter = threading.Thread(target=delete_when_running)
+        deleter.start()
+        _apply(world, capsys, _app(tmp_path, "app"))
+        deleter.join()
+    world.set_faults(None)
+    assert deleted.is_set()
+    assert probe.rounds >= MIN_ROUNDS, probe.summary()
+    assert probe.failures > 0, probe.summary()
+    assert all(f"/{LEGACY_ID}: AADSTS70021" in r for r in probe.reasons), probe.summary()
