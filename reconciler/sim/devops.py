@@ -272,6 +272,22 @@ class DevOps:
         """An audit log entry for a change the caller made (kept only while auditing is on)."""
         self.audit(req, org, action, data, project)
 
+    def _audit_projects(
+        self,
+        req: Request,
+        org: Organization,
+        action: str,
+        many: str,
+        data: dict[str, Any],
+        projects: list[Project],
+    ) -> None:
+        """One entry for a change in one project (``action``, with ``ProjectId``), or one
+        ``many`` entry with ``ProjectIds`` for several; nothing for none."""
+        if len(projects) == 1:
+            self._audit(req, org, action, {**data, "ProjectId": projects[0].id}, projects[0])
+        elif projects:
+            self._audit(req, org, many, {**data, "ProjectIds": [p.id for p in projects]})
+
     @staticmethod
     def connection_data_fields(e: Endpoint) -> dict[str, Any]:
         """The ``data`` of a service connection's audit entries [doc: auditing-events.md names
@@ -588,21 +604,14 @@ class DevOps:
             self.world.endpoints[eid] = endpoint
             self.world.touch()
             data = self.connection_data_fields(endpoint)
-            if len(refs) == 1:
-                self._audit(
-                    req,
-                    org,
-                    "Library.ServiceConnectionCreated",
-                    {**data, "ProjectId": refs[0][0].id},
-                    refs[0][0],
-                )
-            else:
-                self._audit(
-                    req,
-                    org,
-                    "Library.ServiceConnectionCreatedForMultipleProjects",
-                    {**data, "ProjectIds": [p.id for p, _ in refs]},
-                )
+            self._audit_projects(
+                req,
+                org,
+                "Library.ServiceConnectionCreated",
+                "Library.ServiceConnectionCreatedForMultipleProjects",
+                data,
+                [p for p, _ in refs],
+            )
             return Response(200, self.endpoint_json(endpoint, refs[0][0], req.now))
 
     def get_endpoint(self, req: Request, org_name: str, project_ref: str, eid: str) -> Response:
@@ -1226,21 +1235,14 @@ class DevOps:
                 ]:
                     del self.world.permissions[key]
             self.world.touch()
-            if len(removed) == 1:
-                self._audit(
-                    req,
-                    org,
-                    "Library.ServiceConnectionDeleted",
-                    {**data, "ProjectId": removed[0].id},
-                    removed[0],
-                )
-            elif removed:
-                self._audit(
-                    req,
-                    org,
-                    "Library.ServiceConnectionDeletedFromMultipleProjects",
-                    {**data, "ProjectIds": [p.id for p in removed]},
-                )
+            self._audit_projects(
+                req,
+                org,
+                "Library.ServiceConnectionDeleted",
+                "Library.ServiceConnectionDeletedFromMultipleProjects",
+                data,
+                removed,
+            )
         return Response(204)
 
     def _refuse_while_federated(self, e: Endpoint, now: float) -> None:
@@ -1288,21 +1290,14 @@ class DevOps:
                 added.append(project)
             self.world.touch()
             data = self.connection_data_fields(e)
-            if len(added) == 1:
-                self._audit(
-                    req,
-                    org,
-                    "Library.ServiceConnectionShared",
-                    {**data, "ProjectId": added[0].id},
-                    added[0],
-                )
-            elif added:
-                self._audit(
-                    req,
-                    org,
-                    "Library.ServiceConnectionSharedWithMultipleProjects",
-                    {**data, "ProjectIds": [p.id for p in added]},
-                )
+            self._audit_projects(
+                req,
+                org,
+                "Library.ServiceConnectionShared",
+                "Library.ServiceConnectionSharedWithMultipleProjects",
+                data,
+                added,
+            )
         return Response(204)
 
     # --- pipeline permissions ----------------------------------------------------------------
