@@ -252,14 +252,15 @@ def _read_document(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}:1: not a plan document: nested too deeply") from None
     if not isinstance(document, dict) or "format_version" not in document:
         raise ConfigError(f"{path}: not a plan document (no format_version)")
-    from reconciler.render.document import from_document
+    from reconciler.render.document import from_document, summary
 
     # the one check `show` and `apply` share: a version this release reads, a well-formed plan
     try:
-        from_document(document)
+        plan = from_document(document)
     except PlanError as exc:
         raise PlanError(f"{path}: {exc}") from None
-    return document
+    # the counts a reviewer reads come from the changes, never from the file's own summary
+    return {**document, "summary": summary(plan)}
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,6 +357,13 @@ def load_target(path: Path, *, origin: str = "--target") -> Target:
                 "describes a simulator; to use the real services give no --target (and "
                 "unset $RECONCILER_TARGET)"
             )
+    # azure-identity refuses any other tenant (``validate_tenant_id``); say so here, as for the
+    # other fields, rather than as an internal error on the first sign-in
+    if not re.fullmatch(r"[0-9A-Za-z.-]+", values["tenant_id"]):
+        raise ConfigError(
+            f"{where}: field 'tenant_id' must be a tenant id (a GUID) or a domain name: "
+            "letters, digits, '-' and '.' only"
+        )
     ca = Path(values["ca_bundle"])
     if not ca.is_absolute():
         ca = path.parent / ca

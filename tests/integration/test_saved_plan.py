@@ -451,3 +451,19 @@ def test_each_delete_reads_its_marker_once(
             reads.append(request["op"])
     # one read per delete (the marker, or the parent identity's for a credential), no more
     assert len(reads) == len(deletes), sorted(reads)
+
+
+def test_show_counts_from_the_changes_not_the_files_summary(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A reviewer reading ``show`` (or the PR comment it makes) sees the deletes the file
+    carries even when its ``summary`` block was edited to say there are none."""
+    saved, document = _saved_prune_plan(sim, capsys, tmp_path)
+    deletes = sum(1 for c in document["changes"] if c["action"] == "delete")
+    assert deletes > 0
+    document["summary"] = {k: 0 for k in document["summary"]}
+    saved.write_text(json.dumps(document))
+    for fmt, wanted in (("markdown", f"{deletes} to delete"), ("text", f"{deletes} to delete")):
+        code, out, err = run(capsys, "show", str(saved), "--format", fmt)
+        assert code == 0, err
+        assert wanted in out and "0 to delete" not in out, out[-600:]

@@ -551,6 +551,23 @@ def test_an_authority_must_be_a_bare_host(tmp_path: Path, loopback: Loopback) ->
             load_target(path)
 
 
+def test_a_tenant_id_azure_identity_would_refuse_is_a_config_error(
+    tmp_path: Path, loopback: Loopback
+) -> None:
+    server = loopback.serve()
+    path = _connection(tmp_path / "conn.json", server, ca=loopback.ca_bundle)
+    for bad in ("../../x", "tenant id", "", "a/b"):
+        data = json.loads(path.read_text())
+        data["tenant_id"] = bad
+        path.write_text(json.dumps(data))
+        with pytest.raises(ConfigError, match="field 'tenant_id'"):
+            load_target(path)
+    for good in ("7e1a6a0c-3c1d-4b8e-9f4a-1b2c3d4e5f60", "contoso.onmicrosoft.com"):
+        data["tenant_id"] = good
+        path.write_text(json.dumps(data))
+        assert load_target(path).tenant_id == good
+
+
 # --- defence in depth: the clients check where a token goes before attaching it ---------------
 
 
