@@ -1107,47 +1107,69 @@ class DevOps:
         with self.world.lock:
             org = self.world.organizations.get(org_name.lower())
             e = self.world.endpoints.get(eid.lower())
-            out: dict[str, Any] = {
-                "ok": False,
-                "scheme": e.scheme if e else None,
-                "issuer": None,
-                "subject": None,
-                "identity": None,
-            }
             if org is None or e is None or e.organization != org.name.lower():
-                return {**out, "reason": f"no service connection {eid} in {org_name}"}
-            client = str(e.parameters.get("serviceprincipalid") or "").lower()
-            ident = next(
-                (i for i in self.world.identities.values() if i.client_id.lower() == client),
-                None,
-            )
-            out["identity"] = ident.arm_id if ident else None
-            scheme = e.scheme.lower()
-            if scheme == "serviceprincipal":
-                if not any(k.lower() in SECRET_PARAMETERS and v for k, v in e.parameters.items()):
-                    return {**out, "reason": "no secret is set"}
-            elif scheme == "workloadidentityfederation":
-                issuer = e.parameters.get("workloadIdentityFederationIssuer")
-                subject = e.parameters.get("workloadIdentityFederationSubject")
-                out.update(issuer=issuer, subject=subject)
-                if ident is not None and not self._honoured(
-                    ident.fics.values(), issuer, subject, self.world.clock()
-                ):
-                    return {
-                        **out,
-                        "reason": "AADSTS70021: No matching federated identity record found for "
-                        "presented assertion.",
-                    }
-            else:
-                return {**out, "reason": f"scheme {e.scheme} does not sign in to Azure"}
-            if ident is None:
-                return {**out, "ok": True, "reason": "identity not held (assumed to accept)"}
-            if not any(
-                ra.principal_id.lower() == ident.principal_id.lower()
-                for ra in self.world.role_assignments.values()
+                return {
+                    "ok": False,
+                    "scheme": e.scheme if e else None,
+                    "issuer": None,
+                    "subject": None,
+                    "identity": None,
+                    "reason": f"no service connection {eid} in {org_name}",
+                }
+            return self._sign_in(e, *self._sign_in_indexes())
+
+    def sign_ins(self) -> list[dict[str, Any]]:
+        """``sign_in`` for every service connection held, in one pass under one lock (what a
+        probe polling a large estate needs): each answer gains ``organization`` (its name as
+        held) and ``id``. Ordered by organisation, then id."""
+        with self.world.lock:
+            indexes = self._sign_in_indexes()
+            out = []
+            for e in sorted(self.world.endpoints.values(), key=lambda x: (x.organization, x.id)):
+                org = self.world.organizations.get(e.organization)
+                name = org.name if org else e.organization
+                out.append({"organization": name, "id": e.id, **self._sign_in(e, *indexes)})
+            return out
+
+    def _sign_in_indexes(self) -> tuple[dict[str, Any], set[str]]:
+        """Identities by client id, and the principal ids holding a role assignment."""
+        by_client = {i.client_id.lower(): i for i in self.world.identities.values()}
+        holders = {ra.principal_id.lower() for ra in self.world.role_assignments.values()}
+        return by_client, holders
+
+    def _sign_in(self, e: Endpoint, by_client: dict[str, Any], holders: set[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ok": False,
+            "scheme": e.scheme,
+            "issuer": None,
+            "subject": None,
+            "identity": None,
+        }
+        ident = by_client.get(str(e.parameters.get("serviceprincipalid") or "").lower())
+        out["identity"] = ident.arm_id if ident else None
+        scheme = e.scheme.lower()
+        if scheme == "serviceprincipal":
+            if not any(k.lower() in SECRET_PARAMETERS and v for k, v in e.parameters.items()):
+                return {**out, "reason": "no secret is set"}
+        elif scheme == "workloadidentityfederation":
+            issuer = e.parameters.get("workloadIdentityFederationIssuer")
+            subject = e.parameters.get("workloadIdentityFederationSubject")
+            out.update(issuer=issuer, subject=subject)
+            if ident is not None and not self._honoured(
+                ident.fics.values(), issuer, subject, self.world.clock()
             ):
-                return {**out, "reason": f"{ident.name} holds no role assignment"}
-            return {**out, "ok": True, "reason": "signed in"}
+                return {
+                    **out,
+                    "reason": "AADSTS70021: No matching federated identity record found for "
+                    "presented assertion.",
+                }
+        else:
+            return {**out, "reason": f"scheme {e.scheme} does not sign in to Azure"}
+        if ident is None:
+            return {**out, "ok": True, "reason": "identity not held (assumed to accept)"}
+        if ident.principal_id.lower() not in holders:
+            return {**out, "reason": f"{ident.name} holds no role assignment"}
+        return {**out, "ok": True, "reason": "signed in"}
 
     def regenerate_legacy_subject(self, org: Organization, e: Endpoint) -> None:
         """The Azure DevOps (legacy) issuer's subject is ``sc://{org}/{project}/{name}``, with

@@ -480,6 +480,8 @@ class App:
                 return Response(400, {"error": str(exc)})
             self.set_faults(new)
             return Response(200, faults_to_dict(new))
+        if parts == ["sign-ins"] and m == "GET":
+            return Response(200, {"value": self.devops.sign_ins()})
         if parts == ["sign-in"] and m == "GET":
             return Response(
                 200,
@@ -1267,6 +1269,11 @@ class Simulator:
         """Whether a pipeline using this service connection could sign in to Azure now (see
         ``DevOps.sign_in``): ``{"ok", "reason", "scheme", "issuer", "subject", "identity"}``."""
         return self.app.devops.sign_in(organization, endpoint_id)
+
+    def sign_ins(self) -> list[dict[str, Any]]:
+        """``sign_in`` for every service connection held, each with ``organization`` and
+        ``id`` (see ``DevOps.sign_ins``)."""
+        return self.app.devops.sign_ins()
 
     def expire_tokens(self, token: str | None = None) -> None:
         """Expire one access token, or all of them (then every client must sign in again:

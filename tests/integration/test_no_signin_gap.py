@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from reconciler.sim.probe import SignInProbe, wait_rounds
 from reconciler.sim.server import Simulator
 from tests.sim.estates import LEGACY_ID, SPN_ID, estate
 
 from .conftest import SANDBOX, Portal, run, target
-from .probe import SignInProbe, wait_rounds
 
 RG_SCOPE = f"/subscriptions/{SANDBOX}/resourceGroups/sandbox-rg"
 OTHER_SCOPE = f"/subscriptions/{SANDBOX}/resourceGroups/identities-rg"
@@ -114,7 +114,7 @@ def _apply(sim: Simulator, capsys: pytest.CaptureFixture[str], spec: Path) -> No
 def _probed(sim: Simulator, capsys: pytest.CaptureFixture[str], spec: Path) -> SignInProbe:
     """Apply ``spec`` through the CLI with the probe running; the probe after it stopped."""
     sim.set_faults(None, latency_ms=LATENCY_MS)
-    with SignInProbe(sim) as probe:
+    with SignInProbe.of(sim) as probe:
         wait_rounds(probe, 1)
         _apply(sim, capsys, spec)
     sim.set_faults(None)
@@ -244,7 +244,7 @@ def test_the_probe_counts_a_credential_deleted_during_an_apply(
         deleted.set()
 
     world.set_faults(None, latency_ms=LATENCY_MS)
-    with SignInProbe(world) as probe:
+    with SignInProbe.of(world) as probe:
         deleter = threading.Thread(target=delete_when_running)
         deleter.start()
         _apply(world, capsys, _app(tmp_path, "app"))

@@ -620,3 +620,27 @@ def test_a_new_credential_is_honoured_only_once_it_has_propagated(
     add_credential(http, "legacy-mi", "entra", issuer, subject)
     failed = signs_in(http, LEGACY_ID)
     assert not failed["ok"] and failed["reason"].startswith("AADSTS70021")
+
+
+def test_all_sign_ins_in_one_call_answer_as_each_one_does(world: Simulator, http: Http) -> None:
+    # the probe's one call per round: the same answer per connection as the single check, on
+    # an estate where one connection fails (its only credential deleted) and others sign in
+    legacy = (
+        f"/subscriptions/{SANDBOX}/resourceGroups/identities-rg/providers/"
+        "Microsoft.ManagedIdentity/userAssignedIdentities/legacy-mi/"
+        "federatedIdentityCredentials/legacy?api-version=2023-01-31"
+    )
+    assert http.arm("DELETE", legacy).status_code in (200, 204)
+    r = http.admin("GET", "sign-ins")
+    assert r.status_code == 200, r.text
+    every = r.json()["value"]
+    held = {
+        e["id"] for o in world.state()["devops"]["organizations"] for e in o["serviceEndpoints"]
+    }
+    assert {a["id"] for a in every} == held and len(every) == len(held)
+    for answer in every:
+        single = signs_in(http, answer["id"])
+        assert {k: v for k, v in answer.items() if k not in ("organization", "id")} == single
+        assert answer["organization"] == "contoso"
+    oks = {a["id"]: a["ok"] for a in every}
+    assert oks[LEGACY_ID] is False and oks[MI_SPN_ID] is True

@@ -1,36 +1,34 @@
 """A sign-in probe (issue 11 §5, "prove there is no gap"): while an apply runs, a background
 thread asks the simulator, every few tens of milliseconds, whether each service connection it
-holds can sign in now (``Simulator.sign_in``: what Microsoft Entra does with the token the
-pipeline presents) and counts the answers that say no.
+holds can sign in now (``sign_ins``: what Microsoft Entra does with the token each pipeline
+presents) and counts the answers that say no.
 
 Counting rule: the connections are listed from the simulator's own state (never from the
 tool). A connection that could not sign in when the probe started, before the apply, is left
 out of the count (it had a gap already, which the apply did not cause), and so is one that
 first appears during the apply (it had no sign-in to lose). A counted connection that the
-simulator no longer holds counts as a failure (a pipeline using it cannot sign in)."""
+simulator no longer holds counts as a failure (a pipeline using it cannot sign in).
+
+The probe reads through one callable returning ``Simulator.sign_ins()``'s answers, so it works
+on an embedded simulator (``SignInProbe.of(sim)``) and on one in another process over the admin
+API (``GET /_sim/sign-ins``)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.sim.server import Simulator
+if TYPE_CHECKING:
+    from reconciler.sim.server import Simulator
 
 # reasons kept for messages; the count covers every failure
 KEPT_REASONS = 5
 
-
-def connections(sim: Simulator) -> list[tuple[str, str]]:
-    """Every service connection the simulator holds, as ``(organization, connection id)``."""
-    state = sim.state()
-    return [
-        (org["name"], endpoint["id"])
-        for org in state["devops"]["organizations"]
-        for endpoint in org.get("serviceEndpoints", [])
-    ]
+SignIns = Callable[[], list[dict[str, Any]]]
 
 
 @dataclass
@@ -38,12 +36,15 @@ class SignInProbe:
     """Use as a context manager around an apply: entering takes the baseline (which connections
     sign in now) and starts the thread; leaving stops it after one last round.
 
-    ``interval`` is the pause between rounds in seconds (default 0.025). After leaving:
-    ``rounds`` (completed rounds), ``checks`` (sign-ins tried), ``failures`` (failed sign-ins of
-    counted connections), ``reasons`` (the first few, ``"round N: org/id: reason"``),
-    ``excluded`` (connections that could not sign in before the apply, with their reason)."""
+    ``read`` returns every connection's sign-in answer (``Simulator.sign_ins`` or the admin
+    API's ``GET /_sim/sign-ins`` ``value``): dicts with ``organization``, ``id``, ``ok`` and
+    ``reason``. ``interval`` is the pause between rounds in seconds (default 0.025). After
+    leaving: ``rounds`` (completed rounds), ``checks`` (sign-ins tried), ``failures`` (failed
+    sign-ins of counted connections), ``reasons`` (the first few, ``"round N: org/id:
+    reason"``), ``excluded`` (connections that could not sign in before the apply, with their
+    reason)."""
 
-    sim: Simulator
+    read: SignIns
     interval: float = 0.025
     rounds: int = 0
     checks: int = 0
@@ -55,9 +56,14 @@ class SignInProbe:
     _thread: threading.Thread | None = None
     _error: BaseException | None = None
 
+    @classmethod
+    def of(cls, sim: Simulator, interval: float = 0.025) -> SignInProbe:
+        """A probe on an embedded simulator."""
+        return cls(sim.sign_ins, interval)
+
     def __enter__(self) -> SignInProbe:
-        for org, endpoint_id in connections(self.sim):
-            answer = self.sim.sign_in(org, endpoint_id)
+        for answer in self.read():
+            org, endpoint_id = str(answer["organization"]), str(answer["id"])
             if answer["ok"]:
                 self._counted.add((org.lower(), endpoint_id.lower()))
             else:
@@ -95,11 +101,11 @@ class SignInProbe:
             self._error = exc
 
     def _round(self) -> None:
-        held = {(o.lower(), e.lower()): (o, e) for o, e in connections(self.sim)}
+        held = {(str(a["organization"]).lower(), str(a["id"]).lower()): a for a in self.read()}
         for key in sorted(self._counted):
             self.checks += 1
-            if key in held:
-                answer: dict[str, Any] = self.sim.sign_in(*held[key])
+            answer = held.get(key)
+            if answer is not None:
                 ok, reason = bool(answer["ok"]), str(answer["reason"])
             else:
                 ok, reason = False, "the simulator no longer holds this service connection"
