@@ -82,6 +82,8 @@ class Transition:
     identity: str
     before: tuple[Any, Any] | None
     after: tuple[Any, Any]
+    # the issuer the spec wants: ``entra`` or ``devops`` (``wanted_issuer``)
+    wanted: str = "entra"
 
 
 def wanted_issuer(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> str:
@@ -127,7 +129,7 @@ def transition_of(
             entra = federation.entra_federation(str(tenant), org_id, str(attrs["id"]))
     if scheme.lower() == SECRET_SCHEME.lower():
         return Transition(
-            CONVERT, identity, None, entra if wanted == "entra" else (UNKNOWN, UNKNOWN)
+            CONVERT, identity, None, entra if wanted == "entra" else (UNKNOWN, UNKNOWN), wanted
         )
     if scheme.lower() != WIF.lower() or wanted != "entra":
         return None
@@ -371,7 +373,10 @@ class ServiceConnectionKind(IdentityChild):
                     f"{where}identity {short_identity(identity)} has no free federated "
                     f"credential slot for {', '.join(moving)}: it would hold {peak} federated "
                     f"credentials at once (a migration adds the Entra issuer's credential before "
-                    f"it deletes the legacy one; a conversion adds one) and Azure allows at most "
+                    f"it deletes the legacy one; a conversion adds one for the organisation's "
+                    f"default issuer and, where that is still Azure DevOps' while the spec wants "
+                    f"Entra, one for the Entra issuer before it deletes the first: the default "
+                    f"cannot be read, so two are counted) and Azure allows at most "
                     f"{MAX_CREDENTIALS_PER_IDENTITY}; drop a credential from the specs to free one"
                 )
         return problems
@@ -758,18 +763,43 @@ def _credentials_on(view: PlanView, identity: str) -> list[LiveResource]:
     ]
 
 
-def _extra(view: PlanView, identity: str) -> list[str]:
-    """Keys of the connections that need one more credential on ``identity`` (a migration
-    whose Entra credential is not there yet, a conversion)."""
+def _needs(view: PlanView, key: str, move: Transition, live_pairs: set[tuple[Any, Any]]) -> int:
+    """How many credentials the executor adds to ``move.identity`` for connection ``key``
+    before it deletes any (``executors/service_connection.py``, ``_update_connection``):
+
+    - a migration: the Entra issuer's (unless the identity holds it), and, when the connection
+      names another principal now, first one for the legacy pair it presents (unless held);
+    - a conversion: one for the pair the service gives it, the organisation's default issuer's;
+      when that is the Azure DevOps issuer and the spec wants Entra, the migration then adds
+      the Entra issuer's too before it deletes the legacy one. No Azure DevOps API tells an
+      organisation's default issuer, so a conversion to Entra counts two (one when the identity
+      already holds the Entra pair)."""
+    entra_held = move.after in live_pairs
+    if move.operation == CONVERT:
+        return 1 if move.wanted != "entra" or entra_held else 2
+    needed = 0 if entra_held else 1
+    current = view.live.resources.get(Address(Kind.SERVICE_CONNECTION, key))
+    identity = identity_live(view, move.identity)
+    client = str((identity.attrs.get("clientId") if identity else None) or "").lower()
+    named = str((current.attrs.get("servicePrincipalId") if current else None) or "").lower()
+    if (not client or named != client) and move.before not in live_pairs:
+        needed += 1
+    return needed
+
+
+def _extra(view: PlanView, identity: str) -> list[tuple[str, int]]:
+    """(connection key, credentials it adds on ``identity`` at once) for each migration or
+    conversion that adds any (``_needs``)."""
     live_pairs = {
         (c.attrs.get("issuer"), c.attrs.get("subject")) for c in _credentials_on(view, identity)
     }
-    return [
-        key
-        for key, move in sorted(transitions(view).items())
-        if move.identity == identity
-        and not (move.operation == MIGRATE and move.after in live_pairs)
-    ]
+    found = []
+    for key, move in sorted(transitions(view).items()):
+        if move.identity == identity:
+            needed = _needs(view, key, move, live_pairs)
+            if needed:
+                found.append((key, needed))
+    return found
 
 
 def _room(view: PlanView, identity: str) -> tuple[list[Address], bool]:
@@ -788,7 +818,8 @@ def _room(view: PlanView, identity: str) -> tuple[list[Address], bool]:
         and c.action is Action.CREATE
         and str((c.after or {}).get("identity") or "") == identity
     )
-    crowded = len(live) + creates + len(_extra(view, identity)) > MAX_CREDENTIALS_PER_IDENTITY
+    extra = sum(n for _, n in _extra(view, identity))
+    crowded = len(live) + creates + extra > MAX_CREDENTIALS_PER_IDENTITY
     return deletes, crowded
 
 
@@ -808,8 +839,9 @@ def _slots(view: PlanView) -> list[tuple[str, int, list[str]]]:
             and c.action is Action.CREATE
             and str((c.after or {}).get("identity") or "") == identity
         )
-        peak = len(_credentials_on(view, identity)) - len(deletes) + creates + len(moving)
-        out.append((identity, peak, moving))
+        extra = sum(n for _, n in moving)
+        peak = len(_credentials_on(view, identity)) - len(deletes) + creates + extra
+        out.append((identity, peak, [key for key, _ in moving]))
     return out
 
 
