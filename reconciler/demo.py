@@ -369,9 +369,10 @@ def act_one(sim: Simulator, workdir: Path) -> None:
     _run("drift", WALKTHROUGH, "--target", target, expect=0)
 
 
-def act_two(sim: Simulator, workdir: Path) -> Outcome:
-    """Taking over an estate: stage, export, adopt, edit, migrate and convert under the
-    sign-in probe, converge; checked through the simulator."""
+def act_two(sim: Simulator, workdir: Path, secret: str) -> Outcome:
+    """Taking over an estate: stage (the secret-based connection holds ``secret``, never
+    shown), export, adopt, edit, migrate and convert under the sign-in probe, converge;
+    checked through the simulator."""
     from reconciler.sim.probe import SignInProbe
 
     target = str(sim.connection_file)
@@ -380,7 +381,7 @@ def act_two(sim: Simulator, workdir: Path) -> Outcome:
     _act("Act 2: taking over an estate built by hand before the tool existed")
 
     _step("The estate, as a portal user built it (staged in the simulator; act 1's objects stay)")
-    stage_estate(sim, secrets.token_urlsafe(24))
+    stage_estate(sim, secret)
     print(
         f"  * managed identity {LEGACY_IDENTITY} ({RESOURCE_GROUP}), Contributor on "
         f"{RESOURCE_GROUP}, a federated credential for the Azure DevOps issuer\n"
@@ -490,11 +491,12 @@ def _check_outcome(before: dict[str, Connection], after: dict[str, Connection]) 
             raise SystemExit(f"demo: {new.signs_in_as} still has legacy credentials {legacy}")
 
 
-def play(sim: Simulator, workdir: Path) -> Outcome:
-    """Both acts against a running simulator, writing plans and specs under ``workdir``;
-    ``SystemExit`` when a command's exit code or an outcome is not the expected one."""
+def play(sim: Simulator, workdir: Path, *, secret: str | None = None) -> Outcome:
+    """Both acts against a running simulator, writing plans and specs under ``workdir``; the
+    hand-made secret-based connection holds ``secret`` (default: a random one). ``SystemExit``
+    when a command's exit code or an outcome is not the expected one."""
     act_one(sim, workdir)
-    outcome = act_two(sim, workdir)
+    outcome = act_two(sim, workdir, secret or secrets.token_urlsafe(24))
     stats = sim.stats()
     _step("Done")
     print(
