@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import main as cli_main
+from reconciler.kinds.service_connection import CONVERT, MIGRATE
 from reconciler.model import implied_credential_name
 
 if TYPE_CHECKING:
@@ -383,12 +384,8 @@ def act_two(sim: Simulator, workdir: Path, secret: str) -> Outcome:
     _step("The estate, as a portal user built it (staged in the simulator; act 1's objects stay)")
     stage_estate(sim, secret)
     print(
-        f"  * managed identity {LEGACY_IDENTITY} ({RESOURCE_GROUP}), Contributor on "
-        f"{RESOURCE_GROUP}, a federated credential for the Azure DevOps issuer\n"
-        f"  * service connection {ORGANIZATION}/{PROJECT}/{LEGACY_CONNECTION}: workload "
-        f"identity federation on that legacy issuer, signing in as {LEGACY_IDENTITY}\n"
-        f"  * service connection {ORGANIZATION}/{PROJECT}/{SECRET_CONNECTION}: a client "
-        f"secret for app registration {APP_REGISTRATION}"
+        f"Two service connections in {ORGANIZATION}/{PROJECT}, each authorised for one pipeline; "
+        f"{LEGACY_IDENTITY} (in {RESOURCE_GROUP}) is Contributor on {RESOURCE_GROUP}:"
     )
     before = estate_connections(sim)
     _show(before)
@@ -422,13 +419,35 @@ def act_two(sim: Simulator, workdir: Path, secret: str) -> Outcome:
     _step("The exported specs validate")
     _run("validate", str(folder), expect=0)
 
-    _step("Plan: adoption only (the owner marker is stamped, nothing else moves)")
+    _step(
+        "Plan: adoption only, the owner marker is stamped and nothing else moves (exit 2: changes)"
+    )
     adopt_plan = str(workdir / "adopt.plan.json")
-    _run("plan", str(folder), "--target", target, "--out", adopt_plan, expect=0)
+    _run(
+        "plan",
+        str(folder),
+        "--target",
+        target,
+        "--out",
+        adopt_plan,
+        "--detailed-exitcode",
+        expect=2,
+    )
+
+    _expect_changes(adopt_plan, {"update adoption": 3})
+
+    _step("Apply the adoption: from now on the specs are the source of truth")
     _run("apply", adopt_plan, "--target", target, "--auto-approve", expect=0)
 
     _step("The engineer edits the spec: Entra issuer, and no more secret")
     edited = engineer_edit(exported)
+    print(
+        f"  * {LEGACY_CONNECTION}: 'issuer: devops' (and its comment) goes, so it moves to the "
+        "Entra issuer\n"
+        f"  * {NEW_IDENTITY}: a new managed identity, Reader on {RESOURCE_GROUP}\n"
+        f"  * {SECRET_CONNECTION}: declared as the export's comment suggests, signing in as "
+        f"{NEW_IDENTITY}"
+    )
     spec.write_text(edited, encoding="utf-8")
     diff = difflib.unified_diff(
         exported.splitlines(),
@@ -444,6 +463,14 @@ def act_two(sim: Simulator, workdir: Path, secret: str) -> Outcome:
     _step("Plan: migrate the issuer in place, convert the secret connection in place")
     move_plan = str(workdir / "migrate.plan.json")
     _run("plan", str(folder), "--target", target, "--out", move_plan, expect=0)
+    _expect_changes(
+        move_plan,
+        {
+            "create new in spec": 2,  # the identity and its role assignment
+            f"update {MIGRATE} {LEGACY_CONNECTION}": 1,
+            f"update {CONVERT} {SECRET_CONNECTION}": 1,
+        },
+    )
 
     probe = SignInProbe.of(sim)
     _step(
@@ -473,6 +500,24 @@ def _show(connections: dict[str, Connection]) -> None:
     for name in (LEGACY_CONNECTION, SECRET_CONNECTION):
         for line in connections[name].lines():
             print(f"  {line}")
+
+
+def _expect_changes(plan_file: str, wanted: dict[str, int]) -> None:
+    """``SystemExit`` unless the saved plan holds exactly ``wanted``: counts of changes by
+    "action reason" or, for a service connection update with an operation, "action operation
+    name"."""
+    import json
+    from collections import Counter
+
+    found: Counter[str] = Counter()
+    for change in json.loads(Path(plan_file).read_text(encoding="utf-8"))["changes"]:
+        if change.get("operation"):
+            name = str(change["key"]).rsplit("/", 1)[-1]
+            found[f"{change['action']} {change['operation']} {name}"] += 1
+        else:
+            found[f"{change['action']} {change['reason']}"] += 1
+    if dict(found) != wanted:
+        raise SystemExit(f"demo: {plan_file} holds {dict(found)}, expected {wanted}")
 
 
 def _check_outcome(before: dict[str, Connection], after: dict[str, Connection]) -> None:
