@@ -4,7 +4,9 @@ Floor (plan): the fewest requests the APIs allow for the spec, divided by the co
 times the latency; under the throttle model also no less than the time the documented rate
 limits need for those requests. Floor (apply): the same for the reads before and after (apply
 re-plans to prove it converged) plus the slowest of the documented rate limits the writes fall
-under. Every bucket starts full, so these are lower bounds.
+under. Every bucket starts full, so these are lower bounds. ``migrate`` and ``roundtrip``
+(an estate taken over: issuer migration and conversion; adoption after ``export``) are applies
+of a live estate: their reads before and after are a warm plan's.
 
 Per-resource refresh: one GET per declared resource, two per role assignment (the assignment
 and its role definition), ten at a time, as Terraform's azurerm provider refreshes.
@@ -35,7 +37,13 @@ from typing import Any
 
 from bench.world import BenchWorld
 from reconciler.sim.faults import Faults
-from reconciler.sim.throttle import ARM_GLOBAL_FACTOR, ARM_LIMITS, MSI_RATES
+from reconciler.sim.throttle import (
+    ADO_LIMIT_TSTU,
+    ADO_WINDOW_S,
+    ARM_GLOBAL_FACTOR,
+    ARM_LIMITS,
+    MSI_RATES,
+)
 
 AUTH_OPS = frozenset({"Token", "OpenIdConfiguration", "InstanceDiscovery"})
 _PAGES = Faults()
@@ -146,6 +154,53 @@ def apply_writes(world: BenchWorld) -> list[Request]:
     return reqs
 
 
+def migrate_writes(world: BenchWorld) -> list[Request]:
+    """The fewest writes of the ``migrate`` seed's apply (issue 11 §2, §3), in place.
+
+    Issuer migration, per connection: the Entra credential (PUT), the switch (``PUT
+    .../endpoints/{id}?operation=ConvertAuthenticationScheme``), the read back that checks the
+    issuer and subject the service reports, the legacy credential's DELETE. Conversion of a
+    secret-based connection: the identity's inventory tag (PUT: a connection of the owner now
+    signs in as it), the switch, the credential for the pair it then presents (PUT), the
+    connection pointed at the identity (PUT) and the read back."""
+    reqs: list[Request] = []
+    for ident in world.connections:
+        key = ident.arm_id.lower()
+        sub = ident.subscription
+        fic_put = Request(
+            "FederatedIdentityCredentials_CreateOrUpdate", "writes", sub, "write", key
+        )
+        switch = Request("ServiceEndpoints_Update", "ado")
+        read_back = Request("ServiceEndpoints_Get", "ado")
+        if world.converted(ident):
+            reqs.append(
+                Request("UserAssignedIdentities_CreateOrUpdate", "writes", sub, "write", key)
+            )
+            reqs += [switch, fic_put, Request("ServiceEndpoints_Update", "ado"), read_back]
+        else:
+            fic_delete = Request(
+                "FederatedIdentityCredentials_Delete", "deletes", sub, "delete", key
+            )
+            reqs += [fic_put, switch, read_back, fic_delete]
+    return reqs
+
+
+def adoption_writes(world: BenchWorld) -> list[Request]:
+    """The fewest writes of adopting the ``unmarked`` seed (the ``roundtrip`` scenario): the
+    owner marker stamped on every identity (PUT, with the inventory tag where a connection
+    signs in as it), role assignment (PUT, description) and connection (PUT, description)."""
+    reqs: list[Request] = []
+    for ident in world.identities:
+        key = ident.arm_id.lower()
+        sub = ident.subscription
+        reqs.append(Request("UserAssignedIdentities_CreateOrUpdate", "writes", sub, "write", key))
+        for a in ident.assignments:
+            reqs.append(Request("RoleAssignments_Create", "writes", a.scope.split("/")[2]))
+        if ident.connection is not None:
+            reqs.append(Request("ServiceEndpoints_Update", "ado"))
+    return reqs
+
+
 def refresh_requests(world: BenchWorld) -> list[Request]:
     out: list[Request] = []
     for r in world.refresh_reads():
@@ -160,7 +215,10 @@ def rate_seconds(reqs: list[Request], scale: float) -> tuple[float, str]:
     """The time the documented limits need for ``reqs``, every bucket full at the start: the
     largest (count - capacity) / rate over the buckets they draw on, and which one it is."""
     counts: Counter[tuple[str, ...]] = Counter()
+    ado = 0
     for r in reqs:
+        if r.cls == "ado":
+            ado += 1
         if r.cls in ARM_LIMITS and r.sub:
             counts[("arm", r.sub, r.cls)] += 1
             counts[("arm-global", r.sub, r.cls)] += 1
@@ -181,6 +239,12 @@ def rate_seconds(reqs: list[Request], scale: float) -> tuple[float, str]:
         seconds = max(0.0, (n - capacity * scale) / (rate * scale))
         if seconds > worst:
             worst, which = seconds, f"{key[0]} {key[1]} ({n} requests at {rate * scale:g}/s)"
+    # Azure DevOps: no delay while a sliding window's usage stays under the limit; past it,
+    # the window frees the limit's worth of TSTU per window length at best
+    limit = ADO_LIMIT_TSTU * scale
+    seconds = max(0.0, (ado * _PAGES.ado_request_cost - limit) / (limit / ADO_WINDOW_S))
+    if seconds > worst:
+        worst, which = seconds, f"ado ({ado} requests, {ado * _PAGES.ado_request_cost:g} TSTU)"
     return worst, which
 
 
@@ -219,6 +283,10 @@ def floor(
 ) -> Reference:
     if scenario == "apply":
         phases = [plan_reads(world, live=False), apply_writes(world), plan_reads(world, True)]
+    elif scenario == "migrate":
+        phases = [plan_reads(world, True), migrate_writes(world), plan_reads(world, True)]
+    elif scenario == "roundtrip":
+        phases = [plan_reads(world, True), adoption_writes(world), plan_reads(world, True)]
     else:
         phases = [plan_reads(world, live=scenario != "cold")]
     return _reference(
@@ -232,8 +300,9 @@ REFRESH_WORKERS = 10
 def refresh(
     world: BenchWorld, scenario: str, *, latency_s: float, throttle_scale: float | None
 ) -> Reference | None:
-    """None where nothing is in state to refresh yet (cold plan, apply from nothing)."""
-    if scenario in ("cold", "apply"):
+    """None where nothing is in state to refresh yet (cold plan, apply from nothing) and for
+    the applies of an estate taken over (``migrate``, ``roundtrip``: no state file holds it)."""
+    if scenario in ("cold", "apply", "migrate", "roundtrip"):
         return None
     return _reference(
         [refresh_requests(world)],

@@ -8,7 +8,11 @@ resources.
 
 Seeds: ``cold`` holds only the subscriptions, resource groups and projects; ``warm`` holds
 every declared object exactly as an apply would have left it (owner markers included);
-``drift`` is ``warm`` with 1% of the declared resources changed out of band.
+``drift`` is ``warm`` with 1% of the declared resources changed out of band; ``migrate`` is
+``warm`` before the issuer deadline (issue 11 §2, §3): every connection on the Azure DevOps
+(legacy) issuer, and every fourth one a hand-made secret-based connection instead, which the
+specs take over and convert; ``unmarked`` is ``warm`` made by hand (no owner marker anywhere),
+the estate ``export`` takes over (the ``roundtrip`` scenario).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 import yaml
 
 from reconciler.model import implied_credential_name
-from reconciler.ownership import mark_description, mark_tags
+from reconciler.ownership import ORG_TAG_PREFIX, OWNER_TAG, mark_description, mark_tags
 from reconciler.sim.seed import default_seed, entra_issuer, entra_subject
 
 OWNER = "bench"
@@ -39,6 +43,14 @@ ROLE_GUIDS = {
 MSI_API = "2024-11-30"
 AUTHZ_API = "2022-04-01"
 _NS = uuid.UUID("6f1c1a52-9a55-4b8e-bf2e-3f8f3c0b0e11")
+# a secret-based connection's client secret in the ``migrate`` seed (the simulator keeps only
+# that one is set; nothing may ever print it)
+BENCH_SECRET = "bench-client-secret-never-printed-4e1f"
+# every CONVERT_EVERY-th connection of the ``migrate`` seed signs in with a secret
+CONVERT_EVERY = 4
+# Change.operation values of the plan document (docs/plan-format.md)
+MIGRATE_OP = "migrate-issuer"
+CONVERT_OP = "convert-to-workload-identity"
 
 
 def _uuid(*parts: object) -> str:
@@ -244,9 +256,72 @@ class BenchWorld:
     def seed(self, scenario: str) -> dict[str, Any]:
         if scenario in ("cold", "apply"):
             return self._base_seed()
+        if scenario == "unmarked":
+            return self._warm_seed(marked=False)
+        if scenario == "migrate":
+            return self._migrate_seed()
         seed = self._warm_seed()
         if scenario == "drift":
             self._drift(seed)
+        return seed
+
+    # -- migration (issue 11 §2, §3) ---------------------------------------------------------
+
+    def converted(self, ident: Identity) -> bool:
+        """Whether ``ident``'s connection is secret-based in the ``migrate`` seed."""
+        return (
+            ident.connection is not None
+            and (ident.index // self.shape.connection_every) % CONVERT_EVERY == CONVERT_EVERY - 1
+        )
+
+    def migrations(self) -> tuple[int, int]:
+        """(connections on the legacy issuer, secret-based connections) in the ``migrate``
+        seed: the issuer migrations and the conversions its plan holds."""
+        secret = sum(1 for i in self.connections if self.converted(i))
+        return len(self.connections) - secret, secret
+
+    def app_registration(self, ident: Identity) -> str:
+        """Client id of the app registration a secret-based connection signs in as."""
+        return _uuid("app", ident.index)
+
+    def _migrate_seed(self) -> dict[str, Any]:
+        """``warm`` before the deadline: the connections the tool made are on the Azure DevOps
+        issuer (their identities hold the credential for it, under the name the tool gives a
+        connection's credential); those ``converted`` were made by hand with a client secret,
+        signing in as an app registration, and carry no owner marker (their identities, the
+        tool's, hold no credential for them and no inventory tag for the organisation)."""
+        seed = self._warm_seed()
+        org = seed["devops"]["organizations"][0]
+        endpoints = {e["name"]: e for e in org["serviceEndpoints"]}
+        by_name = {i["name"]: i for i in seed["identities"]}
+        for ident in self.connections:
+            c = ident.connection
+            assert c is not None
+            endpoint = endpoints[c.name]
+            live = by_name[ident.name]
+            implied = implied_credential_name(ORG, c.project, c.name)
+            if self.converted(ident):
+                endpoint.update(
+                    scheme="ServicePrincipal",
+                    description=c.description,
+                    parameters={
+                        "serviceprincipalid": self.app_registration(ident),
+                        "tenantid": self.tenant,
+                        "authenticationType": "spnKey",
+                        "serviceprincipalkey": BENCH_SECRET,
+                    },
+                )
+                live["federatedCredentials"] = [
+                    f for f in live["federatedCredentials"] if f["name"] != implied
+                ]
+                live["tags"] = mark_tags(dict(ident.tags), OWNER)
+                continue
+            # Azure DevOps' own issuer and subject for a connection (estate-and-ci.md §1)
+            endpoint["issuer"] = "devops"
+            for f in live["federatedCredentials"]:
+                if f["name"] == implied:
+                    f["issuer"] = f"https://vstoken.dev.azure.com/{self.org_id}"
+                    f["subject"] = f"sc://{ORG}/{c.project}/{c.name}"
         return seed
 
     def _base_seed(self) -> dict[str, Any]:
@@ -287,9 +362,18 @@ class BenchWorld:
             },
         }
 
-    def _warm_seed(self) -> dict[str, Any]:
+    def _warm_seed(self, *, marked: bool = True) -> dict[str, Any]:
+        """Every declared object as an apply leaves it; ``marked=False``: the same objects made
+        by hand, without the owner's markers (tag, inventory, description marker)."""
         seed = self._base_seed()
         org = seed["devops"]["organizations"][0]
+
+        def described(text: str | None) -> str | None:
+            return mark_description(text, OWNER) if marked else text
+
+        def tagged(ident: Identity, inventory: dict[str, str] | None) -> dict[str, str]:
+            return mark_tags(dict(ident.tags), OWNER, inventory) if marked else dict(ident.tags)
+
         for ident in self.identities:
             fics = [
                 {"name": c.name, "issuer": c.issuer, "subject": c.subject, "audiences": [AUDIENCE]}
@@ -311,7 +395,7 @@ class BenchWorld:
                         "name": c.name,
                         "type": "azurerm",
                         "scheme": "WorkloadIdentityFederation",
-                        "description": mark_description(c.description, OWNER),
+                        "description": described(c.description),
                         "projects": [c.project],
                         "parameters": {
                             "serviceprincipalid": ident.client_id,
@@ -339,9 +423,7 @@ class BenchWorld:
                     "name": ident.name,
                     "location": LOCATION,
                     # as the tool writes them: owner tag and the inventory (README "Safety")
-                    "tags": mark_tags(
-                        dict(ident.tags), OWNER, {self.org_id: ORG} if c is not None else None
-                    ),
+                    "tags": tagged(ident, {self.org_id: ORG} if c is not None else None),
                     "principalId": ident.principal_id,
                     "clientId": ident.client_id,
                     "federatedCredentials": fics,
@@ -359,7 +441,7 @@ class BenchWorld:
                         "scope": a.scope,
                         "roleDefinitionId": ROLE_GUIDS[a.role],
                         "principalType": "ServicePrincipal",
-                        "description": mark_description(a.description, OWNER),
+                        "description": described(a.description),
                     }
                 )
         return seed
@@ -515,3 +597,224 @@ class BenchWorld:
                     }
                 )
         return reads
+
+
+# -- the round trip's check: live state unchanged but for the owner's markers -----------------
+
+
+def _fics(identity: dict[str, Any]) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    return sorted(
+        (str(f["name"]), str(f["issuer"]), str(f["subject"]), tuple(f.get("audiences") or []))
+        for f in identity.get("federatedCredentials") or []
+    )
+
+
+def _refs(endpoint: dict[str, Any]) -> list[tuple[str, str]]:
+    return sorted(
+        (str(r["projectReference"]["name"]), str(r.get("name")))
+        for r in endpoint.get("serviceEndpointProjectReferences") or []
+    )
+
+
+def marker_only_changes(before: dict[str, Any], after: dict[str, Any], owner: str) -> list[str]:
+    """What differs between two ``GET /_sim/state`` snapshots other than ``owner``'s markers
+    being stamped (an empty list: adoption touched nothing else).
+
+    Checked: the same identities (location, principal and client ids, every tag but the
+    owner tag and the inventory tags, which must be the owner's and organisations the estate
+    holds), their federated credentials (name, issuer, subject, audiences); the same role
+    assignments (role, scope, principal, condition; description = the old one marked); the same
+    service connections (id, name, scheme, every authorization parameter including the issuer
+    and subject, data, projects; description = the old one marked) and pipeline permissions.
+    Each difference is one line naming the object."""
+    out: list[str] = []
+    orgs = {str(o["id"]).lower(): str(o["name"]) for o in after["devops"]["organizations"]}
+
+    def idents(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {
+            f"{i['subscription']}/{i['resourceGroup']}/{i['name']}".lower(): i
+            for i in state["identities"]
+        }
+
+    old_i, new_i = idents(before), idents(after)
+    if set(old_i) != set(new_i):
+        out.append(f"identities: {sorted(set(old_i) ^ set(new_i))[:5]} added or removed")
+    for key in sorted(set(old_i) & set(new_i)):
+        a, b = old_i[key], new_i[key]
+        for field_ in ("location", "principalId", "clientId"):
+            if a.get(field_) != b.get(field_):
+                out.append(f"identity {key}: {field_} {a.get(field_)!r} -> {b.get(field_)!r}")
+        if _fics(a) != _fics(b):
+            out.append(f"identity {key}: federated credentials {_fics(a)} -> {_fics(b)}")
+        tags_a, tags_b = dict(a.get("tags") or {}), dict(b.get("tags") or {})
+        if tags_b.get(OWNER_TAG) != owner:
+            out.append(f"identity {key}: owner tag {tags_b.get(OWNER_TAG)!r}, not {owner!r}")
+        for k in sorted(set(tags_a) | set(tags_b)):
+            if k == OWNER_TAG:
+                continue
+            if k.startswith(ORG_TAG_PREFIX) and k not in tags_a:
+                if orgs.get(k[len(ORG_TAG_PREFIX) :]) != tags_b[k]:
+                    out.append(f"identity {key}: inventory tag {k}={tags_b[k]!r} names no org")
+            elif tags_a.get(k) != tags_b.get(k):
+                out.append(f"identity {key}: tag {k} {tags_a.get(k)!r} -> {tags_b.get(k)!r}")
+
+    old_r = {str(r["name"]).lower(): r for r in before["roleAssignments"]}
+    new_r = {str(r["name"]).lower(): r for r in after["roleAssignments"]}
+    if set(old_r) != set(new_r):
+        out.append(f"role assignments: {sorted(set(old_r) ^ set(new_r))[:5]} added or removed")
+    for key in sorted(set(old_r) & set(new_r)):
+        a, b = old_r[key], new_r[key]
+        for field_ in ("scope", "roleDefinitionId", "principalId", "principalType", "condition"):
+            if a.get(field_) != b.get(field_):
+                out.append(
+                    f"role assignment {key}: {field_} {a.get(field_)!r} -> {b.get(field_)!r}"
+                )
+        if b.get("description") != mark_description(a.get("description"), owner):
+            out.append(
+                f"role assignment {key}: description {a.get('description')!r} -> "
+                f"{b.get('description')!r}"
+            )
+
+    for org_a, org_b in zip(
+        before["devops"]["organizations"], after["devops"]["organizations"], strict=True
+    ):
+        old_e = {str(e["id"]).lower(): e for e in org_a["serviceEndpoints"]}
+        new_e = {str(e["id"]).lower(): e for e in org_b["serviceEndpoints"]}
+        if set(old_e) != set(new_e):
+            out.append(f"connections: {sorted(set(old_e) ^ set(new_e))[:5]} added or removed")
+        for key in sorted(set(old_e) & set(new_e)):
+            a, b = old_e[key], new_e[key]
+            for field_ in ("name", "type", "scheme", "parameters", "data"):
+                if a.get(field_) != b.get(field_):
+                    out.append(f"connection {key}: {field_} {a.get(field_)!r} -> {b.get(field_)!r}")
+            if _refs(a) != _refs(b):
+                out.append(f"connection {key}: projects {_refs(a)} -> {_refs(b)}")
+            if b.get("description") != mark_description(a.get("description"), owner):
+                out.append(
+                    f"connection {key}: description {a.get('description')!r} -> "
+                    f"{b.get('description')!r}"
+                )
+
+        def perms(org: dict[str, Any]) -> list[tuple[Any, ...]]:
+            return sorted(
+                (
+                    p["project"],
+                    p["resourceType"],
+                    p["resourceId"],
+                    p["allPipelines"],
+                    tuple(p["pipelines"]),
+                )
+                for p in org["pipelinePermissions"]
+            )
+
+        if perms(org_a) != perms(org_b):
+            out.append(f"organisation {org_a['name']}: pipeline permissions changed")
+    return out
+
+
+def migration_problems(world: BenchWorld, state: dict[str, Any]) -> list[str]:
+    """What a ``GET /_sim/state`` snapshot after migrating the ``migrate`` seed still lacks:
+    every connection keeps its id, signs in with workload identity federation as its spec's
+    identity, on the Microsoft Entra issuer and subject Azure DevOps generates for it, with no
+    client secret; its identity holds the credential for that pair and none for the Azure
+    DevOps issuer."""
+    out: list[str] = []
+    (org,) = state["devops"]["organizations"]
+    endpoints = {str(e["id"]).lower(): e for e in org["serviceEndpoints"]}
+    idents = {str(i["name"]): i for i in state["identities"]}
+    issuer = entra_issuer(world.tenant)
+    for ident in world.connections:
+        c = ident.connection
+        assert c is not None
+        e = endpoints.get(c.endpoint_id.lower())
+        if e is None:
+            out.append(f"connection {c.name}: id {c.endpoint_id} gone")
+            continue
+        params = e["parameters"]
+        subject = entra_subject(world.tenant, world.org_id, c.endpoint_id)
+        if e["scheme"] != "WorkloadIdentityFederation" or "serviceprincipalkey" in params:
+            out.append(f"connection {c.name}: scheme {e['scheme']}, parameters {sorted(params)}")
+        if (
+            params.get("workloadIdentityFederationIssuer"),
+            params.get("workloadIdentityFederationSubject"),
+        ) != (issuer, subject):
+            out.append(f"connection {c.name}: not on the Entra issuer and subject")
+        if str(params.get("serviceprincipalid")).lower() != ident.client_id:
+            out.append(f"connection {c.name}: signs in as {params.get('serviceprincipalid')}")
+        pairs = {(f["issuer"], f["subject"]) for f in idents[ident.name]["federatedCredentials"]}
+        if (issuer, subject) not in pairs:
+            out.append(f"identity {ident.name}: no credential for its connection's Entra pair")
+        if any(i.startswith("https://vstoken.dev.azure.com/") for i, _ in pairs):
+            out.append(f"identity {ident.name}: the Azure DevOps issuer's credential is left")
+    return out
+
+
+# -- what the plans of ``migrate`` and ``roundtrip`` must hold ---------------------------------
+
+
+def migration_plan(
+    world: BenchWorld, changes: list[dict[str, Any]]
+) -> tuple[dict[str, int], list[str]]:
+    """Exactly one issuer migration per legacy connection, one conversion per secret-based
+    one, and for each converted connection its identity gaining the organisation's
+    inventory tag (a connection of the owner now signs in as it); nothing else."""
+    migrate: set[str] = set()
+    convert: set[str] = set()
+    tagged: set[str] = set()
+    for ident in world.connections:
+        c = ident.connection
+        assert c is not None
+        key = f"service_connection.{ORG}/{c.project}/{c.name}"
+        if world.converted(ident):
+            convert.add(key)
+            tagged.add(f"identity.{ident.subscription}/{ident.resource_group}/{ident.name}")
+        else:
+            migrate.add(key)
+    counts = {MIGRATE_OP: 0, CONVERT_OP: 0, "inventory": 0}
+    wrong: list[str] = []
+    for change in changes:
+        address, operation = str(change["address"]), change.get("operation")
+        paths = {str(f["path"]) for f in change.get("fields") or []}
+        if change["action"] == "update" and operation == MIGRATE_OP and address in migrate:
+            counts[MIGRATE_OP] += 1
+            migrate.discard(address)
+        elif change["action"] == "update" and operation == CONVERT_OP and address in convert:
+            counts[CONVERT_OP] += 1
+            convert.discard(address)
+        elif (
+            change["action"] == "update"
+            and address in tagged
+            and paths
+            and all(p.startswith("organizations.") for p in paths)
+        ):
+            counts["inventory"] += 1
+            tagged.discard(address)
+        else:
+            wrong.append(f"unexpected change {change['action']} {address} {operation}")
+    for left in sorted(migrate | convert | tagged)[:5]:
+        wrong.append(f"no change planned for {left}")
+    return counts, wrong
+
+
+def adoption_plan(
+    world: BenchWorld, changes: list[dict[str, Any]]
+) -> tuple[dict[str, int], list[str]]:
+    """Adoption only (issue 11 §1): every change an update for adoption that stamps the
+    owner marker (and, on an identity, the inventory tag), one per declared identity, role
+    assignment and connection."""
+    counts: dict[str, int] = {}
+    wrong: list[str] = []
+    for change in changes:
+        paths = {str(f["path"]) for f in change.get("fields") or []}
+        extra = {p for p in paths if p != "owner" and not p.startswith("organizations.")}
+        if (change["action"], change.get("reason")) != ("update", "adoption") or extra:
+            wrong.append(
+                f"not an adoption: {change['action']} {change['address']} "
+                f"({change.get('reason')}) {sorted(extra)}"
+            )
+        counts[str(change["kind"])] = counts.get(str(change["kind"]), 0) + 1
+    declared = world.declared()
+    want = {k: declared[k] for k in ("identity", "role_assignment", "service_connection")}
+    if counts != want:
+        wrong.append(f"adoptions by kind {counts}, expected {want}")
+    return counts, wrong
