@@ -235,6 +235,11 @@ class TextReporter:
             return self._paint(f"  ! {name} interrupted while waiting to retry{done}", "yellow")
         return None
 
+    def notice(self, address: Address, message: str) -> None:
+        """Something the user must know about an applied change (``ApplyContext.notice``)."""
+        with self._lock:
+            self._write([self._paint(f"  ! {_one_line(message)}", "yellow")])
+
     def summary(self, result: ApplyResult) -> None:
         word, counts = _headline(result)
         color = {"complete": "green", "failed": "red", "interrupted": "yellow"}[word]
@@ -264,11 +269,12 @@ def _pick_symbol(stream: TextIO, preferred: str, fallback: str) -> str:
 
 # the version of the JSON-lines events of ``apply --format json`` (docs/apply-events.md): the
 # minor moves for added keys or events, the major for anything a reader would misread
-EVENTS_VERSION = "1.0"
+EVENTS_VERSION = "1.1"
 
 
 class JsonReporter:
-    """One JSON object per line: ``start``, ``retry``, ``finish`` and ``summary`` events.
+    """One JSON object per line: ``start``, ``retry``, ``finish``, ``notice`` and ``summary``
+    events.
 
     Every event of a type carries the same keys in the same order, so consumers can rely on
     them; times are seconds rounded to milliseconds.
@@ -324,6 +330,17 @@ class JsonReporter:
                 # a multi-request change: the steps done (they stay done) and the one that failed
                 "completed_steps": list(outcome.completed_steps),
                 "failed_step": outcome.failed_step or None,
+            }
+        )
+
+    def notice(self, address: Address, message: str) -> None:
+        """Something the user must know about an applied change (``ApplyContext.notice``)."""
+        self._emit(
+            {
+                "event": "notice",
+                "address": str(address),
+                "kind": str(address.kind),
+                "message": _one_line(message),
             }
         )
 

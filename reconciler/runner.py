@@ -410,7 +410,7 @@ def _replan_saved(args: argparse.Namespace) -> tuple[Session, LiveState, Plan, d
 def cmd_apply(args: argparse.Namespace) -> int:
     from reconciler.apply import apply_plan, check_destroy, interrupt_on_sigint
     from reconciler.kinds.executors import ApplyContext, lane, perform
-    from reconciler.progress import JsonReporter, Reporter, TextReporter
+    from reconciler.progress import JsonReporter, TextReporter
 
     color = _use_color(args, sys.stdout)
     saved_plan = _is_saved_plan(args.paths)
@@ -455,7 +455,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print("Apply cancelled.")
         return EXIT_FAILED
 
-    reporter: Reporter
+    reporter: TextReporter | JsonReporter
     if args.format == "json":
         reporter = JsonReporter(sys.stdout)
     else:
@@ -480,6 +480,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
             stop=stop,
         )
     session.applied = True
+    for address, message in ctx.notices:
+        reporter.notice(address, message)
     if isinstance(reporter, JsonReporter):
         return _finish_json(args, session, reporter, result, force=force, before=live)
     reporter.summary(result)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from reconciler import federation, normalize
@@ -296,9 +296,33 @@ class ServiceConnectionKind(IdentityChild):
         dropped = False
         for resource in view.desired_of[Kind.FEDERATED_CREDENTIAL]:
             served = resource.attrs.get("serviceConnection")
-            if served and str(served).lower() in moves:
-                del resources[resource.address]
-                dropped = True
+            if not served or str(served).lower() not in moves:
+                continue
+            del resources[resource.address]
+            dropped = True
+            # a credential an earlier, interrupted run of the change wrote under the names it
+            # uses (``transition_credential_name``) is the executor's to finish with: kept as
+            # it is, never deleted meanwhile (it may hold the pair the service waits for)
+            name = str(resource.attrs["name"])
+            for kept in (name, f"{name[:113].rstrip('-_')}-entra"):
+                address = Address(
+                    Kind.FEDERATED_CREDENTIAL, credential_key(str(resource.attrs["identity"]), kept)
+                )
+                found = view.live.resources.get(address)
+                if found is None or address in resources:
+                    continue
+                resources[address] = replace(
+                    resource,
+                    address=address,
+                    attrs={
+                        **resource.attrs,
+                        "name": found.attrs.get("name"),
+                        "issuer": found.attrs.get("issuer"),
+                        "subject": found.attrs.get("subject"),
+                        "audiences": found.attrs.get("audiences"),
+                        "serviceConnection": None,
+                    },
+                )
         if dropped:
             view.replace_desired(resources)
 

@@ -578,9 +578,7 @@ class DevOps:
                 # a client may ask for the Entra issuer where the organisation's default is
                 # still the Azure DevOps one (Microsoft's samples send it; README assumption)
                 entra = "EntraID" if str(asked or "").lower() == "entraid" else None
-                issuer, subject, kind = federation(
-                    self.world, org, refs[0][0].name, name, eid, entra
-                )
+                issuer, subject, kind = self._federation(org, refs[0][0].name, name, eid, entra)
                 params.update(
                     workloadIdentityFederationIssuer=issuer,
                     workloadIdentityFederationSubject=subject,
@@ -927,15 +925,23 @@ class DevOps:
                 )
                 return Response(200, reverted)
             forced = "EntraID" if kind == "issuer" else None
-            issuer, subject, issuer_type = federation(
-                self.world, org, home.name if home else "", e.name, e.id, forced
+            issuer, subject, issuer_type = self._federation(
+                org, home.name if home else "", e.name, e.id, forced
             )
             if not self._can_sign_in(
                 e.parameters.get("serviceprincipalid"), issuer, subject, req.now
             ):
                 e.operation_status = dict(CONVERTING)
                 self.world.touch()
-                return Response(202, self.endpoint_json(e, home, req.now))
+                answer = self.endpoint_json(e, home, req.now)
+                if self.faults().subject_drift:
+                    # the fault's second half: the answer shows the pair the service waits for
+                    # (README, ``subject-drift``), as the portal shows it to add by hand
+                    answer["authorization"]["parameters"].update(
+                        workloadIdentityFederationIssuer=issuer,
+                        workloadIdentityFederationSubject=subject,
+                    )
+                return Response(202, answer)
             if kind == "upgrade":
                 e.recovery = {k: v for k, v in e.parameters.items() if k.lower() not in WIF_KEEP}
                 e.parameters = {k: v for k, v in e.parameters.items() if k.lower() in WIF_KEEP}
@@ -1069,6 +1075,17 @@ class DevOps:
         e.operation_status = None
         self.world.touch()
         return self.endpoint_json(e, home, req.now)
+
+    def _federation(
+        self, org: Organization, project: str, name: str, eid: str, issuer_type: str | None
+    ) -> tuple[str, str, str]:
+        """(issuer, subject, issuer type) generated for a connection now (``seed.federation``);
+        under the ``subject-drift`` fault an Entra subject gets the fault's text appended."""
+        issuer, subject, kind = federation(self.world, org, project, name, eid, issuer_type)
+        drift = self.faults().subject_drift
+        if drift and kind == "EntraID":
+            subject += drift
+        return issuer, subject, kind
 
     def _can_sign_in(self, client_id: str | None, issuer: str, subject: str, now: float) -> bool:
         """Whether the identity the connection names would accept a token with this issuer

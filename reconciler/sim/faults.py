@@ -8,7 +8,8 @@ CLI/``POST /_sim/faults`` spec strings (``--fault SPEC``): ``429:P``, ``5xx:P``,
 (probabilities), ``lag:MS`` (a new resource 404s on GET for MS ms), ``principal-window:S``
 (principals younger than S seconds are not found, even with principalType), ``delete-lag:S``
 (deleted service connections stay visible for S seconds), ``activity-log-delay:S`` and
-``audit-log-delay:S`` (ingestion delays of the Activity Log and the audit log), ``throttle`` or
+``audit-log-delay:S`` (ingestion delays of the Activity Log and the audit log), ``subject-drift:TEXT``
+(Entra subjects Azure DevOps generates get TEXT appended), ``throttle`` or
 ``throttle:SCALE`` (the documented ARM, Managed Identity and Azure DevOps limits, every rate and
 bucket multiplied by SCALE), ``latency:MS``, ``jitter:MS``, ``seed:N``, and any other field
 below by its name with dashes (``fic-write-ms:50``, ``ready-after-ms:200``, ``ops:A,B``...).
@@ -86,6 +87,11 @@ class Faults:
     delete_lag_s: float = 0.0
     # how long of that window the connection is still returned whole (None: half of it)
     delete_whole_s: float | None = None
+    # a fault, not the service's documented behaviour: Azure DevOps generates Entra-issuer
+    # subjects that differ from the documented formula (this text appended) when it creates,
+    # converts or switches a connection; it signs in with, and reports, that subject (README,
+    # "Faults": ``subject-drift``). Tests the tool's read-back of issue 11 §2 (c)
+    subject_drift: str = ""
     # return ``serviceEndpointProjectReferences`` in reverse order (the owning project last):
     # the service promises no order
     reverse_references: bool = False

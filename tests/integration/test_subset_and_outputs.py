@@ -258,7 +258,7 @@ def test_apply_events_are_versioned_and_end_with_convergence(
     assert code == 0, err
     events = _events(out)  # stdout holds nothing but events
     assert all(
-        list(e)[:2] == ["event", "events_version"] and e["events_version"] == "1.0" for e in events
+        list(e)[:2] == ["event", "events_version"] and e["events_version"] == "1.1" for e in events
     )
     assert events[0]["event"] == "plan" and events[0]["document"]["format_version"] == "1.2"
     last = events[-1]

@@ -334,7 +334,7 @@ def test_json_reporter_events() -> None:
         },
     ]
     # every event names its format version, right after its type
-    expected = [{"event": e["event"], "events_version": "1.0", **e} for e in expected]
+    expected = [{"event": e["event"], "events_version": "1.1", **e} for e in expected]
     assert events == expected
     # stable key order, not just equal dicts
     assert [list(e) for e in events] == [list(e) for e in expected]

@@ -65,6 +65,9 @@ class ApplyContext:
     # addresses the specs declare: an object this plan adopts may still carry the marker the
     # plan saw (none, or another owner's with --force) when it is replaced
     declared: frozenset[Address] = frozenset()
+    # what the user must be told about an applied change (address, message), in the order
+    # said: the runner shows them in the apply's text and JSON output (``notice`` events)
+    notices: list[tuple[Address, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _windows: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
     # the steps of each change (by identity: one object per planned change) that are done,
@@ -74,6 +77,12 @@ class ApplyContext:
     def record(self, address: Address, attrs: Mapping[str, Any]) -> None:
         with self._lock:
             self.results[address] = dict(attrs)
+
+    def notice(self, address: Address, message: str) -> None:
+        """Tell the user ``message`` about the change of ``address`` (once per message)."""
+        with self._lock:
+            if (address, message) not in self.notices:
+                self.notices.append((address, message))
 
     def result(self, address: Address) -> dict[str, Any] | None:
         with self._lock:

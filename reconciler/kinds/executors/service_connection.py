@@ -8,7 +8,7 @@ refused. Its writes count against Azure DevOps' limit."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final
 
 from reconciler import federation
@@ -360,12 +360,14 @@ def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> d
         return devops.update_endpoint(org, endpoint_id, {**body, "id": endpoint_id})
 
     updated = step(ctx, change, "update", update)
+    cleaned = ""
     if _wants_entra(after, updated) and is_devops_issuer(_params(updated).get(ISSUER)):
-        updated = _migrate_issuer(change, ctx, org, project, updated, written)
+        updated, cleaned = _migrate_issuer(change, ctx, org, project, updated, written)
     elif converted:
         updated = step(
             ctx, change, "verify", lambda: _verify(ctx, change, org, project, None, written)
         )
+    _say_if_reported_differs(change, ctx, updated, cleaned)
     # a rename in an organisation on the legacy issuer changes the subject: the PUT's answer
     # carries the values the implied credential must have
     ctx.record(change.address, _connection_result(updated, after, ctx))
@@ -379,6 +381,8 @@ ISSUER: Final = "workloadIdentityFederationIssuer"
 SUBJECT: Final = "workloadIdentityFederationSubject"
 CONVERT_STEP: Final = "convert to workload identity federation"
 SWITCH_STEP: Final = "switch to the Entra issuer"
+# the Entra credential rewritten for the pair a 202 showed (issue 11 §2 (c))
+FOLLOW_STEP: Final = "credential for the pair Azure DevOps waits for"
 # operationStatus.statusMessage of a conversion the service cannot complete yet (202)
 CONVERTING: Final = "converting_scheme"
 
@@ -415,12 +419,15 @@ def _convert(
     endpoint: dict[str, Any],
     issuer_type: str | None,
     what: str,
+    waiting_for: Callable[[tuple[str, str]], None] | None = None,
 ) -> dict[str, Any]:
     """One conversion request. A 202 ``converting_scheme`` means the service cannot sign in
     with the new issuer and subject yet (a new credential takes a moment to be honoured):
     ``TransientError``, so the engine retries the step within its retry policy and then fails
-    naming it. A conversion already done (read again first) is not repeated: the service
-    refuses a second one."""
+    naming it. When that answer shows an Entra pair (the portal shows the pair to add by hand),
+    ``waiting_for`` is called with it first, so that the identity can be given what the
+    service waits for. A conversion already done (read again first) is not repeated: the
+    service refuses a second one."""
     devops = ctx.services.devops
     endpoint_id = str(endpoint.get("id"))
     try:
@@ -436,6 +443,9 @@ def _convert(
         return fresh
     answer = devops.convert_authentication_scheme(org, project, fresh, issuer_type=issuer_type)
     if _pending(answer):
+        shown = _pair(answer)
+        if waiting_for is not None and shown is not None and not is_devops_issuer(shown[0]):
+            waiting_for(shown)
         raise TransientError(
             f"service connection {endpoint.get('name')}: Azure DevOps cannot sign in with the "
             f"new issuer and subject yet ({CONVERTING}); the credential may still be "
@@ -522,13 +532,16 @@ def _migrate_issuer(
     project: str,
     endpoint: dict[str, Any],
     written: dict[str, tuple[str, str]],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], str]:
     """Azure DevOps issuer -> Microsoft Entra issuer, with no moment in which the pipeline
     cannot sign in: (a) add a credential for the Entra pair computed from ids; (b) switch;
     (c) read back and compare; (d) delete the legacy credential. When the service reports
-    another pair than computed, a credential for what it reports is written, the legacy one
-    deleted, and the change fails saying so (the computation in ``reconciler.federation`` is
-    then wrong and must be fixed)."""
+    another pair than computed, the identity's credentials follow what it reports (``_verify``
+    writes it where no credential has it, over the computed one), the computed credential, if
+    still there, is deleted (this change wrote it and nothing signs in with it), and only then
+    the legacy one; the caller tells the user (``_say_if_reported_differs``). Returns the
+    connection as read back and what was done with the computed credential ('' when the
+    service reports the computed pair)."""
     after = change.after or {}
     ident_key = str(after["identity"])
     legacy = _pair(endpoint)
@@ -540,30 +553,84 @@ def _migrate_issuer(
         lambda: _put_connection_credential(ctx, change, endpoint, entra, written),
     )
     written[name] = entra
+    shown_before = ctx.steps_done(change).get(FOLLOW_STEP)
+    if shown_before:  # an earlier attempt of this change rewrote it
+        written[name] = (str(shown_before[0]), str(shown_before[1]))
+
+    def follow(shown: tuple[str, str]) -> None:
+        # the service waits for another pair than computed: the computed credential (this
+        # change wrote it; nothing signs in with it) is rewritten for what the service shows
+        if shown in {tuple(p) for p in _identity_credentials(ctx, ident_key, written).values()}:
+            return
+        sub, rg, ident = identity_path(ctx, ident_key)
+        body = {
+            "properties": {
+                "issuer": shown[0],
+                "subject": shown[1],
+                "audiences": [DEFAULT_AUDIENCE],
+            }
+        }
+        ctx.services.arm.put_credential(sub, rg, ident, name, body)
+        written[name] = shown
+        ctx.step_done(change, FOLLOW_STEP, shown)
+
     step(
         ctx,
         change,
         SWITCH_STEP,
-        lambda: _convert(ctx, change, org, project, endpoint, ENTRA_ISSUER_TYPE, SWITCH_STEP),
+        lambda: _convert(
+            ctx, change, org, project, endpoint, ENTRA_ISSUER_TYPE, SWITCH_STEP, follow
+        ),
     )
     current = step(ctx, change, "verify", lambda: _verify(ctx, change, org, project, name, written))
-    if legacy is not None and legacy != _pair(current):
+    reported = _pair(current)
+    cleaned = ""
+    if reported != entra:
+        # what the service reports is held now (``_verify``): the computed credential serves
+        # nothing; the name may hold the reported pair instead (written over it)
+        held = _identity_credentials(ctx, ident_key, written)
+        if tuple(held.get(name) or ()) == entra:
+            step(
+                ctx,
+                change,
+                "delete computed credential",
+                lambda: _delete_pair(ctx, change, ident_key, entra, written),
+            )
+            written.pop(name, None)
+            cleaned = f"credential {name}, written for the computed pair, was deleted"
+        else:
+            cleaned = f"credential {name}, first written for the computed pair, now holds it"
+    if legacy is not None and legacy != reported:
         step(
             ctx,
             change,
             "delete legacy credential",
             lambda: _delete_pair(ctx, change, ident_key, legacy, written),
         )
-    reported = _pair(current)
-    if reported != entra:
-        raise PermanentError(
-            f"service connection {endpoint.get('name')} was moved to the Entra issuer, but "
-            f"Azure DevOps reports issuer {reported[0] if reported else None} and subject "
-            f"{reported[1] if reported else None}, not the computed {entra[0]} and {entra[1]}; "
-            f"credential {name} was written for what the service reports, so sign-in works",
-            code="IssuerSubjectMismatch",
-        )
-    return current
+    return current, cleaned
+
+
+def _say_if_reported_differs(
+    change: Change, ctx: ApplyContext, endpoint: Mapping[str, Any], cleaned: str
+) -> None:
+    """Issue 11 §2 (c): when a migration or conversion ends with the connection reporting
+    another issuer or subject than the plan computed (``reconciler.federation``), tell the
+    user both, and that the identity's credential follows what the service reports."""
+    after = change.after or {}
+    planned = (after.get("issuer"), after.get("subject"))
+    reported = _pair(endpoint)
+    if not (known(planned[0]) and known(planned[1])) or reported is None:
+        return
+    if tuple(planned) == reported:
+        return
+    ctx.notice(
+        change.address,
+        f"service connection {change.address.key}: Azure DevOps reports issuer {reported[0]} "
+        f"and subject {reported[1]}, not the issuer {planned[0]} and subject {planned[1]} "
+        f"the plan computed; the identity's federated credential follows what the service "
+        f"reports{f' ({cleaned})' if cleaned else ''}, so the pipeline signs in. The "
+        "computation (reconciler/federation.py) may be out of date: please report it",
+    )
 
 
 def _verify(
@@ -572,12 +639,13 @@ def _verify(
     org: str,
     project: str,
     name: str | None,
-    written: Mapping[str, tuple[str, str]] | None = None,
+    written: dict[str, tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Read the connection back: workload identity federation, naming the spec's identity,
     whose credentials include the issuer and subject it now presents. When they do not (the
     service generated another pair than the one written), a credential for what it reports is
-    written (under ``name``, else the connection's credential name)."""
+    written (under ``name``, else the connection's credential name) and noted in
+    ``written``."""
     after = change.after or {}
     endpoint_id = str((change.before or {}).get("id"))
     current = ctx.services.devops.get_endpoint(org, project, endpoint_id)
@@ -607,6 +675,8 @@ def _verify(
             }
         }
         ctx.services.arm.put_credential(sub, rg, ident, name, body)
+        if written is not None:
+            written[name] = reported
     return current
 
 
