@@ -202,6 +202,10 @@ class FederatedCredentialKind(Rules):
                 resource, address=existing.address, attrs={**attrs, "name": name}
             )
             changed = True
+            if connection.owner == view.owner:
+                # said when the connection was taken over (or written by a migration, under
+                # its ``-entra`` name): repeating it on every later plan is noise
+                continue
             view.notices.append(
                 Notice(
                     NoticeLevel.INFO,

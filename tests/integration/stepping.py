@@ -51,6 +51,8 @@ class Watch:
     connections: list[tuple[str, str]]  # (organization, connection id)
     stop_before: int | None = None
     writes: list[str] = field(default_factory=list)
+    # every other call the apply made (reads), in order
+    reads: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     stopped: bool = False
 
@@ -79,8 +81,16 @@ class _Proxy:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
-        if name not in WRITES:
+        if not callable(value) or name.startswith("_"):
             return value
+        if name not in WRITES:
+            reads = self._watch.reads
+
+            def read(*args: Any, **kwargs: Any) -> Any:
+                reads.append(name)
+                return value(*args, **kwargs)
+
+            return read
         return lambda *args, **kwargs: self._watch.around(name, value, *args, **kwargs)
 
 

@@ -158,14 +158,15 @@ def test_apply_migrates_in_place_and_a_second_plan_is_empty(
     plan, result = apply_watched(world, spec, watch)
     assert [c.address.key for c in plan.changes] == ["contoso/platform/legacy-sc"]
     assert result.ok, [o.error for o in result.outcomes]
-    # (a) the Entra credential, (b) the switch, (d) the legacy credential's delete; the
-    # connection's ordinary update (nothing to change here) comes first
+    # (a) the Entra credential, (b) the switch, (d) the legacy credential's delete, and no
+    # other write: nothing else differs, so no ordinary update and no pipeline permissions
     assert watch.writes == [
-        "update_endpoint",
         "put_credential",
         "convert_authentication_scheme",
         "delete_credential",
     ]
+    # the connection is read once to start and once to verify the switch (c), no more
+    assert watch.reads.count("get_endpoint") == 2, watch.reads
     assert watch.failures == []
     _assert_migrated(world, portal)
     code, out, err = run(capsys, "plan", str(spec), *target(world), "--detailed-exitcode")
@@ -185,7 +186,7 @@ def _conversions(sim: Simulator) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.parametrize("stop_before", [0, 1, 2, 3])
+@pytest.mark.parametrize("stop_before", [0, 1, 2])
 def test_an_apply_stopped_before_any_write_never_breaks_sign_in_and_the_next_apply_finishes(
     world: Simulator,
     portal: Portal,
@@ -325,3 +326,45 @@ def test_a_credential_the_specs_drop_is_deleted_first_to_make_room(
     assert watch.writes.index("delete_credential") < watch.writes.index("put_credential")
     _assert_migrated(world, portal)
     assert len(_pairs(portal)) == 19
+
+
+def test_an_update_writes_only_what_differs(
+    world: Simulator, portal: Portal, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # adoption declaring the pipeline permissions the connection already has: the owner marker
+    # is written (one connection PUT), the permissions are neither read nor written again
+    kept = _spec(tmp_path, "devops", name="kept")
+    kept.write_text(
+        kept.read_text(encoding="utf-8") + "    pipelinePermissions: [infra-deploy, app-ci]\n",
+        encoding="utf-8",
+    )
+    watch = Watch(world, [("contoso", LEGACY_ID)])
+    plan, result = apply_watched(world, kept, watch)
+    assert result.ok, [o.error for o in result.outcomes]
+    assert "contoso/platform/legacy-sc" in [c.address.key for c in plan.changes]
+    assert watch.writes.count("update_endpoint") == 1, watch.writes
+    assert "update_pipeline_permissions" not in watch.writes
+    assert "get_pipeline_permissions" not in watch.reads
+
+    # only the permissions differ: they are written, the connection is not PUT
+    narrowed = tmp_path / "narrowed.yaml"
+    narrowed.write_text(
+        kept.read_text(encoding="utf-8").replace("[infra-deploy, app-ci]", "[app-ci]"),
+        encoding="utf-8",
+    )
+    watch = Watch(world, [("contoso", LEGACY_ID)])
+    plan, result = apply_watched(world, narrowed, watch)
+    assert result.ok, [o.error for o in result.outcomes]
+    assert watch.writes == ["update_pipeline_permissions"]
+    assert watch.failures == []
+    authorised = [
+        p["id"]
+        for p in portal.permissions("contoso", "platform", LEGACY_ID)["pipelines"]
+        if p["authorized"]
+    ]
+    assert authorised == [2]
+    code, out, err = run(capsys, "plan", str(narrowed), *target(world), "--detailed-exitcode")
+    assert code == 0, out + err
+    # the hand-named credential was explained when the connection was taken over; a plan of
+    # the owned estate does not repeat it
+    assert "already exists as" not in out + err

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final
 
 from reconciler import federation
-from reconciler.changes import Action, Change
+from reconciler.changes import Action, Change, Reason
 from reconciler.errors import (
     ConflictError,
     NotFoundError,
@@ -334,7 +334,7 @@ def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> d
             ctx,
             change,
             CONVERT_STEP,
-            lambda: _convert(ctx, change, org, project, current, None, CONVERT_STEP),
+            _once(lambda fresh: _convert(ctx, change, org, project, current, None, fresh), current),
         )
         converted = True
     client_id, tenant = _principal_and_tenant(change, ctx)
@@ -359,7 +359,10 @@ def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> d
         )
         return devops.update_endpoint(org, endpoint_id, {**body, "id": endpoint_id})
 
-    updated = step(ctx, change, "update", update)
+    # a change that moves only what other steps write (the issuer switch, sharing, pipeline
+    # permissions) needs no PUT: it would cost a request (and Azure DevOps throttling) to
+    # write what is already there
+    updated = step(ctx, change, "update", update) if _needs_put(change) else current
     cleaned = ""
     if _wants_entra(after, updated) and is_devops_issuer(_params(updated).get(ISSUER)):
         updated, cleaned = _migrate_issuer(change, ctx, org, project, updated, written)
@@ -373,6 +376,42 @@ def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> d
     ctx.record(change.address, _connection_result(updated, after, ctx))
     _connection_finish(change, ctx, endpoint_id, updated)
     return _connection_result(updated, after, ctx)
+
+
+# fields a connection update writes with steps of their own, never with the PUT
+_OWN_STEPS: Final = frozenset({"pipelinePermissions", "sharedWith", "scheme", "issuer", "subject"})
+
+
+def _changed_roots(change: Change) -> set[str] | None:
+    """The top-level fields the change moves, or None when the plan does not list them all
+    (only an update for changed fields or an adoption does)."""
+    if change.reason not in (Reason.FIELDS_CHANGED, Reason.ADOPTION):
+        return None
+    return {f.path.split(".", 1)[0].split("[", 1)[0] for f in change.fields}
+
+
+def _needs_put(change: Change) -> bool:
+    """Whether an update must PUT the connection: an adoption (the owner marker), a value
+    known only after apply, or a changed field no other step writes."""
+    roots = _changed_roots(change)
+    return (
+        change.reason is not Reason.FIELDS_CHANGED
+        or roots is None
+        or bool(change.unknowns)
+        or not roots <= _OWN_STEPS
+    )
+
+
+def _once(call: Any, known: dict[str, Any]) -> Any:
+    """A step body that receives ``known`` (an endpoint this change has just read or
+    written) on its first attempt and None on each retry (then it reads afresh)."""
+    first = [known]
+
+    def run() -> Any:
+        fresh = first.pop() if first else None
+        return call(fresh)
+
+    return run
 
 
 # -- migration and conversion in place (issue 11 §2, §3) ---------------------------------------
@@ -418,7 +457,7 @@ def _convert(
     project: str,
     endpoint: dict[str, Any],
     issuer_type: str | None,
-    what: str,
+    fresh: dict[str, Any] | None,
     waiting_for: Callable[[tuple[str, str]], None] | None = None,
 ) -> dict[str, Any]:
     """One conversion request. A 202 ``converting_scheme`` means the service cannot sign in
@@ -426,14 +465,16 @@ def _convert(
     ``TransientError``, so the engine retries the step within its retry policy and then fails
     naming it. When that answer shows an Entra pair (the portal shows the pair to add by hand),
     ``waiting_for`` is called with it first, so that the identity can be given what the
-    service waits for. A conversion already done (read again first) is not repeated: the
-    service refuses a second one."""
+    service waits for. A conversion already done is not repeated: the service refuses a
+    second one. ``fresh``: the endpoint as this change last read or wrote it; None (a retry)
+    reads it again first."""
     devops = ctx.services.devops
     endpoint_id = str(endpoint.get("id"))
-    try:
-        fresh = devops.get_endpoint(org, project, endpoint_id)
-    except NotFoundError as exc:
-        raise lagging(ctx, exc, endpoint_id, f"service connection {endpoint_id}") from None
+    if fresh is None:
+        try:
+            fresh = devops.get_endpoint(org, project, endpoint_id)
+        except NotFoundError as exc:
+            raise lagging(ctx, exc, endpoint_id, f"service connection {endpoint_id}") from None
     done = (
         _scheme(fresh) == WIF
         if issuer_type is None
@@ -578,8 +619,11 @@ def _migrate_issuer(
         ctx,
         change,
         SWITCH_STEP,
-        lambda: _convert(
-            ctx, change, org, project, endpoint, ENTRA_ISSUER_TYPE, SWITCH_STEP, follow
+        _once(
+            lambda fresh: _convert(
+                ctx, change, org, project, endpoint, ENTRA_ISSUER_TYPE, fresh, follow
+            ),
+            endpoint,
         ),
     )
     current = step(ctx, change, "verify", lambda: _verify(ctx, change, org, project, name, written))
@@ -705,6 +749,9 @@ def _connection_finish(
     after = change.after or {}
     org, project = str(after["organization"]), str(after["project"])
     step(ctx, change, "share", lambda: _share(ctx, org, endpoint_id, endpoint, after))
+    roots = _changed_roots(change) if change.action is Action.UPDATE else None
+    if roots is not None and "pipelinePermissions" not in roots:
+        return  # the plan found them as the spec wants them: no read, no write
     step(
         ctx,
         change,
