@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import textwrap
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ import yaml
 from reconciler.kinds import REGISTRY, kind_of
 from reconciler.kinds.base import Exported
 from reconciler.model import Address, ExportScope, LiveState
+from reconciler.specs import entry_problems
+from reconciler.yamlload import YamlSyntaxError, load_yaml
 
 SPLITS: Final = ("resource-group", "project", "none")
 # the file of everything when nothing splits it, and of identities no connection places
@@ -132,6 +135,11 @@ def export_specs(
                     "set declares it (export with that --owner, or take it over with "
                     "`plan --force` after declaring it)",
                 )
+            if item.parent is None and item.section != "identities" and not item.unexpressed:
+                # checked now, before the credentials it implies are left out for it
+                why = _undeclarable(item.section, item.node, owner)
+                if why:
+                    item = dataclasses.replace(item, node={}, unexpressed=why)
             if item.parent is not None:
                 parent = view.exported.get(item.parent)
                 if parent is None or parent.unexpressed:
@@ -139,8 +147,55 @@ def export_specs(
             if item.section == "identities" and not item.unexpressed:
                 view.add_identity(current.address.key, item)
             view.exported[current.address] = item
+    _refuse_undeclarable(view, owner)
     _block_parents(view)
     return _write(view, scope, owner, split, schema_ref)
+
+
+def _undeclarable(section: str, node: Mapping[str, Any], owner: str) -> str:
+    """Why the entry ``node`` of ``section`` cannot be written ('' when it can): the schema's
+    problems in ``validate``'s words, or a value YAML would not give back the same."""
+    found = entry_problems({"version": 1, "owner": owner, section: [dict(node)]})
+    if not found and _reads_back(node):
+        return ""
+    prefix = f"{section}[0]"
+    why = "; ".join(
+        f"{path[len(prefix) :].lstrip('.') or 'the entry'}: {message}"
+        for path, message in found[:3]
+    )
+    return f"a spec cannot declare it ({why or 'a value does not read back the same from YAML'})"
+
+
+def _refuse_undeclarable(view: _View, owner: str) -> None:
+    """Every identity about to be written, with its children, checked against the spec schema
+    (``validate``'s own words; connections are checked as they are exported): one a spec
+    cannot hold (a tag or description YAML would alter, a value too long...) becomes a
+    comment naming the field and why, and so does a connection that signs in as it."""
+    children: dict[Address, list[tuple[Address, Exported]]] = {}
+    for address, item in view.exported.items():
+        if item.parent is not None and not item.implied and not item.unexpressed:
+            children.setdefault(item.parent, []).append((address, item))
+    refused: set[Address] = set()
+    for address, item in sorted(view.exported.items()):
+        if item.section != "identities" or item.unexpressed or not item.node:
+            continue
+        node = dict(item.node)
+        for _, child in sorted(children.get(address, ()), key=lambda c: c[0]):
+            node.setdefault(child.under, []).append(child.node)
+        why = _undeclarable(item.section, node, owner)
+        if why:
+            view.exported[address] = dataclasses.replace(item, node={}, unexpressed=why)
+            refused.add(address)
+    for address, item in sorted(view.exported.items()):
+        if item.parent is not None or item.unexpressed or item.section == "identities":
+            continue
+        home = kind_of(address.kind).parent(view.live.resources[address].attrs)
+        if home in refused:
+            view.exported[address] = dataclasses.replace(
+                item,
+                node={},
+                unexpressed=f"it signs in as {view.exported[home].label}, which is not exported",
+            )
 
 
 def _block_parents(view: _View) -> None:
@@ -302,20 +357,85 @@ def _defaults(entries: Sequence[tuple[Address, Exported]]) -> dict[str, Any]:
 _DEFAULT_ORDER: Final = ("subscription", "resourceGroup", "location", "organization", "project")
 
 
+class _Dumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` writing every text a plain or single-quoted scalar could alter
+    double-quoted, where YAML escapes what it holds (``\\N``, ``\\L``, ``\\x07``...): one
+    with a line break of any kind (NEL, LS and PS too: PyYAML writes them raw in a
+    single-quoted scalar, and they read back as a space), a control or format character, or
+    leading or trailing whitespace."""
+
+
+def _risky(text: str) -> bool:
+    return text != text.strip() or not text.isprintable()
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    if _risky(text):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", text, style='"')
+    return dumper.represent_str(text)
+
+
+_Dumper.add_representer(str, _represent_text)
+
+
 def _dump(value: Any) -> str:
-    text: str = yaml.safe_dump(
-        value, sort_keys=False, allow_unicode=True, width=_WIDTH, default_flow_style=False
+    text: str = yaml.dump(
+        value,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=_WIDTH,
+        default_flow_style=False,
     )
     return text
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [t for k, v in value.items() for t in (*_texts(k), *_texts(v))]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _texts(v)]
+    return []
+
+
+def _reads_back(node: Mapping[str, Any]) -> bool:
+    """Whether ``node`` written as the export writes it reads back equal with the specs'
+    loader; checked only for a node holding a text that is not plain printable ASCII."""
+    if all(t.isascii() and not _risky(t) for t in _texts(node)):
+        return True
+    try:
+        return bool(load_yaml(_dump([dict(node)])) == [dict(node)])
+    except YamlSyntaxError:
+        return False
 
 
 def _indent(text: str, prefix: str) -> str:
     return "".join(prefix + line if line.strip() else line for line in text.splitlines(True))
 
 
+def _printable(text: str) -> str:
+    """``text`` with every character a YAML comment cannot hold (a line break of any kind,
+    other control or format characters, a byte order mark) escaped as ``\\xNN``/``\\uNNNN``,
+    so that a live name can never end a comment line and be read as YAML."""
+    out = []
+    for char in text:
+        if char in "\t\n\r":
+            out.append(" ")  # textwrap's whitespace
+        elif unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def _comment(text: str, prefix: str = "# ", rest: str | None = None) -> str:
     """``text`` as comment lines: ``prefix`` on the first, ``rest`` (else ``prefix``) after."""
-    lines = textwrap.wrap(text, width=_WIDTH - len(prefix), break_on_hyphens=False) or [""]
+    lines = textwrap.wrap(_printable(text), width=_WIDTH - len(prefix), break_on_hyphens=False) or [
+        ""
+    ]
     later = prefix if rest is None else rest
     return "".join(f"{prefix if i == 0 else later}{line}\n" for i, line in enumerate(lines))
 

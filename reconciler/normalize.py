@@ -98,6 +98,15 @@ def text(value: Any) -> Any:
     return value if value else None
 
 
+def marked_text(value: Any) -> Any:
+    """A description that carries the owner marker: its text without trailing whitespace (the
+    marker follows the text after one space, ``ownership.mark_description``, so trailing
+    whitespace is never kept live), empty and missing the same."""
+    if isinstance(value, str):
+        value = value.rstrip()
+    return text(value)
+
+
 def tags(value: Mapping[str, str] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in (value or {}).items()}
 

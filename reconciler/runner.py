@@ -679,9 +679,15 @@ def _export_scope(args: argparse.Namespace) -> Any:
 
 def _export_folder(out: str, force: bool) -> tuple[Path, list[str]]:
     """The folder to write into (created when its parent exists) and the files already in it.
-    Refuses (``ConfigError``) a file, a missing parent, or a non-empty folder without
-    ``--force``."""
+    Refuses (``ConfigError``) a file, a dangling symbolic link, a missing parent, or a
+    non-empty folder without ``--force``."""
     folder = Path(out)
+    if folder.is_symlink() and not folder.exists():
+        # a dangling link: writing through it would create a folder somewhere else
+        raise ConfigError(
+            f"--out {out}: is a symbolic link to {os.readlink(folder)}, which does not exist; "
+            "name an existing folder, or a new path"
+        )
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--out {out}: is a file; name a folder for the spec files")
     if not folder.exists():

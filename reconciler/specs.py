@@ -469,6 +469,17 @@ def schema_errors(document: Any) -> list[ValidationError]:
     return list(_validator().iter_errors(document))
 
 
+def entry_problems(document: Any) -> list[tuple[str, str]]:
+    """(field path, message) for each schema problem of a spec document held in memory, in
+    the words ``validate`` uses; none when it is valid. For ``export``, which checks each entry
+    before it writes it."""
+    return [
+        (problem.path, problem.message)
+        for error in schema_errors(document)
+        for problem in _schema_problems("", document, error)
+    ]
+
+
 def _path_text(path: Iterable[str | int]) -> str:
     text = ""
     for step in path:

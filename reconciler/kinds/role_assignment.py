@@ -74,7 +74,7 @@ class RoleAssignmentKind(IdentityChild):
 
     def canonical(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            "description": normalize.text(attrs.get("description")),
+            "description": normalize.marked_text(attrs.get("description")),
             "condition": normalize.text(attrs.get("condition")),
             "conditionVersion": normalize.text(attrs.get("conditionVersion")),
         }

@@ -209,7 +209,7 @@ class ServiceConnectionKind(IdentityChild):
 
     def canonical(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            "description": normalize.text(attrs.get("description")),
+            "description": normalize.marked_text(attrs.get("description")),
             "subscriptionId": normalize.guid(attrs.get("subscriptionId")),
             "subscriptionName": attrs.get("subscriptionName"),
             "scope": normalize.scope(attrs.get("scope")),
