@@ -173,15 +173,16 @@ def _live(sim: Simulator) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.parametrize("split", ["resource-group", "project", "none"])
 def test_hostile_names_and_texts_round_trip_or_are_explained(
-    hostile: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    hostile: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path, split: str
 ) -> None:
     sim = hostile
     before = _live(sim)
     out = tmp_path / "exported"
     code, stdout, err = run(
         capsys, "export", "--subscription", SANDBOX, "--organization", "contoso",
-        "--out", str(out), "--owner", "platform-team", *target(sim),
+        "--out", str(out), "--owner", "platform-team", "--split", split, *target(sim),
     )  # fmt: skip
     assert code == 0, stdout + err
     assert {p.parent for p in tmp_path.rglob("*") if p.is_file()} == {out}
