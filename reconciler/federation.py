@@ -101,3 +101,67 @@ def devops_subject(organization: str, project: str, connection_name: str) -> str
 def is_devops_issuer(issuer: str | None) -> bool:
     """Whether an issuer a connection reports is the Azure DevOps (legacy) one."""
     return str(issuer or "").lower().startswith(DEVOPS_ISSUER_PREFIX)
+
+
+def generated_pair_problem(
+    issuer: str | None,
+    subject: str | None,
+    *,
+    tenant_id: str | None,
+    organization_id: str | None,
+    connection_id: str | None,
+) -> str | None:
+    """Why ``(issuer, subject)``, as a service connection reports it, is not a pair Azure
+    DevOps generates for that connection, or None when it is. The tool writes a federated
+    credential for what a connection reports; this keeps it from making a managed identity
+    trust any other issuer (an edited or forged connection, or a service fault).
+
+    Accepted (module docstring): the Azure DevOps issuer of the connection's organisation with
+    an ``sc://`` subject, or the Microsoft Entra issuer of the connection's tenant with an
+    ``/eid1/`` subject ending in ``/sc/{organization id}/{connection id}``. An id passed as
+    None is not checked (the organisation's id unread, a connection not created yet); the
+    issuer's form always is."""
+    issuer_text, subject_text = str(issuer or ""), str(subject or "")
+    if is_devops_issuer(issuer_text):
+        rest = issuer_text[len(DEVOPS_ISSUER_PREFIX) :].rstrip("/")
+        try:
+            held = uuid.UUID(rest)
+        except ValueError:
+            return f"issuer {issuer_text} is not the Azure DevOps issuer of an organisation"
+        if organization_id and held != _loose_guid(organization_id):
+            return (
+                f"issuer {issuer_text} is the Azure DevOps issuer of another organisation "
+                f"(this one's id is {organization_id})"
+            )
+        if not subject_text.startswith("sc://"):
+            return f"subject {subject_text!r} is not an Azure DevOps issuer subject (sc://...)"
+        return None
+    if not issuer_text.lower().startswith(ENTRA_ISSUER_PREFIX):
+        return (
+            f"issuer {issuer_text or '(none)'} is neither the Azure DevOps issuer nor the "
+            "Microsoft Entra issuer"
+        )
+    rest = issuer_text[len(ENTRA_ISSUER_PREFIX) :]
+    tenant_part, _, version = rest.partition("/")
+    try:
+        held = uuid.UUID(tenant_part)
+    except ValueError:
+        return f"issuer {issuer_text} is not the Microsoft Entra issuer of a tenant"
+    if version.rstrip("/") != "v2.0":
+        return f"issuer {issuer_text} is not the Microsoft Entra v2.0 issuer"
+    if tenant_id and held != _loose_guid(tenant_id):
+        return f"issuer {issuer_text} is the Microsoft Entra issuer of another tenant"
+    if not subject_text.startswith("/eid1/"):
+        return f"subject {subject_text!r} is not a Microsoft Entra issuer subject (/eid1/...)"
+    if organization_id and connection_id:
+        tail = f"/sc/{organization_id}/{connection_id}".lower()
+        if not subject_text.lower().endswith(tail):
+            return f"subject {subject_text} does not name this connection ({tail.lstrip('/')})"
+    return None
+
+
+def _loose_guid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

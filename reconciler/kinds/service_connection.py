@@ -403,6 +403,7 @@ class ServiceConnectionKind(IdentityChild):
                     f"cannot be read, so two are counted) and Azure allows at most "
                     f"{MAX_CREDENTIALS_PER_IDENTITY}; drop a credential from the specs to free one"
                 )
+        problems.extend(_foreign_pairs(view))
         return problems
 
     def edges(self, view: PlanView, edge: Edge) -> None:
@@ -777,6 +778,40 @@ KIND = ServiceConnectionKind()
 _GROUP_IN: Final = re.compile(r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)$", re.IGNORECASE)
 _MAX_NAME: Final = 256  # the schema's bound on a connection's name
 _LEGACY_ISSUER: Final = re.compile(r"^https://vstoken\.", re.IGNORECASE)
+
+
+def _foreign_pairs(view: PlanView) -> list[str]:
+    """A credential this plan writes for the issuer and subject a live connection reports,
+    where that pair is not one Azure DevOps generates for the connection
+    (``federation.generated_pair_problem``): the apply would refuse it, so the plan does."""
+    problems = []
+    for change in view.changes.values():
+        after = change.after or {}
+        served = after.get("serviceConnection")
+        if change.address.kind is not Kind.FEDERATED_CREDENTIAL or not served:
+            continue
+        issuer, subject = after.get("issuer"), after.get("subject")
+        if issuer in (None, UNKNOWN) or subject in (None, UNKNOWN):
+            continue
+        current = view.live.resources.get(Address(Kind.SERVICE_CONNECTION, str(served)))
+        attrs = current.attrs if current is not None else {}
+        problem = federation.generated_pair_problem(
+            str(issuer),
+            str(subject),
+            tenant_id=str(attrs.get("tenantId") or view.live.tenant_id or "") or None,
+            organization_id=view.live.organizations.get(str(served).split("/", 1)[0].lower()),
+            connection_id=str(attrs["id"]) if attrs.get("id") else None,
+        )
+        if problem:
+            where = f"{change.source}: " if change.source else ""
+            problems.append(
+                f"{where}service connection {served} reports issuer {issuer} and subject "
+                f"{subject}: {problem}. Azure DevOps generates these values, so the connection "
+                f"was edited or the service answered wrongly; identity "
+                f"{short_identity(str(after.get('identity')))} is not made to trust them. "
+                "Check the connection in Azure DevOps"
+            )
+    return problems
 
 
 def _credentials_on(view: PlanView, identity: str) -> list[LiveResource]:

@@ -1080,11 +1080,13 @@ class DevOps:
         self, org: Organization, project: str, name: str, eid: str, issuer_type: str | None
     ) -> tuple[str, str, str]:
         """(issuer, subject, issuer type) generated for a connection now (``seed.federation``);
-        under the ``subject-drift`` fault an Entra subject gets the fault's text appended."""
+        under the ``subject-drift`` fault an Entra subject gets the fault's text before the
+        ``/sc/`` tail that names the connection."""
         issuer, subject, kind = federation(self.world, org, project, name, eid, issuer_type)
         drift = self.faults().subject_drift
         if drift and kind == "EntraID":
-            subject += drift
+            head, sep, tail = subject.rpartition("/sc/")
+            subject = f"{head}{drift}{sep}{tail}" if sep else subject + drift
         return issuer, subject, kind
 
     def _can_sign_in(self, client_id: str | None, issuer: str, subject: str, now: float) -> bool:

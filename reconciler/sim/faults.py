@@ -88,7 +88,8 @@ class Faults:
     # how long of that window the connection is still returned whole (None: half of it)
     delete_whole_s: float | None = None
     # a fault, not the service's documented behaviour: Azure DevOps generates Entra-issuer
-    # subjects that differ from the documented formula (this text appended) when it creates,
+    # subjects that differ from the documented formula (this text inserted before the
+    # ``/sc/{org id}/{connection id}`` tail that names the connection) when it creates,
     # converts or switches a connection; it signs in with, and reports, that subject (README,
     # "Faults": ``subject-drift``). Tests the tool's read-back of issue 11 §2 (c)
     subject_drift: str = ""

@@ -23,6 +23,13 @@ from .conftest import SANDBOX, Portal, run, target
 from .stepping import Watch, apply_watched
 
 DRIFT = "/drifted"
+
+
+def drifted(subject: str) -> str:
+    """What the ``subject-drift`` fault makes of a computed subject: DRIFT before its
+    ``/sc/{organization id}/{connection id}`` tail."""
+    head, sep, tail = subject.rpartition("/sc/")
+    return f"{head}{DRIFT}{sep}{tail}"
 LATENCY_MS = 30
 FABRIKAM_ID = "5d3e2c1b-7a9f-4e6d-8c0b-1a2b3c4d5e6f"  # its default issuer is Azure DevOps'
 FABRIKAM_SPN_ID = "bbbbbbbb-0000-4000-8000-000000000001"
@@ -138,7 +145,7 @@ def _apply_drifted(
 
 def _assert_told(message: str, key: str, computed: tuple[str, str]) -> None:
     assert f"service connection {key}" in message
-    assert f"subject {computed[1]}{DRIFT}" in message, "the reported subject"
+    assert f"subject {drifted(computed[1])}" in message, "the reported subject"
     assert f"subject {computed[1]} the plan computed" in message, "the computed subject"
     assert f"issuer {computed[0]}" in message
 
@@ -173,7 +180,7 @@ def test_a_migration_follows_the_subject_the_service_reports_and_says_so(
         (line,) = [ln for ln in out.splitlines() if "Azure DevOps reports issuer" in ln]
         _assert_told(line, key, computed)
     reported = _reported(portal, "contoso", "platform", LEGACY_ID)
-    assert reported == (computed[0], computed[1] + DRIFT)
+    assert reported == (computed[0], drifted(computed[1]))
     # exactly the credential the service's pair needs: the legacy one and the computed one gone
     assert _pairs(portal, "legacy-mi") == {reported}
     assert world.sign_in("contoso", LEGACY_ID)["ok"]
@@ -205,7 +212,7 @@ def test_a_conversion_follows_the_subject_the_service_reports_and_says_so(
     (line,) = [ln for ln in out.splitlines() if "Azure DevOps reports issuer" in ln]
     _assert_told(line, key, computed)
     reported = _reported(portal, org, project, endpoint_id)
-    assert reported == (computed[0], computed[1] + DRIFT)
+    assert reported == (computed[0], drifted(computed[1]))
     legacy = (devops_issuer(org_id), devops_subject(org, project, "spn-sc"))
     held = _pairs(portal, "spn-mi")
     assert held == {reported} and legacy not in held and computed not in held
@@ -244,7 +251,7 @@ def _kept_then_drift(sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_pat
 def _assert_followed(sim: Simulator, portal: Portal) -> None:
     computed = entra_federation(sim.tenant_id, ORG_ID, LEGACY_ID)
     reported = _reported(portal, "contoso", "platform", LEGACY_ID)
-    assert reported == (computed[0], computed[1] + DRIFT)
+    assert reported == (computed[0], drifted(computed[1]))
     assert _pairs(portal, "legacy-mi") == {reported}
 
 

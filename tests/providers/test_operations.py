@@ -264,6 +264,54 @@ def test_implied_credential_takes_issuer_and_subject_from_its_connection(
     assert result["subject"] == fic["subject"]
 
 
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"issuer": "https://token.actions.githubusercontent.com"},
+        {"subject": "/eid1/c/pub/t/x/a/y/sc/00000000-0000-0000-0000-000000000000/other"},
+    ],
+)
+def test_an_implied_credential_is_never_written_for_a_pair_the_connection_cannot_have(
+    sim: Simulator, services: Services, forged: dict[str, str]
+) -> None:
+    # apply time, whatever the plan held: the connection reports (here: its result says) a
+    # pair Azure DevOps does not generate for it; the credential is refused, nothing written
+    ctx = _ctx(services, _live(services))
+    _create_identity(ctx, "ops-mi")
+    mi = f"{SANDBOX}/identities-rg/ops-mi"
+    conn_key = connection_key("contoso", "platform", "ops-conn")
+    connection = perform(
+        _change(
+            Kind.SERVICE_CONNECTION,
+            conn_key,
+            Action.CREATE,
+            after=_connection_after("ops-conn", mi, servicePrincipalId=UNKNOWN),
+        ),
+        ctx,
+    )
+    ctx.record(Address(Kind.SERVICE_CONNECTION, conn_key), {**connection, **forged})
+    name = "ado-contoso-platform-ops-conn"
+    change = _change(
+        Kind.FEDERATED_CREDENTIAL,
+        credential_key(mi, name),
+        Action.CREATE,
+        after={
+            "identity": mi,
+            "name": name,
+            "issuer": UNKNOWN,
+            "subject": UNKNOWN,
+            "audiences": ["api://AzureADTokenExchange"],
+            "serviceConnection": conn_key,
+        },
+    )
+    with pytest.raises(PermanentError) as raised:
+        perform(change, ctx)
+    assert raised.value.code == "UnexpectedIssuer"
+    assert conn_key in str(raised.value) and "not made to trust" in str(raised.value)
+    seen = _state_identity(sim, "ops-mi")
+    assert seen is not None and seen["federatedCredentials"] == []
+
+
 def test_credential_under_a_lagging_new_identity_is_transient(
     sim: Simulator, services: Services
 ) -> None:

@@ -90,3 +90,48 @@ def test_the_simulator_computes_the_same_subject_independently() -> None:
     for _ in range(20):
         tenant, org, connection = (str(uuid.uuid4()) for _ in range(3))
         assert sim_subject(tenant, org, connection) == entra_subject(tenant, org, connection)
+
+
+@pytest.mark.parametrize(
+    ("issuer", "subject", "found"),
+    [
+        # what Azure DevOps generates for this connection: accepted
+        (None, None, None),
+        ("devops", "sc://contoso/platform/app-sc", None),
+        # another issuer altogether, or the right one of another tenant or organisation
+        ("https://token.actions.githubusercontent.com", "repo:x/y:ref:refs/heads/main", "neither"),
+        ("https://login.microsoftonline.com.evil.example/t/v2.0", "/eid1/x", "neither"),
+        (f"https://login.microsoftonline.com/{uuid.UUID(int=1)}/v2.0", None, "another tenant"),
+        (f"https://login.microsoftonline.com/{TENANT}/v1.0", None, "v2.0"),
+        ("https://login.microsoftonline.com/common/v2.0", None, "of a tenant"),
+        (f"https://vstoken.dev.azure.com/{uuid.UUID(int=2)}", "sc://a/b/c", "another organisation"),
+        ("https://vstoken.dev.azure.com/not-a-guid", "sc://a/b/c", "of an organisation"),
+        # the right issuers with subjects that are not theirs or name another connection
+        ("devops", "repo:x/y:ref:refs/heads/main", "sc://"),
+        (None, "sc://contoso/platform/app-sc", "/eid1/"),
+        (None, f"/eid1/c/pub/t/x/a/y/sc/{ORG_ID}/{uuid.UUID(int=3)}", "does not name"),
+    ],
+)
+def test_only_the_pairs_azure_devops_generates_for_a_connection_are_accepted(
+    issuer: str | None, subject: str | None, found: str | None
+) -> None:
+    from reconciler.federation import generated_pair_problem
+
+    entra_pair = entra_federation(TENANT, ORG_ID, CONNECTION_ID)
+    issuer = {None: entra_pair[0], "devops": devops_issuer(ORG_ID)}.get(issuer, issuer)
+    subject = subject if subject is not None else entra_pair[1]
+    problem = generated_pair_problem(
+        issuer, subject, tenant_id=TENANT, organization_id=ORG_ID, connection_id=CONNECTION_ID
+    )
+    if found is None:
+        assert problem is None
+    else:
+        assert problem is not None and found in problem, problem
+    # the form is checked even when the ids are not known
+    loose = generated_pair_problem(
+        issuer, subject, tenant_id=None, organization_id=None, connection_id=None
+    )
+    if found in (None, "another tenant", "another organisation", "does not name"):
+        assert loose is None
+    else:
+        assert loose is not None

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar, cast
 
+from reconciler import federation
 from reconciler.changes import Change
 from reconciler.errors import (
     NotFoundError,
@@ -332,3 +333,34 @@ def no_action(change: Change) -> PermanentError:
         f"plans for a {change.address.kind.value}; make a new plan",
         code="Plan",
     )
+
+
+def check_generated_pair(
+    ctx: ApplyContext,
+    pair: tuple[Any, Any],
+    *,
+    organization: str,
+    connection_id: Any,
+    tenant_id: Any,
+    connection: str,
+    identity: str,
+) -> None:
+    """Refuse (``PermanentError``, code ``UnexpectedIssuer``) to make ``identity`` trust a pair
+    that service connection ``connection`` reports but Azure DevOps does not generate for it
+    (``federation.generated_pair_problem``): a federated credential is a way in, and what a
+    connection reports is all the tool knows of it."""
+    problem = federation.generated_pair_problem(
+        None if pair[0] is None else str(pair[0]),
+        None if pair[1] is None else str(pair[1]),
+        tenant_id=str(tenant_id) if known(tenant_id) and tenant_id else ctx.live.tenant_id or None,
+        organization_id=ctx.live.organizations.get(organization.lower()),
+        connection_id=str(connection_id) if known(connection_id) and connection_id else None,
+    )
+    if problem:
+        raise PermanentError(
+            f"service connection {connection} reports issuer {pair[0]} and subject {pair[1]}: "
+            f"{problem}. Azure DevOps generates these values, so the connection was edited or "
+            f"the service answered wrongly; identity {identity} is not made to trust them. "
+            "Check the connection in Azure DevOps",
+            code="UnexpectedIssuer",
+        )

@@ -13,6 +13,7 @@ from reconciler.errors import NotFoundError, PermanentError
 from reconciler.kinds.executors.context import (
     ApplyContext,
     ExecutorDefaults,
+    check_generated_pair,
     guard_identity,
     identity_path,
     known,
@@ -96,12 +97,15 @@ def _perform_credential(change: Change, ctx: ApplyContext) -> dict[str, Any]:
 
 
 def _issuer_and_subject(change: Change, ctx: ApplyContext) -> tuple[str, str]:
+    """The pair to write: the plan's, or (known after apply) what the service connection that
+    implies the credential reports; a connection's pair is checked to be one Azure DevOps
+    generates for it (``check_generated_pair``)."""
     after = change.after or {}
     issuer, subject = after.get("issuer"), after.get("subject")
-    if known(issuer) and known(subject):
-        return str(issuer), str(subject)
     connection = after.get("serviceConnection")
     if not connection:
+        if known(issuer) and known(subject):
+            return str(issuer), str(subject)
         raise PermanentError(
             f"{change.address}: issuer and subject are unknown and no service connection "
             "implies them",
@@ -122,6 +126,15 @@ def _issuer_and_subject(change: Change, ctx: ApplyContext) -> tuple[str, str]:
             "issuer and subject",
             code="IssuerUnknown",
         )
+    check_generated_pair(
+        ctx,
+        (issuer, subject),
+        organization=str(connection).split("/", 1)[0],
+        connection_id=source.get("id"),
+        tenant_id=source.get("tenantId"),
+        connection=str(connection),
+        identity=str(after.get("identity")),
+    )
     return str(issuer), str(subject)
 
 

@@ -24,6 +24,7 @@ from reconciler.federation import ENTRA_ISSUER_TYPE, is_devops_issuer
 from reconciler.kinds.executors.context import (
     ApplyContext,
     ExecutorDefaults,
+    check_generated_pair,
     guard_description,
     identity_attrs,
     identity_path,
@@ -536,12 +537,30 @@ def _put_connection_credential(
         _identity_credentials(ctx, ident_key, written),
         pair,
     )
+    _check_pair(ctx, change, endpoint, pair)
     body = {"properties": {"issuer": pair[0], "subject": pair[1], "audiences": [DEFAULT_AUDIENCE]}}
     try:
         ctx.services.arm.put_credential(sub, rg, ident, name, body)
     except NotFoundError as exc:
         raise lagging(ctx, exc, ident_key, f"identity {ident}") from None
     return name
+
+
+def _check_pair(
+    ctx: ApplyContext, change: Change, endpoint: Mapping[str, Any], pair: tuple[Any, Any]
+) -> None:
+    """Refuse to write a credential for a pair Azure DevOps does not generate for this
+    connection (``check_generated_pair``)."""
+    after = change.after or {}
+    check_generated_pair(
+        ctx,
+        pair,
+        organization=str(after["organization"]),
+        connection_id=endpoint.get("id") or (change.before or {}).get("id"),
+        tenant_id=_params(endpoint).get("tenantid"),
+        connection=change.address.key,
+        identity=str(after["identity"]),
+    )
 
 
 def _entra_pair(ctx: ApplyContext, endpoint: Mapping[str, Any], org: str) -> tuple[str, str]:
@@ -603,6 +622,7 @@ def _migrate_issuer(
         # change wrote it; nothing signs in with it) is rewritten for what the service shows
         if shown in {tuple(p) for p in _identity_credentials(ctx, ident_key, written).values()}:
             return
+        _check_pair(ctx, change, endpoint, shown)
         sub, rg, ident = identity_path(ctx, ident_key)
         body = {
             "properties": {
@@ -703,6 +723,7 @@ def _verify(
     ident_key = str(after["identity"])
     held = _identity_credentials(ctx, ident_key, written)
     if reported not in {tuple(p) for p in held.values()}:
+        _check_pair(ctx, change, current, reported)
         sub, rg, ident = identity_path(ctx, ident_key)
         name = name or transition_credential_name(
             str(after["organization"]),
