@@ -30,6 +30,8 @@ def drifted(subject: str) -> str:
     ``/sc/{organization id}/{connection id}`` tail."""
     head, sep, tail = subject.rpartition("/sc/")
     return f"{head}{DRIFT}{sep}{tail}"
+
+
 LATENCY_MS = 30
 FABRIKAM_ID = "5d3e2c1b-7a9f-4e6d-8c0b-1a2b3c4d5e6f"  # its default issuer is Azure DevOps'
 FABRIKAM_SPN_ID = "bbbbbbbb-0000-4000-8000-000000000001"
