@@ -42,7 +42,9 @@ class SignInProbe:
     leaving: ``rounds`` (completed rounds), ``checks`` (sign-ins tried), ``failures`` (failed
     sign-ins of counted connections), ``reasons`` (the first few, ``"round N: org/id:
     reason"``), ``excluded`` (connections that could not sign in before the apply, with their
-    reason)."""
+    reason), ``held_at_end`` and ``signing_in_at_end`` (every connection the last round found,
+    counted or not, and how many of them could sign in: what an apply that creates
+    connections, which the count leaves out, must show)."""
 
     read: SignIns
     interval: float = 0.025
@@ -51,6 +53,8 @@ class SignInProbe:
     failures: int = 0
     reasons: list[str] = field(default_factory=list)
     excluded: dict[tuple[str, str], str] = field(default_factory=dict)
+    held_at_end: int = 0
+    signing_in_at_end: int = 0
     _counted: set[tuple[str, str]] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -93,15 +97,18 @@ class SignInProbe:
         try:
             while True:
                 last = self._stop.is_set()  # one full round after the apply returned
-                self._round()
+                self._round(last)
                 if last:
                     return
                 self._stop.wait(self.interval)
         except BaseException as exc:  # surfaced by __exit__, never lost in the thread
             self._error = exc
 
-    def _round(self) -> None:
+    def _round(self, last: bool = False) -> None:
         held = {(str(a["organization"]).lower(), str(a["id"]).lower()): a for a in self.read()}
+        if last:
+            self.held_at_end = len(held)
+            self.signing_in_at_end = sum(1 for a in held.values() if a["ok"])
         for key in sorted(self._counted):
             self.checks += 1
             answer = held.get(key)

@@ -125,6 +125,9 @@ def _assert_no_gap(probe: SignInProbe, at_least: int = 1) -> None:
     assert probe.rounds >= MIN_ROUNDS, probe.summary()
     assert probe.counted >= at_least, probe.summary()
     assert probe.failures == 0, probe.summary()
+    # the last round, after the apply: every connection counted still signs in
+    assert probe.held_at_end >= probe.counted, probe.summary()
+    assert probe.signing_in_at_end >= probe.counted, probe.summary()
 
 
 def _managed_app(sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> str:
@@ -254,3 +257,5 @@ def test_the_probe_counts_a_credential_deleted_during_an_apply(
     assert probe.rounds >= MIN_ROUNDS, probe.summary()
     assert probe.failures > 0, probe.summary()
     assert all(f"/{LEGACY_ID}: AADSTS70021" in r for r in probe.reasons), probe.summary()
+    # and the last round says so too: one connection held at the end cannot sign in
+    assert probe.signing_in_at_end == probe.held_at_end - 1, probe.summary()
