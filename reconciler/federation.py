@@ -110,6 +110,9 @@ def generated_pair_problem(
     tenant_id: str | None,
     organization_id: str | None,
     connection_id: str | None,
+    organization: str | None = None,
+    project: str | None = None,
+    connection_name: str | None = None,
 ) -> str | None:
     """Why ``(issuer, subject)``, as a service connection reports it, is not a pair Azure
     DevOps generates for that connection, or None when it is. The tool writes a federated
@@ -117,10 +120,15 @@ def generated_pair_problem(
     trust any other issuer (an edited or forged connection, or a service fault).
 
     Accepted (module docstring): the Azure DevOps issuer of the connection's organisation with
-    an ``sc://`` subject, or the Microsoft Entra issuer of the connection's tenant with an
-    ``/eid1/`` subject ending in ``/sc/{organization id}/{connection id}``. An id passed as
-    None is not checked (the organisation's id unread, a connection not created yet); the
-    issuer's form always is."""
+    the subject ``sc://{organization}/{project}/{connection name}`` Azure DevOps generates for
+    it (names compared case-insensitively; ``project`` is the project the connection belongs
+    to, the one it was created in), or the Microsoft Entra issuer of the connection's tenant
+    with an ``/eid1/`` subject whose ``/t/{tenant}/`` segment is the tenant's
+    (``guid_segment``) and which ends in ``/sc/{organization id}/{connection id}``. The rest
+    of an Entra subject (the application and cloud segments) is not checked: the service may
+    report a subject that differs from ``entra_subject`` there, and the tool follows what it
+    reports. A value passed as None is not checked (the organisation's id unread, a
+    connection not created yet); the issuer's and the subject's forms always are."""
     issuer_text, subject_text = str(issuer or ""), str(subject or "")
     if is_devops_issuer(issuer_text):
         rest = issuer_text[len(DEVOPS_ISSUER_PREFIX) :].rstrip("/")
@@ -135,6 +143,13 @@ def generated_pair_problem(
             )
         if not subject_text.startswith("sc://"):
             return f"subject {subject_text!r} is not an Azure DevOps issuer subject (sc://...)"
+        if organization and project and connection_name:
+            generated = devops_subject(organization, project, connection_name)
+            if subject_text.lower() != generated.lower():
+                return (
+                    f"subject {subject_text} does not name this connection (Azure DevOps "
+                    f"generates {generated} for it)"
+                )
         return None
     if not issuer_text.lower().startswith(ENTRA_ISSUER_PREFIX):
         return (
@@ -153,6 +168,13 @@ def generated_pair_problem(
         return f"issuer {issuer_text} is the Microsoft Entra issuer of another tenant"
     if not subject_text.startswith("/eid1/"):
         return f"subject {subject_text!r} is not a Microsoft Entra issuer subject (/eid1/...)"
+    if tenant_id and _loose_guid(tenant_id) is not None:
+        wanted = guid_segment(tenant_id)
+        # the first ``t`` segment (base64, so compared exactly as the service writes it)
+        parts = subject_text.split("/")
+        segment = parts[parts.index("t") + 1] if "t" in parts[:-1] else None
+        if segment != wanted:
+            return f"subject {subject_text} does not name this connection's tenant (t/{wanted})"
     if organization_id and connection_id:
         tail = f"/sc/{organization_id}/{connection_id}".lower()
         if not subject_text.lower().endswith(tail):

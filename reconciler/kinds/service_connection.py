@@ -669,7 +669,8 @@ class ServiceConnectionKind(IdentityChild):
         """The connection as a ``serviceConnections[]`` entry, or why a spec cannot declare
         it: a secret-based connection (what to declare to convert it in place is suggested),
         one signing in as an app registration or as an identity not exported, one scoped to a
-        management group or to a scope a spec cannot name."""
+        management group or to a scope a spec cannot name, one reporting an issuer and subject
+        Azure DevOps does not generate for it (``federation.generated_pair_problem``)."""
         attrs = current.attrs
         org, project, name = attrs["organization"], attrs["project"], attrs["name"]
         label = f"service connection {org}/{project}/{name} (id {attrs.get('id')})"
@@ -742,6 +743,27 @@ class ServiceConnectionKind(IdentityChild):
                     "in place, keeping its id and pipeline permissions"
                 ),
             )
+        if attrs.get("issuer") or attrs.get("subject"):
+            # a spec declaring it would make its identity trust what it reports: only the
+            # pair Azure DevOps generates for it is adopted (``_foreign_pairs`` refuses others)
+            pair_problem = federation.generated_pair_problem(
+                _text(attrs.get("issuer")),
+                _text(attrs.get("subject")),
+                tenant_id=_text(attrs.get("tenantId")) or view.live.tenant_id or None,
+                organization_id=view.live.organizations.get(str(org).lower()),
+                connection_id=_text(attrs.get("id")),
+                organization=str(org),
+                project=str(project),
+                connection_name=str(name),
+            )
+            if pair_problem:
+                problems.append(
+                    f"it reports issuer {attrs.get('issuer')} and subject "
+                    f"{attrs.get('subject')}: {pair_problem}. Azure DevOps generates these "
+                    "values, so the connection was edited or the service answered wrongly; a "
+                    "spec declaring it would make its identity trust them. Check the "
+                    "connection in Azure DevOps"
+                )
         if not identity:
             problems.append(
                 f"it signs in as {client}, which is no user-assigned managed identity of the "
@@ -801,6 +823,9 @@ def _foreign_pairs(view: PlanView) -> list[str]:
             tenant_id=str(attrs.get("tenantId") or view.live.tenant_id or "") or None,
             organization_id=view.live.organizations.get(str(served).split("/", 1)[0].lower()),
             connection_id=str(attrs["id"]) if attrs.get("id") else None,
+            organization=_text(attrs.get("organization")),
+            project=_text(attrs.get("project")),
+            connection_name=_text(attrs.get("name")),
         )
         if problem:
             where = f"{change.source}: " if change.source else ""
@@ -812,6 +837,10 @@ def _foreign_pairs(view: PlanView) -> list[str]:
                 "Check the connection in Azure DevOps"
             )
     return problems
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "", UNKNOWN) else None
 
 
 def _credentials_on(view: PlanView, identity: str) -> list[LiveResource]:

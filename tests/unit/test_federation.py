@@ -135,3 +135,66 @@ def test_only_the_pairs_azure_devops_generates_for_a_connection_are_accepted(
         assert loose is None
     else:
         assert loose is not None
+
+
+@pytest.mark.parametrize(
+    ("subject", "found"),
+    [
+        ("sc://contoso/platform/app-sc", None),
+        ("SC://contoso/platform/app-sc", "sc://"),
+        ("sc://Contoso/PLATFORM/App-SC", None),  # names compare case-insensitively
+        ("sc://contoso/team-a/app-sc", "does not name this connection"),
+        ("sc://contoso/platform/victim", "does not name this connection"),
+        ("sc://fabrikam/platform/app-sc", "does not name this connection"),
+        ("sc://contoso/platform/app-sc/", "does not name this connection"),
+        ("sc://contoso/platform", "does not name this connection"),
+    ],
+)
+def test_a_legacy_subject_must_name_the_connection(subject: str, found: str | None) -> None:
+    from reconciler.federation import generated_pair_problem
+
+    problem = generated_pair_problem(
+        devops_issuer(ORG_ID),
+        subject,
+        tenant_id=TENANT,
+        organization_id=ORG_ID,
+        connection_id=CONNECTION_ID,
+        organization="contoso",
+        project="platform",
+        connection_name="app-sc",
+    )
+    if found is None:
+        assert problem is None
+    else:
+        assert problem is not None and found in problem, problem
+    # without the names (a connection not read yet) only the form is checked
+    loose = generated_pair_problem(
+        devops_issuer(ORG_ID), subject, tenant_id=None, organization_id=None, connection_id=None
+    )
+    assert (loose is None) == subject.startswith("sc://")
+
+
+def test_an_entra_subject_must_name_the_tenant_but_not_its_middle() -> None:
+    from reconciler.federation import generated_pair_problem
+
+    issuer, subject = entra_federation(TENANT, ORG_ID, CONNECTION_ID)
+    other = guid_segment(str(uuid.UUID(int=7)))
+
+    def check(text: str, tenant: str | None = TENANT) -> str | None:
+        return generated_pair_problem(
+            issuer, text, tenant_id=tenant, organization_id=ORG_ID, connection_id=CONNECTION_ID
+        )
+
+    assert check(subject) is None
+    # text the service adds before /sc/ (a changed app id or cloud code) is followed
+    assert check(subject.replace("/sc/", "/drifted/sc/")) is None
+    assert check(subject.replace("/a/", "/a/x", 1)) is None
+    # another tenant's segment, a second tenant segment after the wrong one, none at all
+    forged = subject.replace(f"/t/{TENANT_SEGMENT}/", f"/t/{other}/")
+    for text in (forged, forged.replace("/a/", f"/t/{TENANT_SEGMENT}/a/", 1)):
+        problem = check(text)
+        assert problem is not None and "tenant" in problem, problem
+    problem = check(f"/eid1/c/pub/sc/{ORG_ID}/{CONNECTION_ID}")
+    assert problem is not None and "tenant" in problem
+    # the tenant unknown: its segment is not checked
+    assert check(forged, tenant=None) is None

@@ -344,17 +344,24 @@ def check_generated_pair(
     tenant_id: Any,
     connection: str,
     identity: str,
+    project: Any = None,
+    name: Any = None,
 ) -> None:
     """Refuse (``PermanentError``, code ``UnexpectedIssuer``) to make ``identity`` trust a pair
     that service connection ``connection`` reports but Azure DevOps does not generate for it
     (``federation.generated_pair_problem``): a federated credential is a way in, and what a
-    connection reports is all the tool knows of it."""
+    connection reports is all the tool knows of it. ``project`` and ``name`` are the
+    connection's owning project and current name (the Azure DevOps issuer's subject names
+    them); None or unknown leaves them unchecked."""
     problem = federation.generated_pair_problem(
         None if pair[0] is None else str(pair[0]),
         None if pair[1] is None else str(pair[1]),
         tenant_id=str(tenant_id) if known(tenant_id) and tenant_id else ctx.live.tenant_id or None,
         organization_id=ctx.live.organizations.get(organization.lower()),
         connection_id=str(connection_id) if known(connection_id) and connection_id else None,
+        organization=organization,
+        project=str(project) if known(project) and project else None,
+        connection_name=str(name) if known(name) and name else None,
     )
     if problem:
         raise PermanentError(

@@ -134,6 +134,8 @@ def _issuer_and_subject(change: Change, ctx: ApplyContext) -> tuple[str, str]:
         tenant_id=source.get("tenantId"),
         connection=str(connection),
         identity=str(after.get("identity")),
+        project=source.get("project"),
+        name=source.get("name"),
     )
     return str(issuer), str(subject)
 

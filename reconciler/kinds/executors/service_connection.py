@@ -560,6 +560,8 @@ def _check_pair(
         tenant_id=_params(endpoint).get("tenantid"),
         connection=change.address.key,
         identity=str(after["identity"]),
+        project=after.get("project"),
+        name=endpoint.get("name") or after.get("name"),
     )
 
 
