@@ -98,6 +98,27 @@ def devops_subject(organization: str, project: str, connection_name: str) -> str
     return f"sc://{organization}/{project}/{connection_name}"
 
 
+def legacy_subject_project(
+    issuer: str | None, subject: str | None, organization: str, connection_name: str
+) -> str | None:
+    """The project an Azure DevOps (legacy) issuer subject names, when the pair is that
+    issuer's and the subject is ``sc://{organization}/{project}/{connection name}`` for this
+    organisation and connection (names compared case-insensitively); else None.
+
+    Azure DevOps builds this subject from the project the connection was created in, its
+    owning project (``devops_subject``); it is the only place the service reports which of a
+    shared connection's projects that is (the order of ``serviceEndpointProjectReferences``
+    is not promised). The project is returned as the subject spells it."""
+    if not is_devops_issuer(issuer) or not str(subject or "").startswith("sc://"):
+        return None
+    parts = str(subject)[len("sc://") :].split("/")
+    if len(parts) != 3 or not parts[1]:
+        return None
+    if parts[0].lower() != organization.lower() or parts[2].lower() != connection_name.lower():
+        return None
+    return parts[1]
+
+
 def is_devops_issuer(issuer: str | None) -> bool:
     """Whether an issuer a connection reports is the Azure DevOps (legacy) one."""
     return str(issuer or "").lower().startswith(DEVOPS_ISSUER_PREFIX)

@@ -280,13 +280,20 @@ class ServiceConnectionKind(IdentityChild):
                 continue
             current = view.live.resources[Address(Kind.SERVICE_CONNECTION, key)]
             app = current.attrs.get("servicePrincipalId")
+            shared = list(current.attrs.get("sharedWith") or [])
             view.notices.append(
                 Notice(
-                    NoticeLevel.INFO,
+                    # a shared one may fail at the conversion (``_shared_conversion``)
+                    NoticeLevel.WARNING if shared else NoticeLevel.INFO,
                     f"service connection {key} signs in as app registration {app} with a client "
                     f"secret; once converted it signs in as identity "
                     f"{short_identity(move.identity)}. The app registration, its secret and its "
-                    "role assignments are left alone: they are not the tool's to remove",
+                    "role assignments are left alone: they are not the tool's to remove"
+                    + (
+                        f". {_shared_conversion(key, current.attrs, view, shared)}"
+                        if shared
+                        else ""
+                    ),
                     current.address,
                 )
             )
@@ -404,6 +411,7 @@ class ServiceConnectionKind(IdentityChild):
                     f"{MAX_CREDENTIALS_PER_IDENTITY}; drop a credential from the specs to free one"
                 )
         problems.extend(_foreign_pairs(view))
+        problems.extend(_home_moves(view))
         return problems
 
     def edges(self, view: PlanView, edge: Edge) -> None:
@@ -837,6 +845,77 @@ def _foreign_pairs(view: PlanView) -> list[str]:
                 "Check the connection in Azure DevOps"
             )
     return problems
+
+
+def _home_moves(view: PlanView) -> list[str]:
+    """A declared connection whose ``project`` is not the project Azure DevOps created it in.
+
+    A connection keeps the project it was created in (its owning project) for life: no API
+    moves it, and removing that project's reference removes the connection's home (Azure
+    DevOps may delete the connection; its pipeline permissions there go). When a connection
+    is shared, live state is matched to the spec in whichever of its projects the spec names
+    (``owning_project``), so a spec naming another of its projects would plan to unshare the
+    owning one; the plan refuses instead. The owning project is known from the Azure DevOps
+    issuer's subject (``federation.legacy_subject_project``); Azure DevOps reports it nowhere
+    else (a secret-based shared connection: ``_shared_conversion``)."""
+    problems = []
+    for resource in view.desired_of.get(Kind.SERVICE_CONNECTION, []):
+        current = view.live.resources.get(resource.address)
+        if current is None:
+            continue
+        live, spec = current.attrs, resource.attrs
+        declared = str(spec.get("project") or "")
+        where = resource.fields.get("project") or resource.source
+        at = f"{where}: " if where else ""
+        listed = [live.get("project"), *(live.get("sharedWith") or [])]
+        projects = {str(p).lower(): str(p) for p in listed if p}
+        label = f"service connection {resource.address.key}"
+        home = federation.legacy_subject_project(
+            _text(live.get("issuer")),
+            _text(live.get("subject")),
+            str(live.get("organization") or ""),
+            str(live.get("name") or ""),
+        )
+        if home is not None and home.lower() in projects:
+            home = projects[home.lower()]
+            if home.lower() == declared.lower():
+                continue
+            named = [declared, *(str(p) for p in spec.get("sharedWith") or [])]
+            others = sorted(
+                {projects.get(p.lower(), p) for p in named if p.lower() != home.lower()},
+                key=str.lower,
+            )
+            shared = sorted(set(projects.values()) - {home}, key=str.lower)
+            problems.append(
+                f"{at}{label}: project '{declared}' is not the project the connection belongs "
+                f"to. Azure DevOps created it in project '{home}' (its subject "
+                f"{live.get('subject')}) and shares it with {', '.join(shared)}; "
+                f"a connection's owning project cannot be changed, and removing its reference "
+                f"would remove the connection from its home (Azure DevOps may delete it). "
+                f"Declare project: {home} with sharedWith: [{', '.join(others)}]"
+            )
+    return problems
+
+
+def _shared_conversion(key: str, live: Mapping[str, Any], view: PlanView, shared: list[Any]) -> str:
+    """The warning for converting a secret-based connection shared with other projects:
+    Azure DevOps converts one only through the project it was created in and reports that
+    project nowhere (``reconciler/sim/README.md`` C5), so the spec's ``project`` may not be it.
+    The executor converts before it shares or unshares, so a refused conversion changes
+    nothing of the connection."""
+    desired = view.desired.resources.get(Address(Kind.SERVICE_CONNECTION, key))
+    wanted = {str(p).lower() for p in (desired.attrs.get("sharedWith") if desired else []) or []}
+    dropped = [str(p) for p in shared if str(p).lower() not in wanted]
+    then = (
+        f"; only once it is converted is it unshared from {', '.join(dropped)}" if dropped else ""
+    )
+    return (
+        f"It is shared with {', '.join(map(str, shared))}: Azure DevOps converts a shared "
+        "connection only through the project it was created in and does not report which "
+        f"that is. If it is not {live.get('project')}, apply fails at the "
+        f"conversion with nothing of the connection changed{then}: then declare the project it "
+        "was created in as project and the others in sharedWith"
+    )
 
 
 def _text(value: Any) -> str | None:

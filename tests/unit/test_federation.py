@@ -198,3 +198,25 @@ def test_an_entra_subject_must_name_the_tenant_but_not_its_middle() -> None:
     assert problem is not None and "tenant" in problem
     # the tenant unknown: its segment is not checked
     assert check(forged, tenant=None) is None
+
+
+@pytest.mark.parametrize(
+    ("issuer", "subject", "project"),
+    [
+        ("devops", "sc://contoso/platform/app-sc", "platform"),
+        ("devops", "sc://CONTOSO/Platform/APP-SC", "Platform"),
+        ("devops", "sc://contoso/platform/other-sc", None),  # another connection's
+        ("devops", "sc://fabrikam/platform/app-sc", None),  # another organisation's
+        ("devops", "sc://contoso//app-sc", None),
+        ("devops", "sc://contoso/a/b/app-sc", None),
+        ("entra", "sc://contoso/platform/app-sc", None),  # not the Azure DevOps issuer's
+        ("devops", None, None),
+    ],
+)
+def test_the_owning_project_is_read_from_a_legacy_subject_only(
+    issuer: str, subject: str | None, project: str | None
+) -> None:
+    from reconciler.federation import legacy_subject_project
+
+    held = devops_issuer(ORG_ID) if issuer == "devops" else entra_issuer(TENANT)
+    assert legacy_subject_project(held, subject, "contoso", "app-sc") == project

@@ -838,6 +838,23 @@ def _share(
     owning = str(after["project"]).lower()
     to_add = [name for low, name in sorted(wanted.items()) if low not in present and low != owning]
     to_remove = [low for low in sorted(present) if low not in wanted and low != owning]
+    # never the project the connection was created in (the plan refuses to move a connection
+    # off it, ``_home_moves``; this guards a stale or hand-edited plan): without that reference
+    # the connection loses its home, and Azure DevOps may delete it
+    home = federation.legacy_subject_project(
+        _params(endpoint).get(ISSUER),
+        _params(endpoint).get("workloadIdentityFederationSubject"),
+        org,
+        str(endpoint.get("name") or after["name"]),
+    )
+    if home is not None and home.lower() in to_remove:
+        raise PermanentError(
+            f"service connection {endpoint.get('name')} was created in project {home} (its "
+            f"subject {_params(endpoint).get('workloadIdentityFederationSubject')}), which "
+            f"owns it: its reference is never removed. Declare project: {home} with "
+            f"sharedWith listing the projects it is shared with; make a new plan",
+            code="OwningProject",
+        )
     devops = ctx.services.devops
     if to_add:
         description = mark_description(after.get("description"), ctx.owner)
