@@ -472,7 +472,8 @@ def act_two(sim: Simulator, workdir: Path, secret: str) -> Outcome:
         },
     )
 
-    probe = SignInProbe.of(sim)
+    # the apply takes a fraction of a second here: poll often enough to see every step
+    probe = SignInProbe.of(sim, interval=0.002)
     _step(
         f"Apply, while a probe signs in as every connection every {probe.interval * 1000:.0f} ms "
         "(what Microsoft Entra checks when a pipeline presents its token)"
