@@ -44,6 +44,18 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(self, message)
 
 
+def _propagation_seconds(text: str) -> float:
+    """0 to 150 seconds: a wait longer than the engine's retry budget for one step (180 s)
+    would fail the change instead of waiting."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 150:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 150 seconds, got {text}")
+    return value
+
+
 def _version() -> str:
     # importlib.metadata costs ~60 ms to import: only --version pays it
     from importlib.metadata import PackageNotFoundError, version
@@ -414,6 +426,18 @@ def build_parser() -> argparse.ArgumentParser:
             "with a saved plan: a spec file or folder it was made from (repeat for several), "
             "when they are not where the plan says (default: tried relative to the plan file, "
             "as given from the working directory, then absolute)"
+        ),
+    )
+    p.add_argument(
+        "--credential-propagation",
+        type=_propagation_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help=(
+            "how long to wait after writing a federated credential before pointing an existing "
+            "service connection at it (another identity, or after a conversion): Microsoft "
+            "Entra honours a new credential only after a delay no API reports (default 60; "
+            "0 to 150)"
         ),
     )
     _add_only_option(p, "apply")

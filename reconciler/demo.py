@@ -22,6 +22,7 @@ import secrets
 import shlex
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,8 @@ SECRET_CONNECTION_ID = "8d4f6a2e-1c3b-4a5d-9e7f-3b2a1c0d9e8f"
 APP_REGISTRATION = "3f2e1d0c-aaaa-4bbb-8ccc-0123456789ab"  # an app registration's client id
 NEW_IDENTITY = "team-a-ci-mi"  # what the engineer declares for the secret connection
 PLACEHOLDER = "<a user-assigned managed identity declared in these specs>"
+# act 2: how long the simulator takes to honour a new federated credential (Entra's delay)
+DEMO_PROPAGATION_MS = 500
 
 
 def _step(title: str) -> None:
@@ -472,14 +475,34 @@ def act_two(sim: Simulator, workdir: Path, secret: str) -> Outcome:
         },
     )
 
-    # the apply takes a fraction of a second here: poll often enough to see every step
-    probe = SignInProbe.of(sim, interval=0.002)
+    # the apply takes about a second here: poll often enough to see every step
+    probe = SignInProbe.of(sim, interval=0.005)
     _step(
         f"Apply, while a probe signs in as every connection every {probe.interval * 1000:.0f} ms "
         "(what Microsoft Entra checks when a pipeline presents its token)"
     )
+    # as in Azure, a new federated credential is honoured only after a delay (Entra's
+    # propagation: seconds to minutes there, half a second here); the apply waits for it
+    # before pointing the converted connection at its identity (60 s by default, 1 s here)
+    print(
+        "  The simulator now honours a new federated credential 0.5 s after it is written, as "
+        "Entra does after a delay;\n  apply waits --credential-propagation seconds (default 60) "
+        "before pointing a connection at a new credential."
+    )
+    sim.set_faults(None, fic_propagation_ms=DEMO_PROPAGATION_MS)
+    time.sleep(DEMO_PROPAGATION_MS / 1000 + 0.1)  # what act 1 wrote is honoured by now
     with probe:
-        _run("apply", move_plan, "--target", target, "--auto-approve", expect=0)
+        _run(
+            "apply",
+            move_plan,
+            "--target",
+            target,
+            "--auto-approve",
+            "--credential-propagation",
+            "1",
+            expect=0,
+        )
+    sim.set_faults(None)
     probe_line = check_probe(probe)
     print(f"{probe_line} (every connection that could sign in before it: act 1's and these two)")
 

@@ -465,6 +465,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         live=live,
         owner=session.desired.owner,
         declared=frozenset(session.desired.resources),
+        credential_propagation=args.credential_propagation,
     )
     stop = threading.Event()
     notice = "\nInterrupted: finishing the calls in flight, starting nothing new\n"

@@ -417,6 +417,7 @@ class ServiceConnectionKind(IdentityChild):
     def edges(self, view: PlanView, edge: Edge) -> None:
         # a migration or conversion that needs the slot a dropped credential frees waits for
         # that delete
+        before_connection: set[tuple[Address, Address]] = set()
         for identity, _peak, moving in _slots(view):
             deletes, crowded = _room(view, identity)
             if not crowded:
@@ -426,6 +427,38 @@ class ServiceConnectionKind(IdentityChild):
                 if connection in view.changes:
                     for freed in deletes:
                         edge(freed, connection)
+                        before_connection.add((freed, connection))
+        # a credential a live connection signs in with goes only once that connection's update
+        # (to another identity, or another issuer and subject) is done: deleted earlier, the
+        # pipeline could not sign in until the update lands
+        for update in view.changes.values():
+            if (
+                update.address.kind is not Kind.SERVICE_CONNECTION
+                or update.action is not Action.UPDATE
+            ):
+                continue
+            pair = ((update.before or {}).get("issuer"), (update.before or {}).get("subject"))
+            if pair[0] in (None, UNKNOWN) or pair[1] in (None, UNKNOWN):
+                continue
+            for gone in view.changes.values():
+                if gone.address.kind is not Kind.FEDERATED_CREDENTIAL or gone.before is None:
+                    continue
+                if (
+                    gone.action is Action.CREATE
+                    or (gone.address, update.address) in before_connection
+                ):
+                    continue
+                held = (gone.before.get("issuer"), gone.before.get("subject"))
+                kept = (
+                    gone.after is not None
+                    and (
+                        gone.after.get("issuer"),
+                        gone.after.get("subject"),
+                    )
+                    == held
+                )
+                if held == pair and not kept:
+                    edge(update.address, gone.address)
         # Microsoft's walkthrough: grant the roles, then create the connection
         ras_of: dict[str, list[Address]] = {}
         for resource in view.desired_of[Kind.ROLE_ASSIGNMENT]:

@@ -48,6 +48,11 @@ class ScaledClock:
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """The CLI in-process. ``apply`` waits for no credential propagation unless the test says
+    otherwise: the simulator honours a new credential at once unless its ``fic-propagation``
+    fault is set, and the tests that set it pass their own ``--credential-propagation``."""
+    if argv and argv[0] == "apply" and "--credential-propagation" not in argv:
+        argv = (*argv, "--credential-propagation", "0")
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err

@@ -120,6 +120,7 @@ def apply_watched(
     live, plan, services = plan_now(sim, spec)
     clock = ScaledClock(scale=0.01)
     ctx = ApplyContext(
+        credential_propagation=0,  # the simulator honours new credentials at once
         services=WatchedServices(services, watch),  # type: ignore[arg-type]
         live=live,
         owner=plan.owner,

@@ -114,6 +114,7 @@ def test_converges_with_faults_on(sim: Simulator) -> None:
     desired, services, plan = _pipeline(sim, [SPECS], clock)
     assert len(plan.changes) == 27
     ctx = ApplyContext(
+        credential_propagation=0,  # the simulator honours new credentials at once
         services=services,
         live=observe(services, desired, clock=clock),
         owner="platform-team",
@@ -225,7 +226,12 @@ def test_interrupted_run_converges_when_run_again(
 ) -> None:
     clock = ScaledClock()
     desired, services, plan = _pipeline(sim, [SPECS], clock)
-    ctx = ApplyContext(services=services, live=observe(services, desired), owner="platform-team")
+    ctx = ApplyContext(
+        credential_propagation=0,  # the simulator honours new credentials at once
+        services=services,
+        live=observe(services, desired),
+        owner="platform-team",
+    )
     stop = threading.Event()
 
     class StopAfter:

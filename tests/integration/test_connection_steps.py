@@ -45,7 +45,12 @@ def _plan(services: Services, specs: Path, clock: ScaledClock) -> tuple[Any, Pla
 def _apply(services: Services, specs: Path, clock: ScaledClock) -> tuple[Plan, ApplyResult]:
     live, plan = _plan(services, specs, clock)
     ctx = ApplyContext(
-        services=services, live=live, owner="bench", clock=clock, readiness_interval=0.5
+        credential_propagation=0,  # the simulator honours new credentials at once
+        services=services,
+        live=live,
+        owner="bench",
+        clock=clock,
+        readiness_interval=0.5,
     )
     result = apply_plan(
         plan, lambda change: perform(change, ctx), workers=16, clock=clock, policy=RetryPolicy()
@@ -129,7 +134,13 @@ def test_created_connection_whose_permissions_fail_is_reported_created_and_resum
     live, plan = _walkthrough(services, clock)
     # every pipeline-permission write fails: the connection is created, its permissions not
     sim.set_faults(None, rate_5xx=1.0, ops=("PipelinePermissions_Update",))
-    ctx = ApplyContext(services=services, live=live, owner="platform-team", clock=clock)
+    ctx = ApplyContext(
+        credential_propagation=0,  # the simulator honours new credentials at once
+        services=services,
+        live=live,
+        owner="platform-team",
+        clock=clock,
+    )
     result = apply_plan(
         plan,
         lambda change: perform(change, ctx),
@@ -155,7 +166,13 @@ def test_created_connection_whose_permissions_fail_is_reported_created_and_resum
     live, again = _walkthrough(services, clock)
     actions = {str(c.address): str(c.action) for c in again.changes}
     assert actions[WALKTHROUGH_CONN] == "update"
-    ctx = ApplyContext(services=services, live=live, owner="platform-team", clock=clock)
+    ctx = ApplyContext(
+        credential_propagation=0,  # the simulator honours new credentials at once
+        services=services,
+        live=live,
+        owner="platform-team",
+        clock=clock,
+    )
     assert apply_plan(again, lambda change: perform(change, ctx), clock=clock).ok
     _, last = _walkthrough(services, clock)
     assert last.empty, [str(c.address) for c in last.changes]
@@ -184,7 +201,12 @@ def test_a_failed_later_step_never_repeats_the_create(sim: Simulator, portal: Po
         ops=("ServiceEndpoints_Get", "PipelinePermissions_Update", "PipelinePermissions_Get"),
     )
     ctx = ApplyContext(
-        services=services, live=live, owner="platform-team", clock=clock, readiness_interval=0.1
+        credential_propagation=0,  # the simulator honours new credentials at once
+        services=services,
+        live=live,
+        owner="platform-team",
+        clock=clock,
+        readiness_interval=0.1,
     )
     # at 60% failures the default 8 attempts give up now and then (0.6**8 per step); what is
     # tested is that retries resume after the create, not the default budget
@@ -406,7 +428,13 @@ def test_replaced_assignment_whose_create_fails_says_the_old_one_is_gone(
     assert str(replace.action) == "delete-then-create"
     old_principal = str((replace.before or {})["principalId"])
     sim.set_faults(None, rate_5xx=1.0, ops=("RoleAssignments_Create",))
-    ctx = ApplyContext(services=services, live=live, owner="platform-team", clock=clock)
+    ctx = ApplyContext(
+        credential_propagation=0,  # the simulator honours new credentials at once
+        services=services,
+        live=live,
+        owner="platform-team",
+        clock=clock,
+    )
     result = apply_plan(
         plan,
         lambda change: perform(change, ctx),

@@ -10,6 +10,7 @@ real gap. The simulator answers every request 30 ms late so an apply spans many 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,119 @@ def test_the_probe_counts_a_credential_deleted_during_an_apply(
     assert all(f"/{LEGACY_ID}: AADSTS70021" in r for r in probe.reasons), probe.summary()
     # and the last round says so too: one connection held at the end cannot sign in
     assert probe.signing_in_at_end == probe.held_at_end - 1, probe.summary()
+
+
+PROPAGATION_MS = 400
+
+
+def _moved(tmp_path: Path) -> Path:
+    """app-sc signing in as a second identity, other-mi; app-mi (kept) loses its credential."""
+    return _write(
+        tmp_path,
+        "moved-identity",
+        f"""identities:
+  - name: app-mi
+    federatedCredentials:
+      - name: github
+        issuer: https://token.actions.githubusercontent.com
+        subject: repo:contoso/app:ref:refs/heads/main
+    roleAssignments:
+      - role: Reader
+        scope: {RG_SCOPE}
+  - name: other-mi
+    roleAssignments:
+      - role: Reader
+        scope: {RG_SCOPE}
+serviceConnections:
+  - name: app-sc
+    organization: contoso
+    project: platform
+    identity: other-mi
+    subscriptionName: Sandbox
+    description: App deployments
+""",
+    )
+
+
+def _probed_slow(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], spec: Path, propagation: str
+) -> tuple[SignInProbe, str]:
+    """Apply with a new credential honoured only PROPAGATION_MS after it is written (Entra's
+    propagation), the probe running; returns the probe and the apply's output."""
+    sim.set_faults(None, latency_ms=LATENCY_MS, fic_propagation_ms=PROPAGATION_MS)
+    time.sleep(PROPAGATION_MS / 1000 + 0.1)  # what the earlier applies wrote is honoured now
+    with SignInProbe.of(sim, interval=0.01) as probe:
+        wait_rounds(probe, 1)
+        code, out, err = run(
+            capsys,
+            "apply",
+            str(spec),
+            *target(sim),
+            "--auto-approve",
+            "--allow-destroy",
+            "--credential-propagation",
+            propagation,
+        )
+    sim.set_faults(None)
+    assert code == 0, out + err
+    return probe, out + err
+
+
+@pytest.mark.parametrize("wait", ["1", "0"])
+def test_moving_a_connection_to_another_identity_waits_for_its_new_credential(
+    world: Simulator,
+    portal: Portal,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    wait: str,
+) -> None:
+    endpoint_id = _managed_app(world, capsys, tmp_path)
+    probe, out = _probed_slow(world, capsys, _moved(tmp_path), wait)
+    (conn,) = [c for c in portal.connections("contoso", "platform") if c["id"] == endpoint_id]
+    other = portal.identity("identities-rg", "other-mi")
+    assert (
+        conn["authorization"]["parameters"]["serviceprincipalid"] == other["properties"]["clientId"]
+    )
+    app = portal.identity("identities-rg", "app-mi")
+    assert [c["name"] for c in portal.credentials(app["id"])] == ["github"], "old one deleted"
+    if wait == "0":
+        # the control: switching as soon as the credential is written leaves a gap, which is
+        # what the wait is for
+        assert probe.failures > 0, probe.summary()
+        return
+    _assert_no_gap(probe, at_least=4)
+    assert "propagat" in out
+
+
+@pytest.mark.parametrize("wait", ["1", "0"])
+def test_a_conversion_waits_for_the_identitys_new_credential(
+    world: Simulator,
+    portal: Portal,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    wait: str,
+) -> None:
+    spec = _write(
+        tmp_path,
+        "convert-slow",
+        f"""identities:
+  - name: spn-mi
+    roleAssignments:
+      - role: Reader
+        scope: {RG_SCOPE}
+serviceConnections:
+  - name: spn-sc
+    organization: contoso
+    project: platform
+    identity: spn-mi
+    subscriptionName: Sandbox
+    sharedWith: [team-a]
+""",
+    )
+    probe, _ = _probed_slow(world, capsys, spec, wait)
+    (conn,) = [c for c in portal.connections("contoso", "platform") if c["id"] == SPN_ID]
+    assert conn["authorization"]["scheme"] == "WorkloadIdentityFederation"
+    if wait == "0":
+        assert probe.failures > 0, probe.summary()
+        return
+    _assert_no_gap(probe, at_least=3)

@@ -124,7 +124,13 @@ def test_apply_stopped_before_the_connection_delete_keeps_the_record(
     live = observe(services, desired, workers=4, clock=clock)
     plan = make_plan(desired, live)
     sim.set_faults(None, rate_5xx=1.0, ops=("ServiceEndpoints_Delete",))
-    ctx = ApplyContext(services=services, live=live, owner="platform-team", clock=clock)
+    ctx = ApplyContext(
+        credential_propagation=0,  # the simulator honours new credentials at once
+        services=services,
+        live=live,
+        owner="platform-team",
+        clock=clock,
+    )
     result = apply_plan(
         plan,
         lambda change: perform(change, ctx),

@@ -67,6 +67,7 @@ def _ctx(services: Services, live: LiveState, **knobs: Any) -> ApplyContext:
         "readiness_interval": 0.02,
         "readiness_timeout": 5.0,
         "wait_delay": 0.01,
+        "credential_propagation": 0,  # the simulator honours new credentials at once
     }
     defaults.update(knobs)
     return ApplyContext(services=services, live=live, owner=OWNER, **defaults)

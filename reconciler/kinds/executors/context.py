@@ -63,6 +63,10 @@ class ApplyContext:
     wait_delay: float = 2.0
     # how long a deleted connection may still be returned by Azure DevOps (asynchronous delete)
     delete_timeout: float = 120.0
+    # how long a new federated credential takes to be honoured by Microsoft Entra before a
+    # connection is pointed at it (seconds to minutes; practitioners wait 60-120 s:
+    # azure-contracts.md, "Federated credential propagation"); no API tells when it is
+    credential_propagation: float = 60.0
     # addresses the specs declare: an object this plan adopts may still carry the marker the
     # plan saw (none, or another owner's with --force) when it is replaced
     declared: frozenset[Address] = frozenset()
@@ -108,6 +112,14 @@ class ApplyContext:
         with self._lock:
             # the change is kept with its steps so that its id() is not reused meanwhile
             self._steps.setdefault(id(change), (change, {}))[1][step] = value
+
+    def left(self, what: str, key: str, budget: float) -> float:
+        """Seconds left of ``budget`` since ``what`` was first asked about for ``key`` (0 when
+        it has passed)."""
+        now = self.clock.monotonic()
+        with self._lock:
+            first = self._windows.setdefault((what, key.lower()), now)
+        return max(0.0, budget - (now - first))
 
     def within(self, what: str, key: str, budget: float) -> bool:
         """True while ``budget`` seconds have not passed since ``what`` first failed for ``key``."""

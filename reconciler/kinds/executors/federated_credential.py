@@ -148,6 +148,16 @@ def _put_credential(change: Change, ctx: ApplyContext) -> dict[str, Any]:
     audiences = sorted(after.get("audiences") or [])
     body = {"properties": {"issuer": issuer, "subject": subject, "audiences": audiences}}
     name = str(after["name"])
+    # (not after this change deleted it: a replace writes afresh)
+    done = ctx.result(change.address) if change.action in (Action.CREATE, Action.UPDATE) else None
+    if done is not None and (
+        done.get("issuer"),
+        done.get("subject"),
+        sorted(done.get("audiences") or []),
+    ) == (issuer, subject, audiences):
+        # its service connection's change wrote it in this run (before pointing the
+        # connection at it): writing it again would restart its propagation in Entra
+        return {**done, "identity": ident_key, "name": name}
     try:
         raw = ctx.services.arm.put_credential(sub, rg, ident, name, body)
     except NotFoundError as exc:

@@ -52,6 +52,7 @@ from reconciler.model import (
     LiveState,
     Resource,
     connection_key,
+    credential_key,
 )
 from reconciler.ownership import mark_description, read_description
 
@@ -344,7 +345,11 @@ def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> d
     # credentials this change writes: name -> (issuer, subject)
     written: dict[str, tuple[str, str]] = {}
     if pair is not None and named.lower() != client_id.lower():
-        # the identity the connection is about to name must accept what it presents first
+        # the identity the connection is about to name must accept what it presents first:
+        # its credential written, then honoured by Entra (no API tells when: a wait)
+        held = pair in {
+            tuple(p) for p in _identity_credentials(ctx, str(after["identity"])).values()
+        }
         name = step(
             ctx,
             change,
@@ -352,6 +357,8 @@ def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> d
             lambda: _put_connection_credential(ctx, change, current, pair, written),
         )
         written[name] = pair
+        if not held:
+            step(ctx, change, PROPAGATE_STEP, lambda: _propagated(ctx, change, name))
 
     def update() -> dict[str, Any]:
         project_id = _project_id(ctx, org, project)
@@ -381,6 +388,26 @@ def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> d
 
 # fields a connection update writes with steps of their own, never with the PUT
 _OWN_STEPS: Final = frozenset({"pipelinePermissions", "sharedWith", "scheme", "issuer", "subject"})
+
+
+PROPAGATE_STEP: Final = "wait for the new credential to propagate"
+
+
+def _propagated(ctx: ApplyContext, change: Change, name: str) -> None:
+    """Return once ``ctx.credential_propagation`` seconds have passed since credential
+    ``name`` was written for this change (the step right before); until then a
+    ``TransientError`` whose delay is the time left, so the engine waits without holding a
+    request and an interrupt stops the wait."""
+    left = ctx.left(
+        "credential propagation", f"{change.address}/{name}", ctx.credential_propagation
+    )
+    if left > 0:
+        raise TransientError(
+            f"federated credential {name} was just written; Microsoft Entra honours a new "
+            f"credential after a delay, so the connection is pointed at it in {left:.0f} s",
+            code="CredentialPropagating",
+            delay=left,
+        )
 
 
 def _changed_roots(change: Change) -> set[str] | None:
@@ -540,9 +567,22 @@ def _put_connection_credential(
     _check_pair(ctx, change, endpoint, pair)
     body = {"properties": {"issuer": pair[0], "subject": pair[1], "audiences": [DEFAULT_AUDIENCE]}}
     try:
-        ctx.services.arm.put_credential(sub, rg, ident, name, body)
+        raw = ctx.services.arm.put_credential(sub, rg, ident, name, body)
     except NotFoundError as exc:
         raise lagging(ctx, exc, ident_key, f"identity {ident}") from None
+    # the plan's own change for this credential (the connection's implied one) then finds it
+    # written and does not write it again: a second write would restart its propagation
+    ctx.record(
+        Address(Kind.FEDERATED_CREDENTIAL, credential_key(ident_key, name)),
+        {
+            "identity": ident_key,
+            "name": name,
+            "issuer": pair[0],
+            "subject": pair[1],
+            "audiences": [DEFAULT_AUDIENCE],
+            "id": (raw or {}).get("id"),
+        },
+    )
     return name
 
 
