@@ -412,6 +412,7 @@ class ServiceConnectionKind(IdentityChild):
                 )
         problems.extend(_foreign_pairs(view))
         problems.extend(_home_moves(view))
+        problems.extend(_other_schemes(view))
         return problems
 
     def edges(self, view: PlanView, edge: Edge) -> None:
@@ -769,6 +770,18 @@ class ServiceConnectionKind(IdentityChild):
             )
         scheme = str(attrs.get("scheme") or "WorkloadIdentityFederation")
         client = attrs.get("servicePrincipalId")
+        if scheme.lower() not in (WIF.lower(), SECRET_SCHEME.lower()):
+            return Exported(
+                label,
+                {},  # nothing to suggest: a spec declaring it fails the plan
+                section="serviceConnections",
+                place=place,
+                unexpressed=(
+                    f"it signs in with scheme {scheme}, which specs cannot declare and the tool "
+                    "does not convert (only secret-based ServicePrincipal connections are "
+                    "converted in place)"
+                ),
+            )
         if scheme.lower() != "workloadidentityfederation":
             # never the secret: Azure DevOps does not return it, and nothing of it is written
             return Exported(
@@ -841,6 +854,26 @@ KIND = ServiceConnectionKind()
 _GROUP_IN: Final = re.compile(r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)$", re.IGNORECASE)
 _MAX_NAME: Final = 256  # the schema's bound on a connection's name
 _LEGACY_ISSUER: Final = re.compile(r"^https://vstoken\.", re.IGNORECASE)
+
+
+def _other_schemes(view: PlanView) -> list[str]:
+    """A declared connection whose live one signs in with a scheme the tool neither manages
+    nor converts (e.g. ``ManagedServiceIdentity``, an agent's own identity): an update would
+    be refused by Azure DevOps at apply, so the plan fails naming it."""
+    problems = []
+    for resource in view.desired_of[Kind.SERVICE_CONNECTION]:
+        current = view.live.resources.get(resource.address)
+        scheme = str((current.attrs.get("scheme") if current else None) or WIF)
+        if scheme.lower() in (WIF.lower(), SECRET_SCHEME.lower()):
+            continue
+        where = f"{resource.source}: " if resource.source else ""
+        problems.append(
+            f"{where}service connection {resource.address.key} exists with scheme {scheme}; "
+            f"the tool manages {WIF} connections and converts only {SECRET_SCHEME} ones in "
+            "place, so it cannot take this one over: remove it from the specs, or give the "
+            "spec connection another name"
+        )
+    return problems
 
 
 def _foreign_pairs(view: PlanView) -> list[str]:
