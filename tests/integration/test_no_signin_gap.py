@@ -376,3 +376,47 @@ serviceConnections:
         assert probe.failures > 0, probe.summary()
         return
     _assert_no_gap(probe, at_least=3)
+
+
+def test_a_legacy_connection_moved_to_another_identity_and_migrated_at_once_has_no_gap(
+    world: Simulator, portal: Portal, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # the attacker's case: one edit moves legacy-sc to target-mi and to the Entra issuer; the
+    # credential legacy-mi holds for it goes only after the connection names target-mi
+    _apply(world, capsys, _legacy(tmp_path, "devops", "kept"))
+    spec = _write(
+        tmp_path,
+        "moved-migrated",
+        f"""identities:
+  - name: legacy-mi
+    roleAssignments:
+      - role: Reader
+        scope: {RG_SCOPE}
+  - name: target-mi
+    roleAssignments:
+      - role: Reader
+        scope: {RG_SCOPE}
+serviceConnections:
+  - name: legacy-sc
+    organization: contoso
+    project: platform
+    identity: target-mi
+    subscriptionName: Sandbox
+""",
+    )
+    probe, _ = _probed_slow(world, capsys, spec, "1")
+    _assert_no_gap(probe, at_least=3)
+    (conn,) = [c for c in portal.connections("contoso", "platform") if c["id"] == LEGACY_ID]
+    params = conn["authorization"]["parameters"]
+    target_mi = portal.identity("identities-rg", "target-mi")
+    assert params["serviceprincipalid"] == target_mi["properties"]["clientId"]
+    assert params["workloadIdentityFederationIssuerType"] == "EntraID"
+    legacy_mi = portal.identity("identities-rg", "legacy-mi")
+    assert portal.credentials(legacy_mi["id"]) == [], "the old identity's credential is gone"
+    held = {
+        (c["properties"]["issuer"], c["properties"]["subject"])
+        for c in portal.credentials(target_mi["id"])
+    }
+    assert held == {
+        (params["workloadIdentityFederationIssuer"], params["workloadIdentityFederationSubject"])
+    }
