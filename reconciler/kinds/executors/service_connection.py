@@ -556,7 +556,7 @@ def _put_connection_credential(
     ``transition_credential_name``); returns the name."""
     after = change.after or {}
     ident_key = str(after["identity"])
-    sub, rg, ident = identity_path(ctx, ident_key)
+    ident = identity_path(ctx, ident_key)[2]
     name = transition_credential_name(
         str(after["organization"]),
         str(after["project"]),
@@ -565,13 +565,21 @@ def _put_connection_credential(
         pair,
     )
     _check_pair(ctx, change, endpoint, pair)
-    body = {"properties": {"issuer": pair[0], "subject": pair[1], "audiences": [DEFAULT_AUDIENCE]}}
     try:
-        raw = ctx.services.arm.put_credential(sub, rg, ident, name, body)
+        _put_pair(ctx, ident_key, name, pair)
     except NotFoundError as exc:
         raise lagging(ctx, exc, ident_key, f"identity {ident}") from None
-    # the plan's own change for this credential (the connection's implied one) then finds it
-    # written and does not write it again: a second write would restart its propagation
+    return name
+
+
+def _put_pair(ctx: ApplyContext, ident_key: str, name: str, pair: tuple[Any, Any]) -> None:
+    """Write credential ``name`` on the identity for ``pair`` (checked by the caller), and
+    record it, so that the plan's own change for this credential (a connection's implied one)
+    finds it written and does not write it again: a second write would restart its
+    propagation in Entra."""
+    sub, rg, ident = identity_path(ctx, ident_key)
+    body = {"properties": {"issuer": pair[0], "subject": pair[1], "audiences": [DEFAULT_AUDIENCE]}}
+    raw = ctx.services.arm.put_credential(sub, rg, ident, name, body)
     ctx.record(
         Address(Kind.FEDERATED_CREDENTIAL, credential_key(ident_key, name)),
         {
@@ -583,7 +591,6 @@ def _put_connection_credential(
             "id": (raw or {}).get("id"),
         },
     )
-    return name
 
 
 def _check_pair(
@@ -665,15 +672,7 @@ def _migrate_issuer(
         if shown in {tuple(p) for p in _identity_credentials(ctx, ident_key, written).values()}:
             return
         _check_pair(ctx, change, endpoint, shown)
-        sub, rg, ident = identity_path(ctx, ident_key)
-        body = {
-            "properties": {
-                "issuer": shown[0],
-                "subject": shown[1],
-                "audiences": [DEFAULT_AUDIENCE],
-            }
-        }
-        ctx.services.arm.put_credential(sub, rg, ident, name, body)
+        _put_pair(ctx, ident_key, name, shown)
         written[name] = shown
         ctx.step_done(change, FOLLOW_STEP, shown)
 
@@ -766,7 +765,6 @@ def _verify(
     held = _identity_credentials(ctx, ident_key, written)
     if reported not in {tuple(p) for p in held.values()}:
         _check_pair(ctx, change, current, reported)
-        sub, rg, ident = identity_path(ctx, ident_key)
         name = name or transition_credential_name(
             str(after["organization"]),
             str(after["project"]),
@@ -774,14 +772,7 @@ def _verify(
             held,
             reported,
         )
-        body = {
-            "properties": {
-                "issuer": reported[0],
-                "subject": reported[1],
-                "audiences": [DEFAULT_AUDIENCE],
-            }
-        }
-        ctx.services.arm.put_credential(sub, rg, ident, name, body)
+        _put_pair(ctx, ident_key, name, reported)
         if written is not None:
             written[name] = reported
     return current
