@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -295,12 +296,18 @@ serviceConnections:
 
 
 def _probed_slow(
-    sim: Simulator, capsys: pytest.CaptureFixture[str], spec: Path, propagation: str
+    sim: Simulator,
+    capsys: pytest.CaptureFixture[str],
+    spec: Path,
+    propagation: str,
+    before: Callable[[], None] | None = None,
 ) -> tuple[SignInProbe, str]:
     """Apply with a new credential honoured only PROPAGATION_MS after it is written (Entra's
     propagation), the probe running; returns the probe and the apply's output."""
     sim.set_faults(None, latency_ms=LATENCY_MS, fic_propagation_ms=PROPAGATION_MS)
     time.sleep(PROPAGATION_MS / 1000 + 0.1)  # what the earlier applies wrote is honoured now
+    if before is not None:
+        before()
     with SignInProbe.of(sim, interval=0.01) as probe:
         wait_rounds(probe, 1)
         code, out, err = run(
@@ -420,3 +427,35 @@ serviceConnections:
     assert held == {
         (params["workloadIdentityFederationIssuer"], params["workloadIdentityFederationSubject"])
     }
+
+
+def test_a_credential_written_moments_before_by_an_interrupted_run_is_waited_for(
+    world: Simulator, portal: Portal, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # an apply interrupted during the wait left other-mi holding app-sc's credential, written
+    # a moment ago; the rerun finds it held, must not write it again, and must still wait
+    endpoint_id = _managed_app(world, capsys, tmp_path)
+    staged = (
+        _moved(tmp_path)
+        .read_text(encoding="utf-8")
+        .replace("    identity: other-mi\n", "    identity: app-mi\n")
+    )
+    _apply(world, capsys, _write(tmp_path, "other-first", staged.removeprefix(HEAD)))
+    other = portal.identity("identities-rg", "other-mi")
+    pair = world.sign_in("contoso", endpoint_id)
+
+    def interrupted_run_wrote_it() -> None:
+        portal.put_credential(
+            other["id"], "ado-contoso-platform-app-sc", pair["issuer"], pair["subject"]
+        )
+        world.clear_log()
+
+    probe, out = _probed_slow(world, capsys, _moved(tmp_path), "1", interrupted_run_wrote_it)
+    _assert_no_gap(probe, at_least=4)
+    assert "propagat" in out
+    rewrites = [
+        r
+        for r in world.request_log(op="FederatedIdentityCredentials_CreateOrUpdate")
+        if "/other-mi/" in r["path"]
+    ]
+    assert rewrites == [], "a credential it holds is not written again"

@@ -346,19 +346,18 @@ def _update_connection(change: Change, ctx: ApplyContext, endpoint_id: str) -> d
     written: dict[str, tuple[str, str]] = {}
     if pair is not None and named.lower() != client_id.lower():
         # the identity the connection is about to name must accept what it presents first:
-        # its credential written, then honoured by Entra (no API tells when: a wait)
-        held = pair in {
-            tuple(p) for p in _identity_credentials(ctx, str(after["identity"])).values()
-        }
-        name = step(
+        # its credential written (unless it holds one: writing it again would restart its
+        # propagation), then honoured by Entra. No API tells when, nor how old a credential
+        # is (one held may have been written by an interrupted run seconds ago): always a wait
+        held = {tuple(p): n for n, p in _identity_credentials(ctx, str(after["identity"])).items()}
+        name = held.get(pair) or step(
             ctx,
             change,
             "add federated credential",
             lambda: _put_connection_credential(ctx, change, current, pair, written),
         )
         written[name] = pair
-        if not held:
-            step(ctx, change, PROPAGATE_STEP, lambda: _propagated(ctx, change, name))
+        step(ctx, change, PROPAGATE_STEP, lambda: _propagated(ctx, change, name))
 
     def update() -> dict[str, Any]:
         project_id = _project_id(ctx, org, project)
