@@ -191,6 +191,13 @@ class TextReporter:
         line = (
             f"    retrying {change_display(change)} in {delay:.1f}s: {code}: {_one_line(str(exc))}"
         )
+        if code == PLANNED_WAIT:
+            # a wait the change plans for, not a failure
+            line = (
+                f"    waiting {delay:.0f}s before pointing {change_display(change)} at its new "
+                "federated credential: Microsoft Entra honours a new credential only after a "
+                "delay (--credential-propagation)"
+            )
         with self._lock:
             now = self._clock()
             last = self._quiet.get(code)
@@ -266,6 +273,10 @@ def _pick_symbol(stream: TextIO, preferred: str, fallback: str) -> str:
         return fallback
     return preferred
 
+
+# the code of the retry a connection's change raises to wait for its new credential to propagate
+# (``kinds/executors/service_connection.py``): said as a wait, not as a failed attempt
+PLANNED_WAIT = "CredentialPropagating"
 
 # the version of the JSON-lines events of ``apply --format json`` (docs/apply-events.md): the
 # minor moves for added keys or events, the major for anything a reader would misread

@@ -270,7 +270,21 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _is_saved_plan(paths: Sequence[str]) -> bool:
-    return len(paths) == 1 and Path(paths[0]).is_file() and paths[0].endswith(".json")
+    """One file that is a plan document: named ``.json``, or (whatever ``plan --out`` was
+    given) not a ``.yaml``/``.yml`` spec and starting with a JSON object."""
+    if len(paths) != 1 or not Path(paths[0]).is_file():
+        return False
+    name = paths[0].lower()
+    if name.endswith(".json"):
+        return True
+    if name.endswith((".yaml", ".yml")):
+        return False
+    try:
+        with open(paths[0], "rb") as handle:
+            head = handle.read(64).lstrip()
+    except OSError:
+        return False
+    return head.startswith(b"{")
 
 
 def _confirm(args: argparse.Namespace, plan: Plan) -> bool:

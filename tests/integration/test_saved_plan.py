@@ -467,3 +467,20 @@ def test_show_counts_from_the_changes_not_the_files_summary(
         code, out, err = run(capsys, "show", str(saved), "--format", fmt)
         assert code == 0, err
         assert wanted in out and "0 to delete" not in out, out[-600:]
+
+
+@pytest.mark.parametrize("name", ["reviewed.plan", "plan"])
+def test_a_saved_plan_named_anything_but_yaml_is_applied_as_one(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], portal: Portal, tmp_path: Path, name: str
+) -> None:
+    # plan --out takes any name; apply recognises the document by its content, not only by a
+    # .json suffix (before: read as specs, 14 schema errors)
+    saved, _ = _saved_prune_plan(sim, capsys, tmp_path)
+    renamed = saved.rename(tmp_path / name)
+    code, out, err = run(
+        capsys, "apply", str(renamed), *target(sim), "--auto-approve", "--allow-destroy"
+    )
+    assert code == 0, out + err
+    assert "Applying the saved plan" in out and "Converged" in out
+    ident = portal.identity("identities-rg", "ado-pipeline-mi")
+    assert ident["tags"]["purpose"] == "deployments"
