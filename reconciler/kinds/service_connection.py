@@ -251,6 +251,7 @@ class ServiceConnectionKind(IdentityChild):
         writes it before the switch), so it is not planned on its own."""
         moves = transitions(view)
         desired_keys = {r.address.key for r in view.desired_of[Kind.SERVICE_CONNECTION]}
+        view.notices.extend(_unshares_of_unknown_home(view))
         for current in view.live_of[Kind.SERVICE_CONNECTION]:
             attrs = current.attrs
             key = current.address.key
@@ -961,6 +962,46 @@ def _home_moves(view: PlanView) -> list[str]:
                 f"Declare project: {home} with sharedWith: [{', '.join(others)}]"
             )
     return problems
+
+
+def _unshares_of_unknown_home(view: PlanView) -> list[Notice]:
+    """A warning for each declared connection this plan unshares from a project while Azure
+    DevOps does not tell which of its projects owns it (an Entra-issuer or secret-based
+    connection: only the legacy subject names the owning project, ``_home_moves``). If the
+    project unshared is the owning one, the connection loses its home: the reader must check."""
+    found = []
+    for resource in view.desired_of.get(Kind.SERVICE_CONNECTION, []):
+        current = view.live.resources.get(resource.address)
+        if current is None:
+            continue
+        live = current.attrs
+        home = federation.legacy_subject_project(
+            _text(live.get("issuer")),
+            _text(live.get("subject")),
+            str(live.get("organization") or ""),
+            str(live.get("name") or ""),
+        )
+        if home is not None:
+            continue  # known: ``_home_moves`` refuses unsharing it
+        wanted = {str(p).lower() for p in resource.attrs.get("sharedWith") or []}
+        dropped = sorted(
+            (str(p) for p in live.get("sharedWith") or [] if str(p).lower() not in wanted),
+            key=str.lower,
+        )
+        if not dropped:
+            continue
+        found.append(
+            Notice(
+                NoticeLevel.WARNING,
+                f"service connection {resource.address.key} is unshared from "
+                f"{', '.join(dropped)}; Azure DevOps does not report which of its projects owns "
+                f"it (its issuer is not the Azure DevOps one), so check that the spec's project "
+                f"'{resource.attrs.get('project')}' is the one it was created in: unsharing the "
+                "owning project removes the connection from its home",
+                resource.address,
+            )
+        )
+    return found
 
 
 def _shared_conversion(key: str, live: Mapping[str, Any], view: PlanView, shared: list[Any]) -> str:

@@ -160,3 +160,41 @@ def test_a_shared_secret_connection_converted_through_another_project_is_left_as
     assert _projects(portal, SPN_ID) == ["platform", "team-a"]
     [endpoint] = [e for e in portal.connections("contoso", "platform") if e["id"] == SPN_ID]
     assert endpoint["authorization"]["scheme"] == "ServicePrincipal"
+
+
+def test_unsharing_an_entra_connection_warns_that_its_owning_project_is_unknown(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # on the Entra issuer nothing says which project owns a connection: an unshare is planned,
+    # with a warning that names the projects, so a reviewer checks before it removes a home
+    text = f"""version: 1
+owner: platform-team
+defaults:
+  subscription: {SANDBOX}
+  resourceGroup: identities-rg
+  location: westeurope
+identities:
+  - name: shared-mi
+    roleAssignments:
+      - role: Reader
+        resourceGroup: sandbox-rg
+serviceConnections:
+  - name: shared-sc
+    organization: contoso
+    project: platform
+    identity: shared-mi
+    subscriptionName: Sandbox
+    sharedWith: [team-a]
+"""
+    shared = tmp_path / "shared.yaml"
+    shared.write_text(text, encoding="utf-8")
+    code, out, err = run(capsys, "apply", str(shared), *target(sim), "--auto-approve")
+    assert code == 0, out + err
+    code, out, err = run(capsys, "plan", str(shared), *target(sim), "--detailed-exitcode")
+    assert code == 0 and "does not report which of its projects" not in out + err
+    unshared = tmp_path / "unshared.yaml"
+    unshared.write_text(text.replace("    sharedWith: [team-a]\n", ""), encoding="utf-8")
+    code, out, err = run(capsys, "plan", str(unshared), *target(sim), "--detailed-exitcode")
+    assert code == 2, out + err
+    assert "contoso/platform/shared-sc is unshared from team-a" in out
+    assert "does not report which of its projects owns it" in out
