@@ -203,6 +203,16 @@ def generated_pair_problem(
     return None
 
 
+def refusal(connection: str, pair: tuple[object, object], problem: str, identity: str) -> str:
+    """The message for a pair ``generated_pair_problem`` refuses (plan and apply say it alike)."""
+    return (
+        f"service connection {connection} reports issuer {pair[0]} and subject {pair[1]}: "
+        f"{problem}. Azure DevOps generates these values, so the connection was edited or the "
+        f"service answered wrongly; identity {identity} is not made to trust them. Check the "
+        "connection in Azure DevOps"
+    )
+
+
 def _loose_guid(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(value))

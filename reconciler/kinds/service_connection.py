@@ -904,12 +904,9 @@ def _foreign_pairs(view: PlanView) -> list[str]:
         )
         if problem:
             where = f"{change.source}: " if change.source else ""
+            identity = short_identity(str(after.get("identity")))
             problems.append(
-                f"{where}service connection {served} reports issuer {issuer} and subject "
-                f"{subject}: {problem}. Azure DevOps generates these values, so the connection "
-                f"was edited or the service answered wrongly; identity "
-                f"{short_identity(str(after.get('identity')))} is not made to trust them. "
-                "Check the connection in Azure DevOps"
+                where + federation.refusal(str(served), (issuer, subject), problem, identity)
             )
     return problems
 

@@ -123,10 +123,7 @@ class ApplyContext:
 
     def within(self, what: str, key: str, budget: float) -> bool:
         """True while ``budget`` seconds have not passed since ``what`` first failed for ``key``."""
-        now = self.clock.monotonic()
-        with self._lock:
-            first = self._windows.setdefault((what, key.lower()), now)
-        return now - first < budget
+        return self.left(what, key, budget) > 0
 
 
 # -- steps ---------------------------------------------------------------------------------
@@ -377,9 +374,5 @@ def check_generated_pair(
     )
     if problem:
         raise PermanentError(
-            f"service connection {connection} reports issuer {pair[0]} and subject {pair[1]}: "
-            f"{problem}. Azure DevOps generates these values, so the connection was edited or "
-            f"the service answered wrongly; identity {identity} is not made to trust them. "
-            "Check the connection in Azure DevOps",
-            code="UnexpectedIssuer",
+            federation.refusal(connection, pair, problem, identity), code="UnexpectedIssuer"
         )
