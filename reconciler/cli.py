@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=(
             "how long to wait after writing a federated credential before pointing an existing "
-            "service connection at it (another identity, or after a conversion): Microsoft "
+            "service connection at it (another identity, a conversion, the Entra issuer): Microsoft "
             "Entra honours a new credential only after a delay no API reports (default 60; "
             "0 to 150)"
         ),

@@ -661,6 +661,9 @@ def _migrate_issuer(
         lambda: _put_connection_credential(ctx, change, endpoint, entra, written),
     )
     written[name] = entra
+    # that Azure DevOps refuses the switch (202) until Entra honours the credential is a
+    # hypothesis (sim README C8): wait for propagation as for any other switch, not on it
+    step(ctx, change, PROPAGATE_STEP, lambda: _propagated(ctx, change, name))
     shown_before = ctx.steps_done(change).get(FOLLOW_STEP)
     if shown_before:  # an earlier attempt of this change rewrote it
         written[name] = (str(shown_before[0]), str(shown_before[1]))
